@@ -1,0 +1,99 @@
+"""A small chat from the documentation's examples: sign up, log in, list users, send messages.
+
+Run it with ``bash scripts/demo`` (or ``python examples/chat.py``) and talk to it with
+``python -m websockets ws://localhost:9000``::
+
+    {"event": "user create", "payload": {"login": "alice", "password": "wonderland"}}
+    {"event": "user auth", "payload": {"login": "alice", "password": "wonderland"}}
+    {"event": "user list", "token": "<the token from the reply>"}
+    {"event": "chat send", "payload": {"to": "<a login>", "text": "hi"}, "token": "<token>"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+
+from dishka import FromDishka, Provider, Scope, make_async_container, provide
+from pydantic import BaseModel, Field
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import ClientEvent, CommandGroup, Context, User, WebSuckets
+from websuckets.di import WebSucketsProvider
+from websuckets.exc import InternalError
+from websuckets.security import Token
+from websuckets.session import Session
+
+
+class Credentials(BaseModel):
+    login: str = Field(min_length=1, max_length=32)
+    password: str = Field(min_length=4)
+
+
+class Message(BaseModel):
+    to: str
+    text: str = Field(min_length=1, max_length=2000)
+
+
+@dataclass
+class Accounts:
+    """Registered users, login -> password. A real app would keep them in a database."""
+
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+class ChatProvider(Provider):
+    accounts = provide(Accounts, scope=Scope.APP)
+
+
+users = CommandGroup("user")
+chat = CommandGroup("chat")
+
+
+@users.command("create")
+async def create(socket: ServerConnection, model: Credentials, accounts: FromDishka[Accounts]) -> None:
+    if model.login in accounts.passwords:
+        raise InternalError("login_taken", f"the login {model.login!r} is taken")
+    accounts.passwords[model.login] = model.password
+    await socket.send(ClientEvent("user created", {"login": model.login}))
+
+
+@users.command("auth")
+async def auth(socket: ServerConnection, model: Credentials, user: User, accounts: FromDishka[Accounts]) -> None:
+    expected = accounts.passwords.get(model.login)
+    if expected is None or not Token.matches(expected, model.password):
+        raise InternalError("bad_credentials", "unknown login or wrong password")
+    user.id = model.login
+    user.token = Token.generate()
+    await socket.send(ClientEvent("new token", {"login": model.login, "token": user.token}))
+
+
+@users.command("list", protected=True)
+async def list_users(socket: ServerConnection) -> None:
+    await socket.send(ClientEvent("users list", sorted(str(login) for login in Session.verified)))
+
+
+@chat.command("send", protected=True)
+async def send(socket: ServerConnection, model: Message, ctx: Context) -> None:
+    if model.to not in Session.verified:
+        raise InternalError("not_online", f"{model.to!r} is not online")
+    receiver = Session.verified[model.to]
+    await receiver.socket.send(ClientEvent("incoming message", {"from": ctx.user.id, "text": model.text}))
+    await ctx.reply("message sent")
+
+
+def create_app() -> WebSuckets:
+    container = make_async_container(ChatProvider(), WebSucketsProvider())
+    app = WebSuckets(container=container)
+    app.include_command_group(users)
+    app.include_command_group(chat)
+    return app
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = os.environ.get("WEBSUCKETS_HOST", "localhost")
+    port = int(os.environ.get("WEBSUCKETS_PORT", "9000"))
+    asyncio.run(create_app()(host, port))

@@ -1,0 +1,26 @@
+"""websuckets: real-time applications over WebSockets, with pydantic and dishka."""
+
+from .app import WebSuckets
+from .context import CallNext, Context, Middleware
+from .events import ClientEvent
+from .exc import InternalError
+from .routing import Command, CommandGroup
+from .security import Token
+from .session import Session, User
+
+__all__ = [
+    "CallNext",
+    "ClientEvent",
+    "Command",
+    "CommandGroup",
+    "Context",
+    "InternalError",
+    "Middleware",
+    "Session",
+    "Token",
+    "User",
+    "WebSuckets",
+    "__version__",
+]
+
+__version__ = "0.1.0"

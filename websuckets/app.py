@@ -1,0 +1,227 @@
+"""``WebSuckets``: the application, its configuration and its server lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from dishka import AsyncContainer
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as websockets_serve
+
+from .backends.base import Backend
+from .backends.memory import MemoryBackend
+from .context import Middleware
+from .dispatcher import Dispatcher
+from .exc import AppStateError, DuplicateCommand
+from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
+from .middleware import authenticate, build_chain, map_errors, validate_payload
+from .routing import Command, CommandGroup
+from .session import SessionStore, activate, deactivate
+
+__all__ = ["WebSuckets"]
+
+logger = logging.getLogger("websuckets")
+
+H = TypeVar("H", bound=Handler)
+
+DAY = 24 * 60 * 60
+
+
+class WebSuckets:
+    """A websuckets application.
+
+    ``await app(host, port)`` serves it until SIGINT or SIGTERM. To embed it in a larger
+    asyncio program, start it with ``async with app:`` and serve with ``app.serve(...)``.
+
+    Args:
+        container: a dishka ``AsyncContainer`` for handlers with ``FromDishka`` parameters.
+            The app closes it when it stops.
+        backend: where sessions and tokens live; :class:`MemoryBackend` by default.
+        token_ttl: seconds a token stays valid after it is set on ``User.token``.
+        max_message_size: the largest frame, in bytes, that reaches a handler. A larger one
+            gets a ``message_too_large`` error; one over four times this closes the
+            connection with code 1009. ``None`` for no limit.
+        shutdown_timeout: seconds to wait for in-flight commands when the server stops.
+        error_middleware, auth_middleware, validation_middleware: the built-in middlewares,
+            replaceable by your own.
+    """
+
+    def __init__(
+        self,
+        *,
+        container: AsyncContainer | None = None,
+        backend: Backend | None = None,
+        token_ttl: float = DAY,
+        max_message_size: int | None = 2**20,
+        shutdown_timeout: float = 10.0,
+        error_middleware: Middleware = map_errors,
+        auth_middleware: Middleware = authenticate,
+        validation_middleware: Middleware = validate_payload,
+    ) -> None:
+        self.container = container
+        self.backend = backend if backend is not None else MemoryBackend()
+        self.token_ttl = token_ttl
+        self.max_message_size = max_message_size
+        self.shutdown_timeout = shutdown_timeout
+        self.error_middleware = error_middleware
+        self.auth_middleware = auth_middleware
+        self.validation_middleware = validation_middleware
+        self.middlewares: list[Middleware] = []
+        self.commands: dict[str, Command] = {}
+        self.connect_hooks: list[CallPlan] = []
+        self.disconnect_hooks: list[CallPlan] = []
+        self._dispatcher: Dispatcher | None = None
+
+    # configuration, before the app starts
+
+    def include_command_group(self, group: CommandGroup) -> None:
+        """Add the group's commands, and any it registers later, to the app."""
+        self._check_not_started("include a command group")
+        for command in group:
+            self._add_command(command)
+        group.subscribe(self._add_command)
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run ``middleware`` around every command, after authentication."""
+        self._check_not_started("add a middleware")
+        self.middlewares.append(middleware)
+
+    def on_connect(self, hook: H) -> H:
+        """Run ``hook`` when a client connects (it may take the socket, the User and services)."""
+        self.connect_hooks.append(analyse(hook, HandlerKind.HOOK))
+        return hook
+
+    def on_disconnect(self, hook: H) -> H:
+        """Run ``hook`` when a client has left, before its SESSION scope closes."""
+        self.disconnect_hooks.append(analyse(hook, HandlerKind.HOOK))
+        return hook
+
+    def _add_command(self, command: Command) -> None:
+        self._check_not_started("register a command")
+        if command.name in self.commands:
+            raise DuplicateCommand(command.name)
+        self.commands[command.name] = command
+
+    def _check_not_started(self, action: str) -> None:
+        if self._dispatcher is not None:
+            raise AppStateError(f"cannot {action} once the app has started")
+
+    # lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._dispatcher is not None
+
+    async def __aenter__(self) -> Self:
+        """Start the app: build every chain, start the backend. Serve with :meth:`serve`."""
+        self._check_not_started("start the app")
+        self._check_container()
+        for command in self.commands.values():
+            command.chain = build_chain(self._middlewares_for(command), endpoint(command.plan))
+        sessions = SessionStore(self.backend, self.token_ttl)
+        await self.backend.start()
+        self._dispatcher = Dispatcher(
+            self.commands, sessions, self.container, self.connect_hooks, self.disconnect_hooks, self.max_message_size
+        )
+        activate(sessions)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop the app: close the backend and the container (running APP finalizers)."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            deactivate(dispatcher.sessions)
+        try:
+            await self.backend.close()
+        finally:
+            if self.container is not None:
+                await self.container.close()
+
+    def _middlewares_for(self, command: Command) -> list[Middleware]:
+        return [
+            self.error_middleware,
+            self.auth_middleware,
+            *self.middlewares,
+            *command.group.middlewares,
+            self.validation_middleware,
+        ]
+
+    def _check_container(self) -> None:
+        if self.container is not None:
+            return
+        plans = [(c.name, c.plan) for c in self.commands.values()]
+        plans += [("a connection hook", plan) for plan in self.connect_hooks + self.disconnect_hooks]
+        for name, plan in plans:
+            if plan.needs_container:
+                raise AppStateError(
+                    f"{plan.handler.__qualname__} ({name}) takes FromDishka parameters, "
+                    "but the app has no container: WebSuckets(container=make_async_container(...))"
+                )
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The running dispatcher; only while the app is started."""
+        if self._dispatcher is None:
+            raise AppStateError("the app is not started: use 'async with app:' or 'await app(host, port)'")
+        return self._dispatcher
+
+    async def handler(self, socket: ServerConnection) -> None:
+        """The ``websockets`` connection handler, for ``websockets.asyncio.server.serve(app.handler, ...)``."""
+        await self.dispatcher.serve(socket)
+
+    def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
+        """A ``websockets`` server for this started app; use it as ``async with app.serve(...) as server:``.
+
+        Extra keyword arguments go to :func:`websockets.asyncio.server.serve`.
+        """
+        if self.max_message_size is not None:
+            kwargs.setdefault("max_size", 4 * self.max_message_size)
+        kwargs.setdefault("logger", logging.getLogger("websuckets.server"))
+        return websockets_serve(self.handler, host, port, **kwargs)
+
+    async def shutdown(self, server: Server) -> None:
+        """Stop accepting, let in-flight commands finish (up to ``shutdown_timeout``), close with 1001."""
+        server.server.close()  # stop listening; open connections go on
+        if not await self.dispatcher.wait_idle(self.shutdown_timeout):
+            logger.warning("shutdown: commands still running after %.1f s", self.shutdown_timeout)
+        server.close()
+        await server.wait_closed()
+
+    async def __call__(self, host: str, port: int) -> None:
+        """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully."""
+        async with self, self.serve(host, port) as server:
+            print(f"websuckets: serving on {_address(server, host)} (press Ctrl+C to stop)", flush=True)
+            logger.info("serving on %s", _address(server, host))
+            await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
+            logger.info("shutting down")
+            await self.shutdown(server)
+
+
+def _address(server: Server, host: str) -> str:
+    port = server.sockets[0].getsockname()[1] if server.sockets else 0
+    shown = f"[{host}]" if ":" in host else host
+    return f"ws://{shown}:{port}"
+
+
+async def _wait_for_signal(signals: Sequence[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not on this platform
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,68 @@
+"""The in-process backend: plain dictionaries, the default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from ..security import Token
+from .base import Backend, TokenRecord, UserId
+
+if TYPE_CHECKING:  # a cycle: session.User holds its backend
+    from ..session import User
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend(Backend):
+    """Keeps session state in this process: enough for one server process."""
+
+    def __init__(self) -> None:
+        self._online: dict[UUID, User] = {}
+        self._verified: dict[UserId, User] = {}
+        self._tokens: dict[str, tuple[str, TokenRecord]] = {}
+
+    def add_online(self, user: User) -> None:
+        self._online[user.client_id] = user
+
+    def remove_online(self, user: User) -> None:
+        self._online.pop(user.client_id, None)
+
+    def get_online(self, client_id: UUID) -> User | None:
+        return self._online.get(client_id)
+
+    def online_ids(self) -> Iterator[UUID]:
+        return iter(list(self._online))
+
+    def count_online(self) -> int:
+        return len(self._online)
+
+    def add_verified(self, user: User) -> None:
+        assert user.id is not None
+        self._verified[user.id] = user
+
+    def remove_verified(self, user_id: UserId, user: User) -> None:
+        if self._verified.get(user_id) is user:
+            del self._verified[user_id]
+
+    def get_verified(self, user_id: UserId) -> User | None:
+        return self._verified.get(user_id)
+
+    def verified_ids(self) -> Iterator[UserId]:
+        return iter(list(self._verified))
+
+    def count_verified(self) -> int:
+        return len(self._verified)
+
+    def remember_token(self, token: str, record: TokenRecord) -> None:
+        self._tokens[Token.digest(token)] = (token, record)
+
+    def forget_token(self, token: str) -> None:
+        self._tokens.pop(Token.digest(token), None)
+
+    async def find_token(self, token: str) -> TokenRecord | None:
+        stored = self._tokens.get(Token.digest(token))
+        if stored is None or not Token.matches(stored[0], token):
+            return None
+        return stored[1]

@@ -1,0 +1,177 @@
+"""The data path: a connection's frames, each to an envelope, its command's chain, a reply.
+
+:meth:`Dispatcher.serve` is the ``websockets`` connection handler; everything it runs was
+decided when the app started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from dishka import AsyncContainer, Scope
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from .context import Context
+from .envelope import error_event, parse_envelope
+from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
+from .handlers import CallPlan
+from .routing import Command
+from .session import SessionStore, User, enter_connection
+
+__all__ = ["Connection", "Dispatcher", "ErrorListener"]
+
+logger = logging.getLogger("websuckets.dispatcher")
+
+
+class ErrorListener(Protocol):
+    def __call__(self, exc: BaseException, /) -> None: ...
+
+
+class Connection:
+    """What websuckets keeps for one open connection."""
+
+    __slots__ = ("container", "dispatcher", "sessions", "socket", "user")
+
+    def __init__(
+        self, dispatcher: Dispatcher, socket: ServerConnection, user: User, container: AsyncContainer | None
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.socket = socket
+        self.user = user
+        self.container = container
+        """The connection's SESSION scope, or ``None`` when the app injects nothing."""
+        self.sessions = dispatcher.sessions
+
+    def report_unexpected(self, exc: BaseException, ctx: Context | None = None) -> None:
+        self.dispatcher.report_unexpected(exc, ctx)
+
+
+class Dispatcher:
+    """Runs connections for a started app: routing table, session store, scopes, hooks."""
+
+    def __init__(
+        self,
+        commands: Mapping[str, Command],
+        sessions: SessionStore,
+        container: AsyncContainer | None,
+        on_connect: Sequence[CallPlan],
+        on_disconnect: Sequence[CallPlan],
+        max_message_size: int | None,
+    ) -> None:
+        self.commands = commands
+        self.sessions = sessions
+        self.container = container
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.max_message_size = max_message_size
+        self.error_listeners: list[ErrorListener] = []
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def serve(self, socket: ServerConnection) -> None:
+        """Serve one connection until it closes."""
+        enter_connection(self.sessions)
+        user = self.sessions.connect(socket)
+        try:
+            async with self._session_scope(socket, user) as container:
+                connection = Connection(self, socket, user, container)
+                if await self._connect(connection):
+                    try:
+                        await self._receive(connection)
+                    finally:
+                        await self._run_hooks(self.on_disconnect, connection)
+        except ConnectionClosed:
+            pass  # the client left while we were answering it
+        finally:
+            self.sessions.disconnect(user)
+
+    async def _receive(self, connection: Connection) -> None:
+        async for frame in connection.socket:
+            self.in_flight += 1
+            self._idle.clear()
+            try:
+                await self.dispatch(connection, frame)
+            finally:
+                self.in_flight -= 1
+                if not self.in_flight:
+                    self._idle.set()
+
+    async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
+        """Route one frame: errors before routing are answered here, the rest by the chain."""
+        if self.max_message_size is not None and len(frame) > self.max_message_size:
+            limit = f"the message is larger than {self.max_message_size} bytes"
+            await connection.socket.send(error_event(MessageTooLarge(limit)))
+            return
+        try:
+            envelope = parse_envelope(frame)
+        except (InvalidJSON, InvalidCommand) as error:
+            await connection.socket.send(error_event(error, error.event, error.id))
+            return
+        command = self.commands.get(envelope.event)
+        if command is None:
+            unknown = UnknownCommand(f"no command is named {envelope.event!r}")
+            await connection.socket.send(error_event(unknown, envelope.event, envelope.id))
+            return
+        assert command.chain is not None, "chains are built when the app starts"
+        await command.chain(Context(connection, command, envelope.payload, envelope.token, envelope.id))
+
+    async def wait_idle(self, limit: float) -> bool:
+        """Wait until no command is being handled; ``False`` if ``limit`` seconds ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), limit)
+        except TimeoutError:
+            return False
+        return True
+
+    def report_unexpected(self, exc: BaseException, ctx: Context | None = None) -> None:
+        """Log an exception that no middleware turned into an error for the client."""
+        where = f"command {ctx.event!r}" if ctx is not None else "a connection hook"
+        logger.error("unexpected error in %s", where, exc_info=exc)
+        for listener in self.error_listeners:
+            listener(exc)
+
+    @asynccontextmanager
+    async def _session_scope(self, socket: ServerConnection, user: User) -> AsyncIterator[AsyncContainer | None]:
+        if self.container is None:
+            yield None
+            return
+        context = {ServerConnection: socket, User: user}
+        async with self.container(context=context, scope=Scope.SESSION) as session:
+            yield session
+
+    async def _connect(self, connection: Connection) -> bool:
+        """Run the connect hooks; an exception in one refuses the connection."""
+        try:
+            for plan in self.on_connect:
+                await _call_hook(plan, connection)
+        except InternalError as error:
+            await connection.socket.send(error_event(error))
+            await connection.socket.close(CloseCode.POLICY_VIOLATION, "connection refused")
+            return False
+        except Exception as exc:
+            self.report_unexpected(exc)
+            await connection.socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+            return False
+        return True
+
+    async def _run_hooks(self, plans: Sequence[CallPlan], connection: Connection) -> None:
+        for plan in plans:
+            try:
+                await _call_hook(plan, connection)
+            except Exception as exc:
+                self.report_unexpected(exc)
+
+
+async def _call_hook(plan: CallPlan, connection: Connection) -> Any:
+    if not plan.needs_container:
+        return await plan.call(connection, None)
+    assert connection.container is not None, "checked when the app started"
+    async with connection.container() as request:
+        return await plan.call(connection, request)

@@ -1,0 +1,148 @@
+"""Exceptions of websuckets.
+
+The tree::
+
+    WebSucketsError
+    ├── InternalError            sent to the client as an ``error`` event
+    │   ├── InvalidJSON          invalid_json
+    │   ├── InvalidCommand       invalid_command
+    │   ├── UnknownCommand       unknown_command
+    │   ├── PayloadInvalid       validation_error
+    │   ├── Unauthorized         unauthorized
+    │   ├── MessageTooLarge      message_too_large
+    │   └── UnexpectedError      internal_error (details never reach the client)
+    ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
+    ├── DuplicateCommand(ValueError)    a full command name registered twice
+    └── AppStateError(RuntimeError)     the app used before start or changed after it
+
+An :class:`InternalError` is *external*: its ``name`` and ``details`` are what the client
+sees. Any other exception raised while handling a command is *internal*: the client
+receives ``internal_error`` with no details and the server log gets the traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AppStateError",
+    "DuplicateCommand",
+    "InternalError",
+    "InvalidCommand",
+    "InvalidHandler",
+    "InvalidJSON",
+    "MessageTooLarge",
+    "PayloadInvalid",
+    "Unauthorized",
+    "UnexpectedError",
+    "UnknownCommand",
+    "WebSucketsError",
+]
+
+
+class WebSucketsError(Exception):
+    """Base class of every exception that websuckets raises."""
+
+
+class InternalError(WebSucketsError):
+    """An error sent to the client as ``{"event": "error", "payload": {...}}``.
+
+    ``name`` is the error's stable name, ``details`` any JSON-serialisable value.
+    Raise an instance, or a subclass whose ``__init__`` takes no arguments
+    (``raise UserNotFound``): both reach the client.
+    """
+
+    def __init__(self, name: str, details: Any = None) -> None:
+        super().__init__(name, details)
+        self.name = name
+        self.details = details
+
+    def __str__(self) -> str:
+        if self.details is None:
+            return self.name
+        return f"{self.name}: {self.details}"
+
+
+class _FrameworkError(InternalError):
+    """An error of the framework itself, with a fixed, documented name."""
+
+    code: ClassVar[str]
+
+    def __init__(self, details: Any = None, *, event: str | None = None, id: str | int | None = None) -> None:
+        super().__init__(self.code, details)
+        self.event = event
+        """The command's event name, where it was known when the error was raised."""
+        self.id = id
+        """The command's correlation id, where it was known when the error was raised."""
+
+
+class InvalidJSON(_FrameworkError):
+    """The frame is not a text frame holding valid JSON."""
+
+    code = "invalid_json"
+
+
+class InvalidCommand(_FrameworkError):
+    """The JSON is not an object with a string ``event`` (or a field has the wrong type)."""
+
+    code = "invalid_command"
+
+
+class UnknownCommand(_FrameworkError):
+    """No command is registered under the requested event name."""
+
+    code = "unknown_command"
+
+
+class PayloadInvalid(_FrameworkError):
+    """The payload does not validate against the handler's model.
+
+    ``details`` is pydantic's error list (``loc``, ``msg``, ``type``), without the input.
+    """
+
+    code = "validation_error"
+
+
+class Unauthorized(_FrameworkError):
+    """A protected command came without the valid token of a verified user."""
+
+    code = "unauthorized"
+
+
+class MessageTooLarge(_FrameworkError):
+    """The message is larger than the app's ``max_message_size``."""
+
+    code = "message_too_large"
+
+
+class UnexpectedError(_FrameworkError):
+    """What the client sees of any other exception: a name, no details."""
+
+    code = "internal_error"
+
+
+class InvalidHandler(WebSucketsError, TypeError):
+    """A handler or hook whose signature websuckets cannot call."""
+
+    def __init__(self, handler: str, problem: str) -> None:
+        super().__init__(handler, problem)
+        self.handler = handler
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"handler {self.handler}: {self.problem}"
+
+
+class DuplicateCommand(WebSucketsError, ValueError):
+    """A full command name is already registered in the group or in the app."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"command {self.name!r} is already registered"
+
+
+class AppStateError(WebSucketsError, RuntimeError):
+    """The app was used in a way its lifecycle does not allow."""

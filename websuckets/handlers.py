@@ -1,0 +1,227 @@
+"""Signature analysis: what each parameter of a handler or hook is, decided once.
+
+At ``@group.command`` time every parameter gets a role (the socket, the payload model,
+an injected service, the ``Context``, the ``User``); at dispatch time websuckets only runs
+the :class:`CallPlan` built here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from operator import attrgetter
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+from dishka import AsyncContainer
+from dishka.entities.key import _FromComponent
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+
+from .context import Context
+from .exc import InvalidHandler
+from .session import User
+
+__all__ = ["CallPlan", "Dependency", "HandlerKind", "Role", "analyse", "endpoint"]
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class HandlerKind(Enum):
+    COMMAND = "command"
+    """A command handler: the socket first, then at most one model, services, Context, User."""
+    HOOK = "hook"
+    """A connect/disconnect hook: any of the socket, the User and services."""
+
+
+class Role(Enum):
+    SOCKET = "socket"
+    MODEL = "model"
+    CONTEXT = "context"
+    USER = "user"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A ``FromDishka[T]`` parameter: the type and component to ask the container for."""
+
+    type: Any
+    component: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    name: str
+    role: Role
+    keyword: bool
+    dependency: Dependency | None = None
+
+
+_from_source: dict[Role, Callable[[Any], Any]] = {
+    Role.SOCKET: attrgetter("socket"),
+    Role.MODEL: attrgetter("model"),
+    Role.USER: attrgetter("user"),
+    Role.CONTEXT: lambda source: source,
+}
+
+
+class CallPlan:
+    """How to call one handler, decided at registration."""
+
+    def __init__(self, handler: Handler, parameters: tuple[Parameter, ...]) -> None:
+        self.handler = handler
+        self.parameters = parameters
+        self.model: type[BaseModel] | None = None
+        self.dependencies = tuple(p.dependency for p in parameters if p.dependency is not None)
+        self.needs_container = bool(self.dependencies)
+        self._positional = tuple(self._getter(p) for p in parameters if not p.keyword)
+        self._keyword = tuple((p.name, self._getter(p)) for p in parameters if p.keyword)
+
+    def _getter(self, parameter: Parameter) -> Callable[[Any], Any] | Dependency:
+        if parameter.dependency is not None:
+            return parameter.dependency
+        return _from_source[parameter.role]
+
+    async def call(self, source: Any, container: AsyncContainer | None) -> Any:
+        """Call the handler with arguments taken from ``source`` (a Context or a Connection).
+
+        ``container`` is the scope to resolve services from; ``None`` when nothing is injected.
+        """
+        if container is None:
+            args = [get(source) for get in self._positional]  # type: ignore[operator]
+            kwargs = {name: get(source) for name, get in self._keyword}  # type: ignore[operator]
+        else:
+            args = [await _resolve(get, source, container) for get in self._positional]
+            kwargs = {name: await _resolve(get, source, container) for name, get in self._keyword}
+        return await self.handler(*args, **kwargs)
+
+
+async def _resolve(get: Callable[[Any], Any] | Dependency, source: Any, container: AsyncContainer) -> Any:
+    if isinstance(get, Dependency):
+        return await container.get(get.type, get.component)
+    return get(source)
+
+
+def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
+    """Decide the role of every parameter of ``handler``, or raise :class:`InvalidHandler`."""
+    name = getattr(handler, "__qualname__", repr(handler))
+    if not inspect.iscoroutinefunction(handler):
+        raise InvalidHandler(name, "must be a coroutine function (declare it with 'async def')")
+    hints = _type_hints(handler, name)
+    signature = inspect.signature(handler)
+    parameters = tuple(
+        _classify(name, parameter, hints.get(parameter.name, inspect.Parameter.empty))
+        for parameter in signature.parameters.values()
+    )
+    _check_roles(name, parameters, kind)
+    plan = CallPlan(handler, parameters)
+    models = [hints[p.name] for p in parameters if p.role is Role.MODEL]
+    plan.model = models[0] if models else None
+    return plan
+
+
+def _type_hints(handler: Handler, name: str) -> dict[str, Any]:
+    try:
+        return get_type_hints(handler, include_extras=True)
+    except NameError as exc:
+        raise InvalidHandler(name, f"an annotation cannot be resolved: {exc}") from None
+
+
+def _classify(handler: str, parameter: inspect.Parameter, annotation: Any) -> Parameter:
+    where = f"parameter {parameter.name!r}"
+    if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        raise InvalidHandler(handler, f"{where}: *args and **kwargs are not supported")
+    if annotation is inspect.Parameter.empty:
+        raise InvalidHandler(handler, f"{where} has no annotation")
+    keyword = parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    dependency = _dependency(annotation)
+    if dependency is not None:
+        return Parameter(parameter.name, Role.SERVICE, keyword, dependency)
+    role = _role_of(annotation)
+    if role is None:
+        raise InvalidHandler(
+            handler,
+            f"{where}: {_type_name(annotation)} is neither the socket, a pydantic model, "
+            "Context, User nor FromDishka[...]",
+        )
+    return Parameter(parameter.name, role, keyword)
+
+
+def _dependency(annotation: Any) -> Dependency | None:
+    if get_origin(annotation) is not Annotated:
+        return None
+    base, *metadata = get_args(annotation)
+    for marker in metadata:
+        if isinstance(marker, _FromComponent):
+            return Dependency(base, marker.component)
+    return None
+
+
+def _role_of(annotation: Any) -> Role | None:
+    if _is_socket(annotation):
+        return Role.SOCKET
+    if not isinstance(annotation, type):
+        return None
+    if issubclass(annotation, BaseModel):
+        return Role.MODEL
+    if issubclass(annotation, Context):
+        return Role.CONTEXT
+    if issubclass(annotation, User):
+        return Role.USER
+    return None
+
+
+def _is_socket(annotation: Any) -> bool:
+    """``ServerConnection``, or the deprecated ``websockets.WebSocketServerProtocol`` alias.
+
+    The alias is recognised by name so that websuckets never imports the legacy module.
+    """
+    if not isinstance(annotation, type):
+        return False
+    if issubclass(annotation, ServerConnection):
+        return True
+    return annotation.__module__ == "websockets.legacy.server" and annotation.__name__ == "WebSocketServerProtocol"
+
+
+_SOCKET_FIRST = "the first parameter must be the socket (WebSocketServerProtocol or ServerConnection)"
+
+
+def _check_roles(handler: str, parameters: tuple[Parameter, ...], kind: HandlerKind) -> None:
+    roles = [p.role for p in parameters]
+    if kind is HandlerKind.COMMAND:
+        if not parameters:
+            raise InvalidHandler(handler, f"takes no parameters; {_SOCKET_FIRST}")
+        if roles[0] is not Role.SOCKET:
+            raise InvalidHandler(handler, f"parameter {parameters[0].name!r}: {_SOCKET_FIRST}")
+    else:
+        for parameter in parameters:
+            if parameter.role in (Role.MODEL, Role.CONTEXT):
+                raise InvalidHandler(handler, f"parameter {parameter.name!r}: a hook gets no {parameter.role.value}")
+    for role in (Role.SOCKET, Role.MODEL, Role.CONTEXT, Role.USER):
+        extra = [p for p in parameters if p.role is role][1:]
+        if extra:
+            raise InvalidHandler(handler, f"parameter {extra[0].name!r}: only one {role.value} parameter is allowed")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def endpoint(plan: CallPlan) -> Callable[[Context], Awaitable[None]]:
+    """The last step of a command's chain: call the handler, in a REQUEST scope only if it injects."""
+    if not plan.needs_container:
+
+        async def call(ctx: Context) -> None:
+            await plan.call(ctx, None)
+
+        return call
+
+    async def call_in_scope(ctx: Context) -> None:
+        container = ctx.connection.container
+        assert container is not None, "checked when the app started"
+        async with container(context={Context: ctx}) as request:
+            await plan.call(ctx, request)
+
+    return call_in_scope

@@ -1,0 +1,92 @@
+"""``CommandGroup`` and ``Command``: the names clients send and the handlers they reach."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
+
+from .context import Middleware
+from .exc import DuplicateCommand
+from .handlers import CallPlan, Handler, HandlerKind, analyse
+
+if TYPE_CHECKING:
+    from .context import CallNext
+
+__all__ = ["Command", "CommandGroup"]
+
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(eq=False)
+class Command:
+    """One registered command."""
+
+    name: str
+    """The full name clients send as ``event``, prefix included."""
+    handler: Handler
+    protected: bool
+    """Whether the command needs the token of a verified user."""
+    plan: CallPlan
+    group: CommandGroup
+    chain: CallNext | None = field(default=None, repr=False)
+    """The middleware chain ending in this handler, built when the app starts."""
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        """The pydantic model the payload is validated against, if the handler takes one."""
+        return self.plan.model
+
+
+class CommandGroup:
+    """Commands that share a name prefix and group middlewares.
+
+    ``CommandGroup("user")`` turns ``@group.command("create")`` into the command
+    ``"user create"``.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.middlewares: list[Middleware] = []
+        self._commands: dict[str, Command] = {}
+        self._listeners: list[Callable[[Command], None]] = []
+
+    def command(self, name: str, protected: bool = False) -> Callable[[H], H]:
+        """Register the decorated async function as the handler of ``name``.
+
+        Its signature is checked here; the function is returned unchanged.
+        """
+
+        def register(handler: H) -> H:
+            plan = analyse(handler, HandlerKind.COMMAND)
+            command = Command(self.full_name(name), handler, protected, plan, self)
+            if command.name in self._commands:
+                raise DuplicateCommand(command.name)
+            for listener in self._listeners:
+                listener(command)
+            self._commands[command.name] = command
+            return handler
+
+        return register
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run ``middleware`` around the commands of this group only (inside app middlewares)."""
+        self.middlewares.append(middleware)
+
+    def full_name(self, name: str) -> str:
+        return f"{self.prefix} {name}" if self.prefix else name
+
+    def subscribe(self, listener: Callable[[Command], None]) -> None:
+        """Call ``listener`` with every command registered from now on (the app including us)."""
+        self._listeners.append(listener)
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands.values())
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def __repr__(self) -> str:
+        return f"<CommandGroup prefix={self.prefix!r} commands={list(self._commands)}>"

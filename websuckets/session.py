@@ -1,0 +1,192 @@
+"""``User`` and ``Session``: who is online and who is verified.
+
+``Session.online`` and ``Session.verified`` are read-only mappings over the backend of
+the app that is serving: inside a connection, the app of that connection; elsewhere, the
+app started last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from uuid import UUID
+
+from .backends.base import Backend, TokenRecord, UserId
+from .exc import AppStateError
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+__all__ = ["Session", "SessionStore", "User"]
+
+K = TypeVar("K")
+
+
+class User:
+    """One connected client, and the user it is signed in as once verified.
+
+    Until verification only ``socket`` is set. Setting both ``id`` (the user's id, not
+    the connection's) and ``token`` verifies the user; any other attribute may be stored
+    too (``user.login = ...``).
+    """
+
+    socket: ServerConnection
+    id: UserId | None
+    token: str | None
+    _store: SessionStore
+
+    def __init__(self, socket: ServerConnection, store: SessionStore) -> None:
+        object.__setattr__(self, "socket", socket)
+        object.__setattr__(self, "_store", store)
+        object.__setattr__(self, "id", None)
+        object.__setattr__(self, "token", None)
+
+    @property
+    def client_id(self) -> UUID:
+        """The connection's id, the key of ``Session.online``: ``socket.id``."""
+        return self.socket.id
+
+    @property
+    def verified(self) -> bool:
+        """Whether both ``id`` and ``token`` are set."""
+        return self.id is not None and self.token is not None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "id" or name == "token":
+            self._store.change_identity(self, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"<User client_id={self.client_id} id={self.id!r} verified={self.verified}>"
+
+
+class SessionStore:
+    """Connects :class:`User` objects to a backend, for one app."""
+
+    def __init__(self, backend: Backend, token_ttl: float) -> None:
+        self.backend = backend
+        self.token_ttl = token_ttl
+
+    def connect(self, socket: ServerConnection) -> User:
+        user = User(socket, self)
+        self.backend.add_online(user)
+        return user
+
+    def disconnect(self, user: User) -> None:
+        self.backend.remove_online(user)
+        self._unverify(user)
+
+    def change_identity(self, user: User, name: str, value: Any) -> None:
+        """Set ``user.id`` or ``user.token``, keeping the verified index and tokens in step."""
+        old_id, old_token = user.id, user.token
+        self._unverify(user)
+        object.__setattr__(user, name, value)
+        if old_token is not None and old_token != user.token:
+            self.backend.forget_token(old_token)
+        if user.id is None or user.token is None:
+            return
+        self.backend.add_verified(user)
+        if (user.id, user.token) != (old_id, old_token):
+            record = TokenRecord(user.id, time.time() + self.token_ttl)
+            self.backend.remember_token(user.token, record)
+
+    def adopt(self, user: User, token: str, record: TokenRecord) -> None:
+        """Verify ``user`` with a token issued earlier (on another connection), keeping its expiry."""
+        self._unverify(user)
+        if user.token is not None and user.token != token:
+            self.backend.forget_token(user.token)
+        object.__setattr__(user, "id", record.user_id)
+        object.__setattr__(user, "token", token)
+        self.backend.add_verified(user)
+
+    def _unverify(self, user: User) -> None:
+        if user.id is not None:
+            self.backend.remove_verified(user.id, user)
+
+    async def find_valid_token(self, token: str) -> TokenRecord | None:
+        """The record of a token, if it was issued and has not expired."""
+        record = await self.backend.find_token(token)
+        if record is None:
+            return None
+        if record.expires_at <= time.time():
+            self.backend.forget_token(token)
+            return None
+        return record
+
+
+_serving: ContextVar[SessionStore | None] = ContextVar("websuckets_session_store", default=None)
+_started_last: list[SessionStore] = []
+
+
+def activate(store: SessionStore) -> None:
+    """Make ``store`` what ``Session`` reads outside any connection (the app started last)."""
+    _started_last[:] = [store]
+
+
+def deactivate(store: SessionStore) -> None:
+    if _started_last and _started_last[0] is store:
+        _started_last.clear()
+
+
+def enter_connection(store: SessionStore) -> None:
+    """Make ``store`` what ``Session`` reads in this task (the task of one connection)."""
+    _serving.set(store)
+
+
+def current_backend() -> Backend:
+    store = _serving.get() or (_started_last[0] if _started_last else None)
+    if store is None:
+        raise AppStateError("no websuckets app is running: Session is only available while one serves")
+    return store.backend
+
+
+class _OnlineUsers(Mapping[UUID, User]):
+    def __getitem__(self, client_id: UUID) -> User:
+        user = current_backend().get_online(client_id)
+        if user is None:
+            raise KeyError(client_id)
+        return user
+
+    def __contains__(self, client_id: object) -> bool:
+        return isinstance(client_id, UUID) and current_backend().get_online(client_id) is not None
+
+    def __iter__(self) -> Iterator[UUID]:
+        return current_backend().online_ids()
+
+    def __len__(self) -> int:
+        return current_backend().count_online()
+
+    def __repr__(self) -> str:
+        return f"Session.online({dict(self)!r})"
+
+
+class _VerifiedUsers(Mapping[UserId, User]):
+    def __getitem__(self, user_id: UserId) -> User:
+        user = current_backend().get_verified(user_id)
+        if user is None:
+            raise KeyError(user_id)
+        return user
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, str | int) and current_backend().get_verified(user_id) is not None
+
+    def __iter__(self) -> Iterator[UserId]:
+        return current_backend().verified_ids()
+
+    def __len__(self) -> int:
+        return current_backend().count_verified()
+
+    def __repr__(self) -> str:
+        return f"Session.verified({dict(self)!r})"
+
+
+class Session:
+    """Every connected client (``online``) and every verified one (``verified``)."""
+
+    online: ClassVar[Mapping[UUID, User]] = _OnlineUsers()
+    """Connected clients, keyed by the connection's id (``socket.id``)."""
+    verified: ClassVar[Mapping[UserId, User]] = _VerifiedUsers()
+    """Verified clients, keyed by the user's id (``User.id``)."""
