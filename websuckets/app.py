@@ -183,7 +183,7 @@ class WebSuckets:
         """
         if self.max_message_size is not None:
             kwargs.setdefault("max_size", 4 * self.max_message_size)
-        kwargs.setdefault("logger", logging.getLogger("websuckets.server"))
+        kwargs.setdefault("logger", _ServerLogger(logging.getLogger("websuckets.server")))
         return websockets_serve(self.handler, host, port, **kwargs)
 
     async def shutdown(self, server: Server) -> None:
@@ -202,6 +202,16 @@ class WebSuckets:
             await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
+
+
+class _ServerLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets' logger with its DEBUG frame dumps off: frames carry tokens and passwords.
+
+    Pass ``logger=`` to :meth:`WebSuckets.serve` to get them back while debugging.
+    """
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (the logging API's name)
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
 
 
 def _address(server: Server, host: str) -> str:

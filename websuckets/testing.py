@@ -80,11 +80,11 @@ class TestConnection:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, client: TestClient, transport: _Transport, client_id: UUID | None) -> None:
+    def __init__(self, client: TestClient, transport: _Transport, client_id: UUID) -> None:
         self._client = client
         self._transport = transport
         self.client_id = client_id
-        """The server-side ``socket.id`` (known in memory; ``None`` over a real socket)."""
+        """The server-side ``socket.id`` of this client: its key in ``Session.online``."""
         self.history: list[str] = []
         """Every frame received so far, oldest first."""
 
@@ -168,7 +168,9 @@ class TestConnection:
             raise AssertionError(f"still open after {limit} s; received so far: {self.history!r}") from None
 
     async def close(self) -> None:
+        """Close the connection; returns once the server has seen this client leave."""
         await self._transport.close()
+        await self._client.wait_gone(self.client_id)
 
 
 def _reply_id(received: Received) -> str | int | None:
@@ -245,8 +247,10 @@ class TestClient:
     async def connect(self) -> TestConnection:
         """A new client, connected and past the connect hooks."""
         if self.real:
-            socket = await connect(f"ws://127.0.0.1:{self.port}", open_timeout=self.timeout)
-            connection = TestConnection(self, _RealTransport(socket), None)
+            known = set(self.app.backend.online_ids())
+            socket = await connect(self.url, open_timeout=self.timeout)
+            client_id = await self._new_client_id(known)
+            connection = TestConnection(self, _RealTransport(socket), client_id)
         else:
             server_side, client_side = _memory_pair()
             task = asyncio.create_task(self.app.handler(server_side))  # type: ignore[arg-type]
@@ -256,6 +260,21 @@ class TestClient:
         self._connections.append(connection)
         await asyncio.sleep(0)  # let the server run the connect hooks
         return connection
+
+    async def _new_client_id(self, known: set[UUID]) -> UUID:
+        """The id of the connection the server registered since ``known`` was taken."""
+        async with asyncio.timeout(self.timeout):
+            while True:
+                new = set(self.app.backend.online_ids()) - known
+                if new:
+                    return new.pop()
+                await asyncio.sleep(0.001)
+
+    async def wait_gone(self, client_id: UUID) -> None:
+        """Wait until the server has unregistered a client (its disconnect hooks have run)."""
+        async with asyncio.timeout(self.timeout):
+            while self.app.backend.get_online(client_id) is not None:
+                await asyncio.sleep(0.001)
 
     def raise_server_error(self) -> None:
         """Raise the oldest unexpected handler exception not yet raised, if any."""
@@ -336,8 +355,8 @@ class _MemorySocket:
     def _closed_error(self) -> ConnectionClosed:
         close = Close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
         if close.code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
-            return ConnectionClosedOK(close, close)
-        return ConnectionClosedError(close, close)
+            return ConnectionClosedOK(close, close, rcvd_then_sent=True)
+        return ConnectionClosedError(close, close, rcvd_then_sent=True)
 
 
 def _memory_pair() -> tuple[_MemorySocket, _MemorySocket]:

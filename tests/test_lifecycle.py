@@ -1,0 +1,133 @@
+"""Connect and disconnect hooks, starting and stopping the app, graceful shutdown."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from dishka import FromDishka, Provider, Scope, make_async_container, provide
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from websuckets import ClientEvent, CommandGroup, User, WebSuckets
+from websuckets.di import WebSucketsProvider
+from websuckets.exc import AppStateError, InternalError
+from websuckets.testing import TestClient
+
+
+class Greeting(str):
+    pass
+
+
+class GreetingProvider(Provider):
+    @provide(scope=Scope.SESSION)
+    async def greeting(self, user: User) -> AsyncIterator[Greeting]:
+        yield Greeting(f"welcome {user.client_id}")
+
+
+async def test_hooks_run_on_connect_and_disconnect_with_injection(real: bool) -> None:
+    """on_connect and on_disconnect get the socket, the User and injected services."""
+    events: list[str] = []
+    app = WebSuckets(container=make_async_container(GreetingProvider(), WebSucketsProvider()))
+
+    @app.on_connect
+    async def hello(socket: ServerConnection, greeting: FromDishka[Greeting]) -> None:
+        await socket.send(ClientEvent("hello", str(greeting)))
+
+    @app.on_disconnect
+    async def bye(user: User) -> None:
+        events.append(f"bye {user.client_id}")
+
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        assert (await alice.receive()).payload == f"welcome {alice.client_id}"
+        await alice.close()
+        assert events == [f"bye {alice.client_id}"]
+
+
+async def test_on_connect_may_refuse_a_connection(real: bool) -> None:
+    """An InternalError in on_connect is sent to the client, then the connection closes (1008)."""
+    app = WebSuckets()
+
+    @app.on_connect
+    async def refuse(socket: ServerConnection) -> None:
+        raise InternalError("full", "the server is full")
+
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        error = await alice.receive_error("full")
+        assert error.payload["details"] == "the server is full"
+        assert await alice.expect_closed() == 1008
+
+
+def test_hooks_are_checked_at_definition() -> None:
+    """A hook asking for a payload model is refused when it is declared."""
+    app = WebSuckets()
+    with pytest.raises(TypeError, match="a hook gets no context"):
+        from websuckets import Context
+
+        @app.on_connect
+        async def hook(ctx: Context) -> None: ...
+
+
+async def test_async_with_starts_and_stops_the_app_for_embedding() -> None:
+    """`async with app:` plus `app.serve(...)` embeds the app in a larger asyncio program."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("hi")
+    async def hi(socket: ServerConnection) -> None:
+        await socket.send("hi")
+
+    app.include_command_group(group)
+    with pytest.raises(AppStateError, match="not started"):
+        app.dispatcher  # noqa: B018
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send('{"event": "hi"}')
+            assert await ws.recv() == "hi"
+    assert not app.started
+
+
+async def test_shutdown_lets_in_flight_commands_finish_then_closes_with_1001() -> None:
+    """On shutdown a running command completes and its reply arrives before the 1001 close."""
+    app = WebSuckets(shutdown_timeout=5)
+    group = CommandGroup()
+    started = asyncio.Event()
+
+    @group.command("slow")
+    async def slow(socket: ServerConnection) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        await socket.send("finished")
+
+    app.include_command_group(group)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send('{"event": "slow"}')
+            await started.wait()
+            shutdown = asyncio.create_task(app.shutdown(server))
+            assert await ws.recv() == "finished"
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1001
+            await shutdown
+
+
+async def test_app_call_serves_until_sigterm_and_prints_the_address(capsys: pytest.CaptureFixture[str]) -> None:
+    """`await app(host, port)` prints one line with the address and stops on SIGTERM."""
+    import os
+    import signal
+
+    app = WebSuckets()
+    serving = asyncio.create_task(app("127.0.0.1", 0))
+    for _ in range(200):
+        if "serving on" in capsys.readouterr().out:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(serving, 5)
+    assert not app.started

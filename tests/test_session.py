@@ -1,0 +1,143 @@
+"""Session.online and Session.verified, User attributes, tokens: expiry and reuse."""
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import ClientEvent, CommandGroup, Session, Token, User, WebSuckets
+from websuckets.backends import MemoryBackend
+from websuckets.exc import AppStateError
+from websuckets.testing import TestClient, TestConnection
+
+
+class Login(BaseModel):
+    name: str
+
+
+def make_app(**options: object) -> WebSuckets:
+    app = WebSuckets(**options)  # type: ignore[arg-type]
+    group = CommandGroup()
+
+    @group.command("login")
+    async def login(socket: ServerConnection, model: Login) -> None:
+        user = Session.online[socket.id]
+        user.id = model.name
+        user.token = Token.generate()
+        await socket.send(ClientEvent("token", user.token))
+
+    @group.command("logout")
+    async def logout(socket: ServerConnection, user: User) -> None:
+        user.token = None
+        await socket.send(ClientEvent("bye"))
+
+    @group.command("secret", protected=True)
+    async def secret(socket: ServerConnection, user: User) -> None:
+        await socket.send(ClientEvent("secret", user.id))
+
+    app.include_command_group(group)
+    return app
+
+
+async def log_in(client: TestClient, name: str) -> tuple[TestConnection, str]:
+    connection = await client.connect()
+    await connection.send("login", {"name": name})
+    return connection, (await connection.receive()).payload
+
+
+async def test_online_and_verified_follow_connections(real: bool) -> None:
+    """Clients appear online on connect, verified once id and token are set, and leave both."""
+    async with TestClient(make_app(), real=real) as client:
+        alice = await client.connect()
+        assert list(Session.online) == [alice.client_id]
+        user = Session.online[alice.client_id]
+        assert (user.socket.id, user.id, user.token, user.verified) == (alice.client_id, None, None, False)
+        assert len(Session.verified) == 0
+
+        await alice.send("login", {"name": "alice"})
+        await alice.receive()
+        assert user.verified
+        assert dict(Session.verified) == {"alice": user}
+
+        await alice.send("logout")
+        await alice.receive()
+        assert "alice" not in Session.verified
+
+        await alice.close()
+        assert alice.client_id not in Session.online
+        assert len(Session.online) == 0
+
+
+async def test_protected_command_needs_a_valid_token(real: bool) -> None:
+    """No token, a wrong token, or a revoked one: unauthorized. The right one passes."""
+    async with TestClient(make_app(), real=real) as client:
+        alice = await client.connect()
+        await alice.send("secret")
+        assert (await alice.receive_error("unauthorized")).payload["details"] == "this command needs a token"
+        await alice.send("login", {"name": "alice"})
+        token = (await alice.receive()).payload
+        await alice.send("secret", token=Token.generate())
+        await alice.receive_error("unauthorized")
+        await alice.send("secret", token=token)
+        assert (await alice.receive()).payload == "alice"
+        await alice.send("logout")
+        await alice.receive()
+        await alice.send("secret", token=token)
+        await alice.receive_error("unauthorized")
+
+
+async def test_token_from_an_earlier_connection_verifies_a_new_one(real: bool) -> None:
+    """A client that reconnects with its token is the same user again."""
+    async with TestClient(make_app(), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        await alice.close()
+        again = await client.connect()
+        await again.send("secret", token=token)
+        assert (await again.receive()).payload == "alice"
+        assert Session.verified["alice"] is Session.online[again.client_id]
+
+
+async def test_tokens_expire(real: bool) -> None:
+    """After token_ttl seconds a token no longer opens protected commands."""
+    async with TestClient(make_app(token_ttl=0.05), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        await alice.send("secret", token=token)
+        await alice.receive()
+        await asyncio.sleep(0.1)
+        await alice.send("secret", token=token)
+        error = await alice.receive_error("unauthorized")
+        assert error.payload["details"] == "the token is invalid or has expired"
+
+
+async def test_backend_holds_the_state() -> None:
+    """Presence, verified users and tokens live in the backend the app was given."""
+    backend = MemoryBackend()
+    async with TestClient(make_app(backend=backend)) as client:
+        alice, token = await log_in(client, "alice")
+        assert backend.count_online() == 1
+        assert backend.get_verified("alice") is Session.online[alice.client_id]
+        record = await backend.find_token(token)
+        assert record is not None
+        assert record.user_id == "alice"
+    assert token not in repr(backend.__dict__.get("_tokens", {}).keys())
+
+
+async def test_tokens_never_reach_the_log(real: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Even at DEBUG level, no server log record carries a token (the test's own client may)."""
+    caplog.set_level("DEBUG")
+    async with TestClient(make_app(), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        await alice.send("secret", token=token[::-1])
+        await alice.receive_error("unauthorized")
+        await alice.send("secret", token=token)
+        await alice.receive()
+    server_records = [r for r in caplog.records if r.name.startswith("websuckets")]
+    assert server_records
+    assert not [r for r in server_records if token in r.getMessage() or token[::-1] in r.getMessage()]
+
+
+def test_session_outside_a_running_app_says_so() -> None:
+    """Reading Session with no app serving is a clear error, not an empty dict."""
+    with pytest.raises(AppStateError, match="no websuckets app is running"):
+        len(Session.online)
