@@ -48,7 +48,10 @@ async def test_send_message_between_clients(real: bool) -> None:
         await alice.send("send message", {"to": str(bob.client_id), "text": "hi"})
         assert (await alice.receive()).raw == '{"event":"message sent","payload":null}'
         incoming = await bob.receive()
-        assert (incoming.event, incoming.payload) == ("incoming message", {"author": str(alice.client_id), "text": "hi"})
+        assert (incoming.event, incoming.payload) == (
+            "incoming message",
+            {"author": str(alice.client_id), "text": "hi"},
+        )
 
         await bob.close()
         await alice.send("send message", {"to": str(bob.client_id), "text": "still there?"})

@@ -9,7 +9,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from websuckets import ClientEvent, CommandGroup, User, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, User, WebSuckets
 from websuckets.di import WebSucketsProvider
 from websuckets.exc import AppStateError, InternalError
 from websuckets.testing import TestClient
@@ -61,13 +61,12 @@ async def test_on_connect_may_refuse_a_connection(real: bool) -> None:
 
 
 def test_hooks_are_checked_at_definition() -> None:
-    """A hook asking for a payload model is refused when it is declared."""
-    app = WebSuckets()
-    with pytest.raises(TypeError, match="a hook gets no context"):
-        from websuckets import Context
+    """A hook asking for the Context of a command is refused when it is declared."""
 
-        @app.on_connect
-        async def hook(ctx: Context) -> None: ...
+    async def hook(ctx: Context) -> None: ...
+
+    with pytest.raises(TypeError, match="hook: parameter 'ctx': a hook gets no context"):
+        WebSuckets().on_connect(hook)
 
 
 async def test_async_with_starts_and_stops_the_app_for_embedding() -> None:
