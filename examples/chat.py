@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
 
 from dishka import FromDishka, Provider, Scope, make_async_container, provide
 from pydantic import BaseModel, Field
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import ClientEvent, CommandGroup, Context, User, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
 from websuckets.di import WebSucketsProvider
 from websuckets.exc import InternalError
 from websuckets.security import Token
@@ -37,11 +36,11 @@ class Message(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
 
 
-@dataclass
 class Accounts:
     """Registered users, login -> password. A real app would keep them in a database."""
 
-    passwords: dict[str, str] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.passwords: dict[str, str] = {}
 
 
 class ChatProvider(Provider):
@@ -53,26 +52,26 @@ chat = CommandGroup("chat")
 
 
 @users.command("create")
-async def create(socket: ServerConnection, model: Credentials, accounts: FromDishka[Accounts]) -> None:
+async def create(socket: ServerConnection, model: Credentials, ctx: Context, accounts: FromDishka[Accounts]) -> None:
     if model.login in accounts.passwords:
         raise InternalError("login_taken", f"the login {model.login!r} is taken")
     accounts.passwords[model.login] = model.password
-    await socket.send(ClientEvent("user created", {"login": model.login}))
+    await ctx.reply("user created", {"login": model.login})
 
 
 @users.command("auth")
-async def auth(socket: ServerConnection, model: Credentials, user: User, accounts: FromDishka[Accounts]) -> None:
+async def auth(socket: ServerConnection, model: Credentials, ctx: Context, accounts: FromDishka[Accounts]) -> None:
     expected = accounts.passwords.get(model.login)
     if expected is None or not Token.matches(expected, model.password):
         raise InternalError("bad_credentials", "unknown login or wrong password")
-    user.id = model.login
-    user.token = Token.generate()
-    await socket.send(ClientEvent("new token", {"login": model.login, "token": user.token}))
+    ctx.user.id = model.login
+    ctx.user.token = Token.generate()
+    await ctx.reply("new token", {"login": model.login, "token": ctx.user.token})
 
 
 @users.command("list", protected=True)
-async def list_users(socket: ServerConnection) -> None:
-    await socket.send(ClientEvent("users list", sorted(str(login) for login in Session.verified)))
+async def list_users(socket: ServerConnection, ctx: Context) -> None:
+    await ctx.reply("users list", sorted(str(login) for login in Session.verified))
 
 
 @chat.command("send", protected=True)
