@@ -101,6 +101,12 @@ async def who(
     await socket.send(ClientEvent("you", str(injected.id)))
 
 
+@group.command("keywords")
+async def keywords(socket: ServerConnection, *, ctx: Context, counter: FromDishka[Counter]) -> None:
+    counter.value += 10
+    await ctx.reply("keywords", counter.value)
+
+
 @group.command("plain")
 async def plain(socket: ServerConnection, ctx: Context) -> None:
     seen["plain_scope"] = ctx.connection.container
@@ -122,6 +128,15 @@ async def test_session_scope_keeps_state_per_connection(real: bool) -> None:
             assert (await alice.receive()).payload == expected
         await bob.send("count")
         assert (await bob.receive()).payload == 1
+
+
+async def test_keyword_only_parameters_are_passed_by_name(real: bool) -> None:
+    """Keyword-only parameters, injected or not, reach the handler by name."""
+    async with TestClient(make_app(), real=real) as client:
+        alice = await client.connect()
+        await alice.send("keywords", id=1)
+        reply = await alice.receive()
+        assert (reply.payload, reply.id) == (10, 1)
 
 
 async def test_session_finalizer_runs_on_disconnect(real: bool) -> None:
@@ -206,6 +221,22 @@ async def test_injecting_without_a_container_fails_at_start() -> None:
     with pytest.raises(AppStateError, match=r"count \(count\) takes FromDishka parameters"):
         async with app:
             pass
+
+
+async def test_container_without_injecting_handlers_opens_no_session_scope() -> None:
+    """When nothing injects, connections open no SESSION scope even if the app has a container."""
+    plain_group = CommandGroup()
+
+    @plain_group.command("scope")
+    async def scope(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("scope", repr(ctx.connection.container))
+
+    app = WebSuckets(container=make_container())
+    app.include_command_group(plain_group)
+    async with TestClient(app) as client:
+        alice = await client.connect()
+        await alice.send("scope")
+        assert (await alice.receive()).payload == "None"
 
 
 async def test_no_container_needed_without_services(real: bool) -> None:

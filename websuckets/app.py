@@ -120,13 +120,18 @@ class WebSuckets:
     async def __aenter__(self) -> Self:
         """Start the app: build every chain, start the backend. Serve with :meth:`serve`."""
         self._check_not_started("start the app")
-        self._check_container()
+        injects = self._check_container()
         for command in self.commands.values():
             command.chain = build_chain(self._middlewares_for(command), endpoint(command.plan))
         sessions = SessionStore(self.backend, self.token_ttl)
         await self.backend.start()
         self._dispatcher = Dispatcher(
-            self.commands, sessions, self.container, self.connect_hooks, self.disconnect_hooks, self.max_message_size
+            self.commands,
+            sessions,
+            self.container if injects else None,  # no SESSION scope per connection when nothing injects
+            self.connect_hooks,
+            self.disconnect_hooks,
+            self.max_message_size,
         )
         activate(sessions)
         return self
@@ -153,17 +158,18 @@ class WebSuckets:
             self.validation_middleware,
         ]
 
-    def _check_container(self) -> None:
-        if self.container is not None:
-            return
+    def _check_container(self) -> bool:
+        """Whether any handler or hook injects services; an error if one does and there is no container."""
         plans = [(c.name, c.plan) for c in self.commands.values()]
         plans += [("a connection hook", plan) for plan in self.connect_hooks + self.disconnect_hooks]
-        for name, plan in plans:
-            if plan.needs_container:
-                raise AppStateError(
-                    f"{plan.handler.__qualname__} ({name}) takes FromDishka parameters, "
-                    "but the app has no container: WebSuckets(container=make_async_container(...))"
-                )
+        injecting = [(name, plan) for name, plan in plans if plan.needs_container]
+        if injecting and self.container is None:
+            name, plan = injecting[0]
+            raise AppStateError(
+                f"{plan.handler.__qualname__} ({name}) takes FromDishka parameters, "
+                "but the app has no container: WebSuckets(container=make_async_container(...))"
+            )
+        return bool(injecting)
 
     @property
     def dispatcher(self) -> Dispatcher:

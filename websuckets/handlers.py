@@ -68,40 +68,46 @@ _from_source: dict[Role, Callable[[Any], Any]] = {
 
 
 class CallPlan:
-    """How to call one handler, decided at registration."""
+    """How to call one handler, decided at registration.
 
-    def __init__(self, handler: Handler, parameters: tuple[Parameter, ...]) -> None:
+    Each parameter becomes a getter (the socket, model, user or context, read from the
+    ``source``) or a :class:`Dependency` resolved from the container. Keyword-only
+    parameters come last in any signature, so the first ``len(parameters) - len(keywords)``
+    values are passed positionally.
+    """
+
+    def __init__(self, handler: Handler, parameters: tuple[Parameter, ...], model: type[BaseModel] | None) -> None:
         self.handler = handler
         self.parameters = parameters
-        self.model: type[BaseModel] | None = None
+        self.model = model
+        """The payload model, if the handler takes one."""
         self.dependencies = tuple(p.dependency for p in parameters if p.dependency is not None)
         self.needs_container = bool(self.dependencies)
-        self._positional = tuple(self._getter(p) for p in parameters if not p.keyword)
-        self._keyword = tuple((p.name, self._getter(p)) for p in parameters if p.keyword)
-
-    def _getter(self, parameter: Parameter) -> Callable[[Any], Any] | Dependency:
-        if parameter.dependency is not None:
-            return parameter.dependency
-        return _from_source[parameter.role]
+        """Whether calling the handler needs a scope to resolve services from."""
+        self._arguments = tuple(p.dependency or _from_source[p.role] for p in parameters)
+        self._getters = tuple(_from_source[p.role] for p in parameters if p.dependency is None)
+        self._keywords = tuple(p.name for p in parameters if p.keyword)
+        self._positional_count = len(parameters) - len(self._keywords)
 
     async def call(self, source: Any, container: AsyncContainer | None) -> Any:
         """Call the handler with arguments taken from ``source`` (a Context or a Connection).
 
-        ``container`` is the scope to resolve services from; ``None`` when nothing is injected.
+        ``container`` is the scope services come from; ``None`` when the handler injects nothing.
         """
         if container is None:
-            args = [get(source) for get in self._positional]  # type: ignore[operator]
-            kwargs = {name: get(source) for name, get in self._keyword}  # type: ignore[operator]
+            values = [get(source) for get in self._getters]
         else:
-            args = [await _resolve(get, source, container) for get in self._positional]
-            kwargs = {name: await _resolve(get, source, container) for name, get in self._keyword}
-        return await self.handler(*args, **kwargs)
+            values = [await _resolve(argument, source, container) for argument in self._arguments]
+        if not self._keywords:
+            return await self.handler(*values)
+        count = self._positional_count
+        return await self.handler(*values[:count], **dict(zip(self._keywords, values[count:], strict=True)))
 
 
-async def _resolve(get: Callable[[Any], Any] | Dependency, source: Any, container: AsyncContainer) -> Any:
-    if isinstance(get, Dependency):
-        return await container.get(get.type, get.component)
-    return get(source)
+async def _resolve(argument: Callable[[Any], Any] | Dependency, source: Any, container: AsyncContainer) -> Any:
+    if isinstance(argument, Dependency):
+        return await container.get(argument.type, argument.component)
+    return argument(source)
 
 
 def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
@@ -116,10 +122,8 @@ def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
         for parameter in signature.parameters.values()
     )
     _check_roles(name, parameters, kind)
-    plan = CallPlan(handler, parameters)
     models = [hints[p.name] for p in parameters if p.role is Role.MODEL]
-    plan.model = models[0] if models else None
-    return plan
+    return CallPlan(handler, parameters, models[0] if models else None)
 
 
 def _type_hints(handler: Handler, name: str) -> dict[str, Any]:
