@@ -41,14 +41,15 @@ class WebSuckets:
     Args:
         container: a dishka ``AsyncContainer`` for handlers with ``FromDishka`` parameters.
             The app closes it when it stops.
-        backend: where sessions and tokens live; :class:`MemoryBackend` by default.
+        backend: where sessions and tokens live; `MemoryBackend` by default.
         token_ttl: seconds a token stays valid after it is set on ``User.token``.
         max_message_size: the largest frame, in bytes, that reaches a handler. A larger one
             gets a ``message_too_large`` error; one over four times this closes the
             connection with code 1009. ``None`` for no limit.
         shutdown_timeout: seconds to wait for in-flight commands when the server stops.
-        error_middleware, auth_middleware, validation_middleware: the built-in middlewares,
-            replaceable by your own.
+        error_middleware: the outermost middleware, mapping exceptions to error events.
+        auth_middleware: the middleware that checks tokens of protected commands.
+        validation_middleware: the innermost middleware, validating payloads into models.
     """
 
     def __init__(
@@ -118,7 +119,7 @@ class WebSuckets:
         return self._dispatcher is not None
 
     async def __aenter__(self) -> Self:
-        """Start the app: build every chain, start the backend. Serve with :meth:`serve`."""
+        """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
         injects = self._check_container()
         for command in self.commands.values():
@@ -185,7 +186,7 @@ class WebSuckets:
     def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
         """A ``websockets`` server for this started app; use it as ``async with app.serve(...) as server:``.
 
-        Extra keyword arguments go to :func:`websockets.asyncio.server.serve`.
+        Extra keyword arguments go to `websockets.asyncio.server.serve`.
         """
         if self.max_message_size is not None:
             kwargs.setdefault("max_size", 4 * self.max_message_size)
@@ -213,7 +214,7 @@ class WebSuckets:
 class _ServerLogger(logging.LoggerAdapter[logging.Logger]):
     """websockets' logger with its DEBUG frame dumps off: frames carry tokens and passwords.
 
-    Pass ``logger=`` to :meth:`WebSuckets.serve` to get them back while debugging.
+    Pass ``logger=`` to `WebSuckets.serve` to get them back while debugging.
     """
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (the logging API's name)

@@ -41,7 +41,7 @@ class Context:
         self.command = command
         self.event: str = command.name
         self.payload = payload
-        """The command's ``payload`` as parsed JSON, or :data:`~websuckets.envelope.MISSING`."""
+        """The command's ``payload`` as parsed JSON, or `MISSING`."""
         self.token = token
         self.id = id
         self.model: BaseModel | None = None

@@ -1,6 +1,6 @@
 """The data path: a connection's frames, each to an envelope, its command's chain, a reply.
 
-:meth:`Dispatcher.serve` is the ``websockets`` connection handler; everything it runs was
+`Dispatcher.serve` is the ``websockets`` connection handler; everything it runs was
 decided when the app started.
 """
 

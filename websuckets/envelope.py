@@ -1,4 +1,4 @@
-"""The wire format: parsing a frame into an :class:`Envelope`, shaping error events.
+"""The wire format: parsing a frame into an `Envelope`, shaping error events.
 
 No I/O here: everything is a pure function of its arguments.
 """
@@ -17,7 +17,7 @@ __all__ = ["MISSING", "Envelope", "error_event", "parse_envelope"]
 
 
 class _Missing:
-    """The type of :data:`MISSING`: a command sent without a ``payload`` key."""
+    """The type of `MISSING`: a command sent without a ``payload`` key."""
 
     __slots__ = ()
 
@@ -43,10 +43,10 @@ class Envelope:
 
 
 def parse_envelope(frame: str | bytes) -> Envelope:
-    """Turn one frame into an :class:`Envelope`.
+    """Turn one frame into an `Envelope`.
 
-    Raises :class:`~websuckets.exc.InvalidJSON` for a binary frame or text that is not
-    JSON, and :class:`~websuckets.exc.InvalidCommand` for JSON of the wrong shape.
+    Raises `InvalidJSON` for a binary frame or text that is not
+    JSON, and `InvalidCommand` for JSON of the wrong shape.
     Unknown extra keys are ignored.
     """
     if not isinstance(frame, str):

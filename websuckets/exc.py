@@ -15,7 +15,7 @@ The tree::
     ├── DuplicateCommand(ValueError)    a full command name registered twice
     └── AppStateError(RuntimeError)     the app used before start or changed after it
 
-An :class:`InternalError` is *external*: its ``name`` and ``details`` are what the client
+An `InternalError` is *external*: its ``name`` and ``details`` are what the client
 sees. Any other exception raised while handling a command is *internal*: the client
 receives ``internal_error`` with no details and the server log gets the traceback.
 """

@@ -2,7 +2,7 @@
 
 At ``@group.command`` time every parameter gets a role (the socket, the payload model,
 an injected service, the ``Context``, the ``User``); at dispatch time websuckets only runs
-the :class:`CallPlan` built here.
+the `CallPlan` built here.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class CallPlan:
     """How to call one handler, decided at registration.
 
     Each parameter becomes a getter (the socket, model, user or context, read from the
-    ``source``) or a :class:`Dependency` resolved from the container. Keyword-only
+    ``source``) or a `Dependency` resolved from the container. Keyword-only
     parameters come last in any signature, so the first ``len(parameters) - len(keywords)``
     values are passed positionally.
     """
@@ -111,7 +111,7 @@ async def _resolve(argument: Callable[[Any], Any] | Dependency, source: Any, con
 
 
 def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
-    """Decide the role of every parameter of ``handler``, or raise :class:`InvalidHandler`."""
+    """Decide the role of every parameter of ``handler``, or raise `InvalidHandler`."""
     name = getattr(handler, "__qualname__", repr(handler))
     if not inspect.iscoroutinefunction(handler):
         raise InvalidHandler(name, "must be a coroutine function (declare it with 'async def')")

@@ -46,7 +46,7 @@ def _link(middleware: Middleware, call_next: CallNext) -> CallNext:
 async def map_errors(ctx: Context, call_next: CallNext) -> None:
     """Turn exceptions into ``error`` events for the client; the connection stays open.
 
-    An :class:`~websuckets.exc.InternalError` is sent with its name and details. Any other
+    An `InternalError` is sent with its name and details. Any other
     exception is logged with its traceback and sent as ``internal_error`` with no details.
     """
     try:
@@ -98,7 +98,7 @@ async def validate_payload(ctx: Context, call_next: CallNext) -> None:
 
 
 def parse_payload(model: type[BaseModel], payload: object) -> BaseModel:
-    """Validate a payload, raising :class:`~websuckets.exc.PayloadInvalid` with pydantic's errors.
+    """Validate a payload, raising `PayloadInvalid` with pydantic's errors.
 
     The details name each failing field under ``payload`` and never echo the input.
     """

@@ -64,7 +64,7 @@ class User:
 
 
 class SessionStore:
-    """Connects :class:`User` objects to a backend, for one app."""
+    """Connects `User` objects to a backend, for one app."""
 
     def __init__(self, backend: Backend, token_ttl: float) -> None:
         self.backend = backend

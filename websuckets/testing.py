@@ -58,7 +58,7 @@ class Received:
 
 
 class ErrorReply(AssertionError):
-    """:meth:`TestConnection.request` got an ``error`` event instead of a reply."""
+    """`TestConnection.request` got an ``error`` event instead of a reply."""
 
     def __init__(self, received: Received) -> None:
         super().__init__(f"the server answered with an error: {received.payload!r}")
@@ -142,7 +142,7 @@ class TestConnection:
     async def request(self, event: str, payload: Any = MISSING, *, token: str | None = None) -> Received:
         """Send a command with a fresh ``id`` and wait for the event carrying that ``id`` back.
 
-        Raises :class:`ErrorReply` if it is an error. Events without that id are skipped.
+        Raises `ErrorReply` if it is an error. Events without that id are skipped.
         """
         command_id = uuid4().hex
         await self.send(event, payload, token=token, id=command_id)

@@ -1,6 +1,6 @@
 """Where session state lives: presence, verified users and tokens.
 
-:class:`~websuckets.backends.memory.MemoryBackend` (the default) keeps them in this process.
+`MemoryBackend` (the default) keeps them in this process.
 """
 
 from .base import Backend, TokenRecord

@@ -1,4 +1,4 @@
-"""The backend interface: what :class:`~websuckets.session.Session` reads and writes.
+"""The backend interface: what `Session` reads and writes.
 
 Reads of presence are synchronous, because handlers read ``Session.online`` as a plain
 mapping; a networked backend answers them from a local mirror. Token look-ups are
@@ -28,7 +28,7 @@ class TokenRecord:
 
     user_id: UserId
     expires_at: float
-    """A :func:`time.time` timestamp."""
+    """A `time.time` timestamp."""
 
 
 class Backend(ABC):
