@@ -113,3 +113,69 @@ async def test_protected_session(tmp_path: Path) -> None:
             assert users["event"] == "users list"
             assert [user["login"] for user in users["payload"]] == ["athropyne"]  # type: ignore[attr-defined]
             assert error_name(await ask(ws, {"event": "get list"})) == "unauthorized"
+
+
+async def test_quickstart(tmp_path: Path) -> None:
+    """The README's example answers a greeting."""
+    with running("quickstart.py", tmp_path):
+        async with client() as ws:
+            reply = await ask(ws, {"event": "user hello", "payload": {"nickname": "alice"}})
+            assert reply == {"event": "greeting", "payload": "hello, alice"}
+
+
+def test_readme_example_is_the_quickstart_file() -> None:
+    """The README shows examples/quickstart.py verbatim, so the tested program is the one users read."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert (EXAMPLES / "quickstart.py").read_text() in readme
+
+
+BAD_HANDLERS = {
+    "no_parameters": ("async def create():", "handler create: takes no parameters"),
+    "unannotated": ("async def create(socket):", "handler create: parameter 'socket' has no annotation"),
+    "not_async": ("def create(socket: WebSocketServerProtocol):", "handler create: must be a coroutine function"),
+    "model_first": (
+        "async def create(model: Model, socket: WebSocketServerProtocol):",
+        "handler create: parameter 'model': the first parameter must be the socket",
+    ),
+    "plain_second": (
+        "async def create(socket: WebSocketServerProtocol, count: int):",
+        "handler create: parameter 'count': int is neither the socket, a pydantic model",
+    ),
+    "three_plain": (
+        "async def create(socket: WebSocketServerProtocol, model: Model, extra: str):",
+        "handler create: parameter 'extra': str is neither",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HANDLERS))
+def test_bad_handler_stops_the_program_at_definition(case: str, tmp_path: Path) -> None:
+    """`python main.py` with a malformed handler fails before serving, with a TypeError naming it."""
+    signature, message = BAD_HANDLERS[case]
+    program = f"""
+import asyncio
+from pydantic import BaseModel
+from websockets import WebSocketServerProtocol
+from websuckets import WebSuckets, CommandGroup
+
+app = WebSuckets()
+group = CommandGroup()
+
+class Model(BaseModel):
+    name: str
+
+@group.command("create")
+{signature}
+    pass
+
+app.include_command_group(group)
+asyncio.run(app("localhost", 9000))
+"""
+    (tmp_path / "main.py").write_text(program)
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 1
+    assert "serving on" not in result.stdout
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"websuckets.exc.InvalidHandler: {message}"), result.stderr
