@@ -141,3 +141,21 @@ def test_session_outside_a_running_app_says_so() -> None:
     """Reading Session with no app serving is a clear error, not an empty dict."""
     with pytest.raises(AppStateError, match="no websuckets app is running"):
         len(Session.online)
+
+
+async def test_expired_tokens_are_swept_from_memory() -> None:
+    """The memory backend drops expired tokens as new ones arrive, so it does not grow forever."""
+    import time
+
+    from websuckets.backends import TokenRecord
+
+    backend = MemoryBackend()
+    past = time.time() - 1
+    for _ in range(backend.PRUNE_MINIMUM - 1):
+        backend.remember_token(Token.generate(), TokenRecord("old", past))
+    live = Token.generate()
+    backend.remember_token(live, TokenRecord("alice", time.time() + 60))
+    assert len(backend._tokens) == 1
+    record = await backend.find_token(live)
+    assert record is not None
+    assert record.user_id == "alice"

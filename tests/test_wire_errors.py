@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import CommandGroup, WebSuckets
+from websuckets.exc import InternalError
 from websuckets.testing import TestClient, TestConnection
 
 
@@ -137,3 +138,19 @@ async def test_frame_over_the_protocol_limit_closes_with_1009() -> None:
         assert await alice.expect_closed() == 1009
         bob = await client.connect()
         await still_usable(bob)
+
+
+async def test_error_details_json_cannot_hold_are_sent_as_text(real: bool) -> None:
+    """An InternalError whose details are not JSON still reaches the client, as their str."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("odd")
+    async def odd(socket: ServerConnection) -> None:
+        raise InternalError("odd", ValueError("bad value"))
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        await alice.send("odd")
+        assert (await alice.receive_error("odd")).payload["details"] == "bad value"

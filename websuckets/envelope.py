@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
-from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
 
 __all__ = ["MISSING", "Envelope", "error_event", "parse_envelope"]
@@ -70,9 +69,12 @@ def parse_envelope(frame: str | bytes) -> Envelope:
 
 
 def error_event(error: InternalError, event: str | None = None, id: str | int | None = None) -> str:
-    """The wire form of an error: an event named ``error``."""
+    """The wire form of an error: an event named ``error``.
+
+    Details that JSON cannot hold (an exception, a set) are sent as their ``str``.
+    """
     payload = {"name": error.name, "details": error.details, "event": event, "id": id}
-    return dump_event("error", payload)
+    return to_json({"event": "error", "payload": payload}, fallback=str).decode()
 
 
 def _json_type(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -18,10 +19,14 @@ __all__ = ["MemoryBackend"]
 class MemoryBackend(Backend):
     """Keeps session state in this process: enough for one server process."""
 
+    PRUNE_MINIMUM = 1024
+    """Tokens stored before the first sweep of expired ones."""
+
     def __init__(self) -> None:
         self._online: dict[UUID, User] = {}
         self._verified: dict[UserId, User] = {}
         self._tokens: dict[str, tuple[str, TokenRecord]] = {}
+        self._prune_at = self.PRUNE_MINIMUM
 
     def add_online(self, user: User) -> None:
         self._online[user.client_id] = user
@@ -57,6 +62,14 @@ class MemoryBackend(Backend):
 
     def remember_token(self, token: str, record: TokenRecord) -> None:
         self._tokens[Token.digest(token)] = (token, record)
+        if len(self._tokens) >= self._prune_at:
+            self._prune_expired()
+
+    def _prune_expired(self) -> None:
+        """Drop expired tokens; amortised, so the store stays proportional to the live ones."""
+        now = time.time()
+        self._tokens = {key: value for key, value in self._tokens.items() if value[1].expires_at > now}
+        self._prune_at = 2 * len(self._tokens) + self.PRUNE_MINIMUM
 
     def forget_token(self, token: str) -> None:
         self._tokens.pop(Token.digest(token), None)
