@@ -159,3 +159,93 @@ async def test_expired_tokens_are_swept_from_memory() -> None:
     record = await backend.find_token(live)
     assert record is not None
     assert record.user_id == "alice"
+
+
+def make_multi_app(**options: object) -> WebSuckets:
+    """An app whose handlers set and clear identities in every order users write."""
+    app = make_app(**options)
+    group = CommandGroup("x")
+
+    @group.command("token first")
+    async def token_first(socket: ServerConnection, model: Login, user: User) -> None:
+        user.token = Token.generate()
+        user.id = model.name
+        await socket.send(ClientEvent("token", user.token))
+
+    @group.command("forget id")
+    async def forget_id(socket: ServerConnection, user: User) -> None:
+        user.id = None
+        await socket.send(ClientEvent("forgotten"))
+
+    app.include_command_group(group)
+    return app
+
+
+async def test_a_user_on_two_connections_stays_verified_until_both_leave(real: bool) -> None:
+    """Session.verified keeps a user while any of its connections is verified."""
+    async with TestClient(make_multi_app(), real=real) as client:
+        laptop, _ = await log_in(client, "alice")
+        phone, _ = await log_in(client, "alice")
+        assert Session.verified["alice"] is Session.online[phone.client_id]
+        await phone.close()
+        assert Session.verified["alice"] is Session.online[laptop.client_id]
+        await laptop.close()
+        assert "alice" not in Session.verified
+
+
+async def test_setting_the_token_before_the_id_also_verifies(real: bool) -> None:
+    """Either order of setting User.token and User.id verifies the user with a working token."""
+    async with TestClient(make_multi_app(), real=real) as client:
+        alice = await client.connect()
+        await alice.send("x token first", {"name": "alice"})
+        reply = await alice.receive()
+        assert "alice" in Session.verified
+        await alice.send("secret", token=reply.payload)
+        assert (await alice.receive()).payload == "alice"
+
+
+async def test_logging_out_revokes_the_token_on_every_connection(real: bool) -> None:
+    """A cleared token stops working, and connections that reused it are no longer verified."""
+    async with TestClient(make_multi_app(), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        tab = await client.connect()
+        await tab.send("secret", token=token)
+        await tab.receive()
+        assert Session.online[tab.client_id].verified
+        await alice.send("logout")
+        await alice.receive()
+        assert not Session.online[tab.client_id].verified
+        assert "alice" not in Session.verified
+        await tab.send("secret", token=token)
+        await tab.receive_error("unauthorized")
+
+
+async def test_clearing_the_id_logs_out(real: bool) -> None:
+    """Setting User.id = None unverifies the user and revokes its token."""
+    async with TestClient(make_multi_app(), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        await alice.send("x forget id")
+        await alice.receive()
+        assert Session.online[alice.client_id].token is None
+        await alice.send("secret", token=token)
+        await alice.receive_error("unauthorized")
+
+
+async def test_an_expired_token_unverifies_its_holders(real: bool) -> None:
+    """Once a token is found expired, the connections verified with it are unverified."""
+    async with TestClient(make_multi_app(token_ttl=0.05), real=real) as client:
+        alice, token = await log_in(client, "alice")
+        await asyncio.sleep(0.1)
+        await alice.send("secret", token=token)
+        await alice.receive_error("unauthorized")
+        assert "alice" not in Session.verified
+
+
+async def test_session_falls_back_to_an_app_still_running() -> None:
+    """With two apps started, stopping the later one leaves Session reading the earlier one."""
+    first, second = make_app(), make_app()
+    async with TestClient(first) as client:
+        alice = await client.connect()
+        async with TestClient(second):
+            assert alice.client_id not in Session.online
+        assert alice.client_id in Session.online

@@ -64,11 +64,16 @@ class User:
 
 
 class SessionStore:
-    """Connects `User` objects to a backend, for one app."""
+    """Connects `User` objects to a backend, for one app.
+
+    Besides the backend it remembers which users of this process are verified with each
+    token, so that a revoked or expired token unverifies every connection holding it.
+    """
 
     def __init__(self, backend: Backend, token_ttl: float) -> None:
         self.backend = backend
         self.token_ttl = token_ttl
+        self._holders: dict[str, set[User]] = {}
 
     def connect(self, socket: ServerConnection) -> User:
         user = User(socket, self)
@@ -76,35 +81,45 @@ class SessionStore:
         return user
 
     def disconnect(self, user: User) -> None:
+        """Forget a connection that left; its token stays valid for a reconnecting client."""
         self.backend.remove_online(user)
-        self._unverify(user)
+        self._drop_verified(user)
 
     def change_identity(self, user: User, name: str, value: Any) -> None:
-        """Set ``user.id`` or ``user.token``, keeping the verified index and tokens in step."""
+        """Set ``user.id`` or ``user.token``, keeping the verified index and tokens in step.
+
+        A token that is replaced or cleared is revoked; clearing the id of a verified user
+        (logging out) revokes its token too.
+        """
         old_id, old_token = user.id, user.token
-        self._unverify(user)
+        self._drop_verified(user)
         object.__setattr__(user, name, value)
         if old_token is not None and old_token != user.token:
-            self.backend.forget_token(old_token)
-        if user.id is None or user.token is None:
+            self.revoke(old_token)
+        if user.token is None:
             return
-        self.backend.add_verified(user)
+        if user.id is None:
+            if old_id is not None:
+                self.revoke(user.token)
+            return
         if (user.id, user.token) != (old_id, old_token):
-            record = TokenRecord(user.id, time.time() + self.token_ttl)
-            self.backend.remember_token(user.token, record)
+            self.backend.remember_token(user.token, TokenRecord(user.id, time.time() + self.token_ttl))
+        self._mark_verified(user)
 
     def adopt(self, user: User, token: str, record: TokenRecord) -> None:
         """Verify ``user`` with a token issued earlier (on another connection), keeping its expiry."""
-        self._unverify(user)
-        if user.token is not None and user.token != token:
-            self.backend.forget_token(user.token)
+        self._drop_verified(user)
         object.__setattr__(user, "id", record.user_id)
         object.__setattr__(user, "token", token)
-        self.backend.add_verified(user)
+        self._mark_verified(user)
 
-    def _unverify(self, user: User) -> None:
-        if user.id is not None:
-            self.backend.remove_verified(user.id, user)
+    def revoke(self, token: str) -> None:
+        """Make ``token`` invalid and unverify every connection of this process holding it."""
+        self.backend.forget_token(token)
+        for holder in self._holders.pop(token, set()):
+            if holder.token == token:
+                self._drop_verified(holder)
+                object.__setattr__(holder, "token", None)
 
     async def find_valid_token(self, token: str) -> TokenRecord | None:
         """The record of a token, if it was issued and has not expired."""
@@ -112,23 +127,40 @@ class SessionStore:
         if record is None:
             return None
         if record.expires_at <= time.time():
-            self.backend.forget_token(token)
+            self.revoke(token)
             return None
         return record
 
+    def _mark_verified(self, user: User) -> None:
+        assert user.token is not None
+        self.backend.add_verified(user)
+        self._holders.setdefault(user.token, set()).add(user)
+
+    def _drop_verified(self, user: User) -> None:
+        if user.id is not None:
+            self.backend.remove_verified(user.id, user)
+        token = user.token
+        holders = self._holders.get(token) if token is not None else None
+        if token is not None and holders is not None:
+            holders.discard(user)
+            if not holders:
+                del self._holders[token]
+
 
 _serving: ContextVar[SessionStore | None] = ContextVar("websuckets_session_store", default=None)
-_started_last: list[SessionStore] = []
+_started: list[SessionStore] = []
+"""Stores of the apps running in this process, oldest first."""
 
 
 def activate(store: SessionStore) -> None:
-    """Make ``store`` what ``Session`` reads outside any connection (the app started last)."""
-    _started_last[:] = [store]
+    """Make ``store`` what ``Session`` reads outside any connection, while its app runs last-started."""
+    _started.append(store)
 
 
 def deactivate(store: SessionStore) -> None:
-    if _started_last and _started_last[0] is store:
-        _started_last.clear()
+    """Forget a stopped app's store; the app started before it becomes the fallback again."""
+    if store in _started:
+        _started.remove(store)
 
 
 def enter_connection(store: SessionStore) -> None:
@@ -137,7 +169,7 @@ def enter_connection(store: SessionStore) -> None:
 
 
 def current_backend() -> Backend:
-    store = _serving.get() or (_started_last[0] if _started_last else None)
+    store = _serving.get() or (_started[-1] if _started else None)
     if store is None:
         raise AppStateError("no websuckets app is running: Session is only available while one serves")
     return store.backend

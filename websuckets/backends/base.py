@@ -57,17 +57,19 @@ class Backend(ABC):
     @abstractmethod
     def count_online(self) -> int: ...
 
-    # verified users, keyed by the user's id
+    # verified users, keyed by the user's id; one user may be verified on several connections
 
     @abstractmethod
-    def add_verified(self, user: User) -> None: ...
+    def add_verified(self, user: User) -> None:
+        """Record ``user`` (a connection) as verified under ``user.id``."""
 
     @abstractmethod
     def remove_verified(self, user_id: UserId, user: User) -> None:
-        """Forget ``user_id``, if it is still held by this very ``user``."""
+        """Forget this connection of ``user_id``; the user's other connections stay verified."""
 
     @abstractmethod
-    def get_verified(self, user_id: UserId) -> User | None: ...
+    def get_verified(self, user_id: UserId) -> User | None:
+        """The connection of ``user_id`` verified most recently, if any is left."""
 
     @abstractmethod
     def verified_ids(self) -> Iterator[UserId]: ...

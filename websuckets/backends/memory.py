@@ -24,7 +24,7 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._online: dict[UUID, User] = {}
-        self._verified: dict[UserId, User] = {}
+        self._verified: dict[UserId, list[User]] = {}  # the user's connections, latest verified last
         self._tokens: dict[str, tuple[str, TokenRecord]] = {}
         self._prune_at = self.PRUNE_MINIMUM
 
@@ -45,14 +45,21 @@ class MemoryBackend(Backend):
 
     def add_verified(self, user: User) -> None:
         assert user.id is not None
-        self._verified[user.id] = user
+        connections = self._verified.setdefault(user.id, [])
+        if user in connections:
+            connections.remove(user)
+        connections.append(user)
 
     def remove_verified(self, user_id: UserId, user: User) -> None:
-        if self._verified.get(user_id) is user:
-            del self._verified[user_id]
+        connections = self._verified.get(user_id, [])
+        if user in connections:
+            connections.remove(user)
+            if not connections:
+                del self._verified[user_id]
 
     def get_verified(self, user_id: UserId) -> User | None:
-        return self._verified.get(user_id)
+        connections = self._verified.get(user_id)
+        return connections[-1] if connections else None
 
     def verified_ids(self) -> Iterator[UserId]:
         return iter(list(self._verified))
