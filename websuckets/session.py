@@ -99,8 +99,10 @@ class SessionStore:
         if user.token is None:
             return
         if user.id is None:
-            if old_id is not None:
-                self.revoke(user.token)
+            if old_id is not None:  # logging out
+                token = user.token
+                object.__setattr__(user, "token", None)
+                self.revoke(token)
             return
         if (user.id, user.token) != (old_id, old_token):
             self.backend.remember_token(user.token, TokenRecord(user.id, time.time() + self.token_ttl))
