@@ -130,3 +130,44 @@ async def test_app_call_serves_until_sigterm_and_prints_the_address(capsys: pyte
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(serving, 5)
     assert not app.started
+
+
+async def test_shutdown_is_bounded_when_a_command_never_ends(caplog: pytest.LogCaptureFixture) -> None:
+    """A command stuck forever is cancelled after the timeouts; its SESSION finalizers still run."""
+    finalized: list[str] = []
+
+    class Session(Provider):
+        @provide(scope=Scope.SESSION)
+        async def greeting(self) -> AsyncIterator[Greeting]:
+            yield Greeting("hi")
+            finalized.append("session closed")
+
+    app = WebSuckets(container=make_async_container(Session()), shutdown_timeout=0.2)
+    group = CommandGroup()
+    started = asyncio.Event()
+
+    @group.command("stuck")
+    async def stuck(socket: ServerConnection, greeting: FromDishka[Greeting]) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    app.include_command_group(group)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await ws.send('{"event": "stuck"}')
+            await started.wait()
+            await asyncio.wait_for(app.shutdown(server), 5)
+    assert finalized == ["session closed"]
+    assert "shutdown: cancelling 1 connection handlers" in caplog.text
+
+
+async def test_hooks_cannot_be_added_once_started() -> None:
+    """Like groups and middlewares, hooks join before the app starts."""
+    app = WebSuckets()
+
+    async def late(socket: ServerConnection) -> None: ...
+
+    async with app:
+        with pytest.raises(AppStateError, match="cannot add a connect hook once the app has started"):
+            app.on_connect(late)

@@ -159,3 +159,28 @@ async def test_builtin_error_middleware_is_replaceable(real: bool) -> None:
         await alice.send("fail")
         await alice.receive_error("nope")
     assert app_errors == ["InternalError"]
+
+
+async def test_two_apps_sharing_a_group_keep_their_own_chains() -> None:
+    """Chains belong to the app: a group included in two apps runs each app's middlewares."""
+    shared = CommandGroup()
+
+    @shared.command("who")
+    async def who(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("who", ctx.state.get("app"))
+
+    def app_named(name: str) -> WebSuckets:
+        async def tag(ctx: Context, call_next: CallNext) -> None:
+            ctx.state["app"] = name
+            await call_next(ctx)
+
+        app = WebSuckets()
+        app.add_middleware(tag)
+        app.include_command_group(shared)
+        return app
+
+    public, admin = app_named("public"), app_named("admin")
+    async with TestClient(public) as public_client, TestClient(admin) as admin_client:
+        alice, root = await public_client.connect(), await admin_client.connect()
+        assert (await alice.request("who")).payload == "public"
+        assert (await root.request("who")).payload == "admin"

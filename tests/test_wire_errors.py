@@ -154,3 +154,21 @@ async def test_error_details_json_cannot_hold_are_sent_as_text(real: bool) -> No
         alice = await client.connect()
         await alice.send("odd")
         assert (await alice.receive_error("odd")).payload["details"] == "bad value"
+
+
+async def test_error_details_that_cannot_be_sent_become_internal_error(real: bool) -> None:
+    """Details JSON cannot hold at all (invalid UTF-8 bytes) are an internal error, not a dead connection."""
+    app = make_app()
+    group = CommandGroup()
+
+    @group.command("bytes")
+    async def raw_bytes(socket: ServerConnection) -> None:
+        raise InternalError("bad", {"head": b"\xff\xfe"})
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real, raise_server_exceptions=False) as client:
+        alice = await client.connect()
+        await alice.send("bytes")
+        await alice.receive_error("internal_error")
+        await still_usable(alice)
+    assert client.server_errors

@@ -16,7 +16,7 @@ from websockets.asyncio.server import serve as websockets_serve
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .context import Middleware
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
 from .middleware import authenticate, build_chain, map_errors, validate_payload
@@ -94,11 +94,13 @@ class WebSuckets:
 
     def on_connect(self, hook: H) -> H:
         """Run ``hook`` when a client connects (it may take the socket, the User and services)."""
+        self._check_not_started("add a connect hook")
         self.connect_hooks.append(analyse(hook, HandlerKind.HOOK))
         return hook
 
     def on_disconnect(self, hook: H) -> H:
         """Run ``hook`` when a client has left, before its SESSION scope closes."""
+        self._check_not_started("add a disconnect hook")
         self.disconnect_hooks.append(analyse(hook, HandlerKind.HOOK))
         return hook
 
@@ -122,12 +124,14 @@ class WebSuckets:
         """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
         injects = self._check_container()
-        for command in self.commands.values():
-            command.chain = build_chain(self._middlewares_for(command), endpoint(command.plan))
+        routes = {
+            name: Route(command, build_chain(self._middlewares_for(command), endpoint(command.plan)))
+            for name, command in self.commands.items()
+        }
         sessions = SessionStore(self.backend, self.token_ttl)
         await self.backend.start()
         self._dispatcher = Dispatcher(
-            self.commands,
+            routes,
             sessions,
             self.container if injects else None,  # no SESSION scope per connection when nothing injects
             self.connect_hooks,
@@ -194,12 +198,22 @@ class WebSuckets:
         return websockets_serve(self.handler, host, port, **kwargs)
 
     async def shutdown(self, server: Server) -> None:
-        """Stop accepting, let in-flight commands finish (up to ``shutdown_timeout``), close with 1001."""
+        """Stop gracefully: stop accepting, let in-flight commands finish, close connections with 1001.
+
+        Commands get ``shutdown_timeout`` seconds to finish; those still running then are
+        cancelled once connections have had as long again to close.
+        """
         server.server.close()  # stop listening; open connections go on
         if not await self.dispatcher.wait_idle(self.shutdown_timeout):
             logger.warning("shutdown: commands still running after %.1f s", self.shutdown_timeout)
         server.close()
-        await server.wait_closed()
+        try:
+            await asyncio.wait_for(asyncio.shield(server.wait_closed()), self.shutdown_timeout)
+        except TimeoutError:
+            logger.warning("shutdown: cancelling %d connection handlers", len(server.handler_tasks))
+            for task in server.handler_tasks:
+                task.cancel()
+            await server.wait_closed()
 
     async def __call__(self, host: str, port: int) -> None:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully."""

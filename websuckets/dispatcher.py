@@ -10,23 +10,30 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from dishka import AsyncContainer, Scope
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from .context import Context
+from .context import CallNext, Context
 from .envelope import error_event, parse_envelope
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
 from .routing import Command
 from .session import SessionStore, User, enter_connection
 
-__all__ = ["Connection", "Dispatcher", "ErrorListener"]
+__all__ = ["Connection", "Dispatcher", "ErrorListener", "Route"]
 
 logger = logging.getLogger("websuckets.dispatcher")
+
+
+class Route(NamedTuple):
+    """A command and the middleware chain that ends in its handler, built when the app started."""
+
+    command: Command
+    chain: CallNext
 
 
 class ErrorListener(Protocol):
@@ -57,14 +64,14 @@ class Dispatcher:
 
     def __init__(
         self,
-        commands: Mapping[str, Command],
+        routes: Mapping[str, Route],
         sessions: SessionStore,
         container: AsyncContainer | None,
         on_connect: Sequence[CallPlan],
         on_disconnect: Sequence[CallPlan],
         max_message_size: int | None,
     ) -> None:
-        self.commands = commands
+        self.routes = routes
         self.sessions = sessions
         self.container = container
         self.on_connect = on_connect
@@ -105,7 +112,7 @@ class Dispatcher:
 
     async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
         """Route one frame: errors before routing are answered here, the rest by the chain."""
-        if self.max_message_size is not None and len(frame) > self.max_message_size:
+        if self.max_message_size is not None and _too_large(frame, self.max_message_size):
             limit = f"the message is larger than {self.max_message_size} bytes"
             await connection.socket.send(error_event(MessageTooLarge(limit)))
             return
@@ -114,13 +121,12 @@ class Dispatcher:
         except (InvalidJSON, InvalidCommand) as error:
             await connection.socket.send(error_event(error, error.event, error.id))
             return
-        command = self.commands.get(envelope.event)
-        if command is None:
+        route = self.routes.get(envelope.event)
+        if route is None:
             unknown = UnknownCommand(f"no command is named {envelope.event!r}")
             await connection.socket.send(error_event(unknown, envelope.event, envelope.id))
             return
-        assert command.chain is not None, "chains are built when the app starts"
-        await command.chain(Context(connection, command, envelope.payload, envelope.token, envelope.id))
+        await route.chain(Context(connection, route.command, envelope.payload, envelope.token, envelope.id))
 
     async def wait_idle(self, limit: float) -> bool:
         """Wait until no command is being handled; ``False`` if ``limit`` seconds ran out first."""
@@ -175,3 +181,11 @@ async def _call_hook(plan: CallPlan, connection: Connection) -> Any:
     assert connection.container is not None, "checked when the app started"
     async with connection.container() as request:
         return await plan.call(connection, request)
+
+
+def _too_large(frame: str | bytes, limit: int) -> bool:
+    """Whether a frame is over ``limit`` bytes; text is encoded only when it might be."""
+    if isinstance(frame, str) and len(frame) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+        return False
+    size = len(frame.encode(errors="surrogatepass")) if isinstance(frame, str) else len(frame)
+    return size > limit

@@ -53,7 +53,12 @@ async def map_errors(ctx: Context, call_next: CallNext) -> None:
         await call_next(ctx)
     except InternalError as error:
         logger.debug("command %r from %s: %s", ctx.event, ctx.socket.id, error.name)
-        await ctx.socket.send(error_event(error, ctx.event, ctx.id))
+        try:
+            text = error_event(error, ctx.event, ctx.id)
+        except ValueError as exc:  # details JSON cannot hold, even as text (invalid UTF-8 bytes)
+            await _report(ctx, exc)
+            return
+        await ctx.socket.send(text)
     except ConnectionClosed as exc:
         if ctx.socket.state is not State.OPEN:
             raise  # this client left: nobody to tell

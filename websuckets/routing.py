@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from .context import Middleware
 from .exc import DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
-
-if TYPE_CHECKING:
-    from .context import CallNext
 
 __all__ = ["Command", "CommandGroup"]
 
@@ -31,8 +28,6 @@ class Command:
     """Whether the command needs the token of a verified user."""
     plan: CallPlan
     group: CommandGroup
-    chain: CallNext | None = field(default=None, repr=False)
-    """The middleware chain ending in this handler, built when the app starts."""
 
     @property
     def model(self) -> type[BaseModel] | None:
