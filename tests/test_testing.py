@@ -1,9 +1,11 @@
 """The test client: timeouts that say what arrived, server exceptions raised in the test."""
 
+import asyncio
+
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, Session, User, WebSuckets
 from websuckets.testing import ErrorReply, TestClient
 
 
@@ -66,3 +68,86 @@ async def test_request_matches_the_reply_by_id(real: bool) -> None:
         with pytest.raises(ErrorReply) as caught:
             await alice.request("nope")
         assert caught.value.name == "unknown_command"
+
+
+async def test_concurrent_connects_get_their_own_ids(real: bool) -> None:
+    """Clients connected at the same time each know their own server-side id."""
+    async with TestClient(make_app(), real=real) as client:
+        clients = await asyncio.gather(*(client.connect() for _ in range(5)))
+        assert len({c.client_id for c in clients}) == 5
+        assert {c.client_id for c in clients} == set(Session.online)
+
+
+async def test_connect_returns_after_the_connect_hooks(real: bool) -> None:
+    """connect() returns once on_connect has run, so its effects are visible at once."""
+    app = make_app()
+    seen: list[str] = []
+
+    @app.on_connect
+    async def slow_hook(user: User) -> None:
+        await asyncio.sleep(0.05)
+        seen.append(str(user.client_id))
+
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        assert seen == [str(alice.client_id)]
+
+
+async def test_request_keeps_other_events_for_receive(real: bool) -> None:
+    """Events that arrive while request() waits for its reply are not lost."""
+    async with TestClient(make_app(), real=real) as client:
+        alice = await client.connect()
+        await alice.request("echo", 1)
+        assert (await alice.receive()).event == "noise"
+
+
+async def test_plain_text_frames_are_received_too(real: bool) -> None:
+    """A handler that sends plain text (as the original 'say ok' does) is readable with receive()."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("say ok")
+    async def say_ok(socket: ServerConnection) -> None:
+        await socket.send("ok")
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        await alice.send("say ok")
+        received = await alice.receive()
+        assert (received.event, received.raw) == (None, "ok")
+
+
+async def test_in_memory_socket_behaves_like_a_real_one(real: bool) -> None:
+    """Handlers see the same socket surface in memory: request headers, ping, type errors."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("inspect")
+    async def inspect(socket: ServerConnection, ctx: Context) -> None:
+        assert socket.request is not None
+        pong = await socket.ping()
+        await pong
+        try:
+            await socket.send({"not": "text"})  # type: ignore[arg-type]
+        except TypeError:
+            await ctx.reply("inspected", {"host": socket.request.headers.get("Host") is not None})
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        assert (await alice.request("inspect")).payload == {"host": True}
+
+
+async def test_a_crashing_connection_handler_closes_1011_and_raises(real: bool) -> None:
+    """If the server's connection handler itself fails, the client sees 1011 and the test the exception."""
+    app = make_app()
+
+    @app.on_connect
+    async def broken(socket: ServerConnection) -> None:
+        raise ZeroDivisionError("hook bug")
+
+    async with TestClient(app, real=real, raise_server_exceptions=False) as client:
+        alice = await client.connect()
+        assert await alice.expect_closed() == 1011
+    assert [type(e) for e in client.server_errors] == [ZeroDivisionError]

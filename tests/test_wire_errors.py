@@ -122,6 +122,14 @@ async def test_large_message_gets_message_too_large(real: bool) -> None:
         await still_usable(alice)
 
 
+async def test_message_size_counts_bytes_not_characters(real: bool) -> None:
+    """The limit is in bytes: 400 four-byte characters are over a 1000-byte limit."""
+    async with TestClient(make_app(max_message_size=1000), real=real) as client:
+        alice = await client.connect()
+        await alice.send("user echo", {"nickname": "\U0001f600" * 400, "n": 1})
+        await alice.receive_error("message_too_large")
+
+
 async def test_huge_payload_under_the_limit_is_handled(real: bool) -> None:
     """A large but allowed payload (500 KB) is validated and answered."""
     async with TestClient(make_app(), real=real) as client:
@@ -130,9 +138,9 @@ async def test_huge_payload_under_the_limit_is_handled(real: bool) -> None:
         assert len(await alice.receive_text()) > 500_000
 
 
-async def test_frame_over_the_protocol_limit_closes_with_1009() -> None:
+async def test_frame_over_the_protocol_limit_closes_with_1009(real: bool) -> None:
     """Past four times max_message_size, the protocol itself closes the connection (1009)."""
-    async with TestClient(make_app(max_message_size=1000), real=True) as client:
+    async with TestClient(make_app(max_message_size=1000), real=real) as client:
         alice = await client.connect()
         await alice.send("user echo", {"nickname": "x" * 5000, "n": 1})
         assert await alice.expect_closed() == 1009

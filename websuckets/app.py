@@ -187,14 +187,18 @@ class WebSuckets:
         """The ``websockets`` connection handler, for ``websockets.asyncio.server.serve(app.handler, ...)``."""
         await self.dispatcher.serve(socket)
 
+    @property
+    def protocol_max_size(self) -> int | None:
+        """The frame size over which the protocol closes the connection (1009): 4 × ``max_message_size``."""
+        return None if self.max_message_size is None else 4 * self.max_message_size
+
     def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
         """A ``websockets`` server for this started app; use it as ``async with app.serve(...) as server:``.
 
         Extra keyword arguments go to `websockets.asyncio.server.serve`.
         """
-        if self.max_message_size is not None:
-            kwargs.setdefault("max_size", 4 * self.max_message_size)
-        kwargs.setdefault("logger", _ServerLogger(logging.getLogger("websuckets.server")))
+        kwargs.setdefault("max_size", self.protocol_max_size)
+        kwargs.setdefault("logger", quiet_frames(logging.getLogger("websuckets.server")))
         return websockets_serve(self.handler, host, port, **kwargs)
 
     async def shutdown(self, server: Server) -> None:
@@ -225,14 +229,17 @@ class WebSuckets:
             await self.shutdown(server)
 
 
-class _ServerLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets' logger with its DEBUG frame dumps off: frames carry tokens and passwords.
-
-    Pass ``logger=`` to `WebSuckets.serve` to get them back while debugging.
-    """
-
+class _QuietFrames(logging.LoggerAdapter[logging.Logger]):
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (the logging API's name)
         return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+
+def quiet_frames(logger: logging.Logger) -> logging.LoggerAdapter[logging.Logger]:
+    """``logger`` for websockets, with its DEBUG frame dumps off: frames carry tokens and passwords.
+
+    Pass your own ``logger=`` to `WebSuckets.serve` to get them back while debugging.
+    """
+    return _QuietFrames(logger)
 
 
 def _address(server: Server, host: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, Protocol
 
@@ -78,6 +78,9 @@ class Dispatcher:
         self.on_disconnect = on_disconnect
         self.max_message_size = max_message_size
         self.error_listeners: list[ErrorListener] = []
+        """Called with every exception that no middleware turned into an error for the client."""
+        self.ready_listeners: list[Callable[[Connection], None]] = []
+        """Called with every connection once its connect hooks have run (accepted or refused)."""
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -89,7 +92,10 @@ class Dispatcher:
         try:
             async with self._session_scope(socket, user) as container:
                 connection = Connection(self, socket, user, container)
-                if await self._connect(connection):
+                accepted = await self._connect(connection)
+                for listener in self.ready_listeners:
+                    listener(connection)
+                if accepted:
                     try:
                         await self._receive(connection)
                     finally:

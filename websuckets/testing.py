@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -26,11 +28,14 @@ from uuid import UUID, uuid4
 from dishka import AsyncContainer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close, CloseCode
+from websockets.http11 import Request
 from websockets.protocol import State
 
-from .app import WebSuckets
+from .app import WebSuckets, quiet_frames
+from .dispatcher import Connection
 from .envelope import MISSING
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
@@ -40,12 +45,22 @@ DEFAULT_TIMEOUT = 2.0
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One event the server sent: ``raw`` is the text of the frame."""
+    """One frame the server sent: ``raw`` is its text; the rest is set when it is an event."""
 
     event: str | None
     payload: Any
     id: str | int | None
     raw: str
+
+    @classmethod
+    def parse(cls, text: str) -> Received:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return cls(None, None, None, text)
+        if not isinstance(data, dict):
+            return cls(None, data, None, text)
+        return cls(data.get("event"), data.get("payload"), data.get("id"), text)
 
     @property
     def is_error(self) -> bool:
@@ -55,6 +70,13 @@ class Received:
     def error_name(self) -> str | None:
         """The error's ``name`` for an ``error`` event, else ``None``."""
         return self.payload.get("name") if self.is_error and isinstance(self.payload, dict) else None
+
+    @property
+    def answers(self) -> str | int | None:
+        """The command id this event answers: its own ``id``, or for an error the one in its payload."""
+        if self.is_error and isinstance(self.payload, dict):
+            return self.payload.get("id")
+        return self.id
 
 
 class ErrorReply(AssertionError):
@@ -83,6 +105,7 @@ class TestConnection:
     def __init__(self, client: TestClient, transport: _Transport, client_id: UUID) -> None:
         self._client = client
         self._transport = transport
+        self._skipped: deque[str] = deque()
         self.client_id = client_id
         """The server-side ``socket.id`` of this client: its key in ``Session.online``."""
         self.history: list[str] = []
@@ -99,38 +122,25 @@ class TestConnection:
             command["token"] = token
         if id is not None:
             command["id"] = id
-        await self.send_raw(json.dumps(command, default=str))
+        await self.send_raw(json.dumps(command, default=str, ensure_ascii=False))
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send any frame, valid or not."""
         await self._transport.send(frame)
 
     async def receive(self, timeout: float | None = None) -> Received:
-        """The next event; fails the test after ``timeout`` seconds (default 2) with what arrived so far.
+        """The next frame, parsed; fails the test after ``timeout`` seconds (default 2).
 
-        If a handler raised an unexpected exception, it is raised here instead.
+        The failure lists what arrived so far. If a handler raised an unexpected exception,
+        it is raised here instead.
         """
-        text = await self.receive_text(timeout)
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            return Received(None, data, None, text)
-        return Received(data.get("event"), data.get("payload"), data.get("id"), text)
+        return Received.parse(await self.receive_text(timeout))
 
     async def receive_text(self, timeout: float | None = None) -> str:
         """The next frame as text (a binary frame is decoded as UTF-8)."""
-        limit = self._client.timeout if timeout is None else timeout
-        try:
-            frame = await asyncio.wait_for(self._transport.recv(), limit)
-        except TimeoutError:
-            self._client.raise_server_error()
-            raise AssertionError(f"nothing received within {limit} s; received so far: {self.history!r}") from None
-        except ConnectionClosed as exc:
-            self._client.raise_server_error()
-            raise AssertionError(f"the connection closed ({exc}); received so far: {self.history!r}") from None
-        text = frame.decode() if isinstance(frame, bytes) else frame
-        self.history.append(text)
-        self._client.raise_server_error()
-        return text
+        if self._skipped:
+            return self._skipped.popleft()
+        return await self._read(timeout)
 
     async def receive_error(self, name: str | None = None, timeout: float | None = None) -> Received:
         """The next event, which must be an ``error`` (named ``name``, if given)."""
@@ -142,13 +152,16 @@ class TestConnection:
     async def request(self, event: str, payload: Any = MISSING, *, token: str | None = None) -> Received:
         """Send a command with a fresh ``id`` and wait for the event carrying that ``id`` back.
 
-        Raises `ErrorReply` if it is an error. Events without that id are skipped.
+        Raises `ErrorReply` if it is an error. Other frames that arrive meanwhile are kept
+        for the next `receive`.
         """
         command_id = uuid4().hex
         await self.send(event, payload, token=token, id=command_id)
         while True:
-            received = await self.receive()
-            if _reply_id(received) != command_id:
+            text = await self._read(None)
+            received = Received.parse(text)
+            if received.answers != command_id:
+                self._skipped.append(text)
                 continue
             if received.is_error:
                 raise ErrorReply(received)
@@ -160,8 +173,7 @@ class TestConnection:
         try:
             async with asyncio.timeout(limit):
                 while True:
-                    frame = await self._transport.recv()
-                    self.history.append(frame if isinstance(frame, str) else frame.decode())
+                    self._remember(await self._transport.recv())
         except ConnectionClosed:
             return self._transport.close_code
         except TimeoutError:
@@ -172,12 +184,24 @@ class TestConnection:
         await self._transport.close()
         await self._client.wait_gone(self.client_id)
 
+    async def _read(self, timeout: float | None) -> str:
+        limit = self._client.timeout if timeout is None else timeout
+        try:
+            frame = await asyncio.wait_for(self._transport.recv(), limit)
+        except TimeoutError:
+            self._client.raise_server_error()
+            raise AssertionError(f"nothing received within {limit} s; received so far: {self.history!r}") from None
+        except ConnectionClosed as exc:
+            self._client.raise_server_error()
+            raise AssertionError(f"the connection closed ({exc}); received so far: {self.history!r}") from None
+        text = self._remember(frame)
+        self._client.raise_server_error()
+        return text
 
-def _reply_id(received: Received) -> str | int | None:
-    """The id an event answers: its own, or for an error the id inside its payload."""
-    if received.is_error and isinstance(received.payload, dict):
-        return received.payload.get("id")
-    return received.id
+    def _remember(self, frame: str | bytes) -> str:
+        text = frame.decode() if isinstance(frame, bytes) else frame
+        self.history.append(text)
+        return text
 
 
 class TestClient:
@@ -212,6 +236,8 @@ class TestClient:
         self._container = container
         self._saved_container: AsyncContainer | None = None
         self._connections: list[TestConnection] = []
+        self._ready: list[Connection] = []
+        self._readiness = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self.port: int | None = None
@@ -222,6 +248,7 @@ class TestClient:
             self._saved_container, self.app.container = self.app.container, self._container
         await self.app.__aenter__()
         self.app.dispatcher.error_listeners.append(self.server_errors.append)
+        self.app.dispatcher.ready_listeners.append(self._on_ready)
         if self.real:
             self._server = await self.app.serve("127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
@@ -245,30 +272,23 @@ class TestClient:
             self.raise_server_error()
 
     async def connect(self) -> TestConnection:
-        """A new client, connected and past the connect hooks."""
+        """A new client, connected, once the server has run its connect hooks."""
         if self.real:
-            known = set(self.app.backend.online_ids())
-            socket = await connect(self.url, open_timeout=self.timeout)
-            client_id = await self._new_client_id(known)
-            connection = TestConnection(self, _RealTransport(socket), client_id)
+            socket = await connect(
+                self.url, open_timeout=self.timeout, logger=quiet_frames(logging.getLogger("websuckets.testing"))
+            )
+            address = socket.local_address
+            server_side = await self._wait_ready(lambda c: c.socket.remote_address == address)
+            connection = TestConnection(self, _RealTransport(socket), server_side.socket.id)
         else:
-            server_side, client_side = _memory_pair()
-            task = asyncio.create_task(self.app.handler(server_side))  # type: ignore[arg-type]
+            server, client = _memory_pair(self.app.protocol_max_size)
+            task = asyncio.create_task(self.app.handler(server))  # type: ignore[arg-type]
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            connection = TestConnection(self, client_side, server_side.id)
+            task.add_done_callback(lambda done: self._handler_done(done, client))
+            await self._wait_ready(lambda c: c.socket.id == server.id)
+            connection = TestConnection(self, client, server.id)
         self._connections.append(connection)
-        await asyncio.sleep(0)  # let the server run the connect hooks
         return connection
-
-    async def _new_client_id(self, known: set[UUID]) -> UUID:
-        """The id of the connection the server registered since ``known`` was taken."""
-        async with asyncio.timeout(self.timeout):
-            while True:
-                new = set(self.app.backend.online_ids()) - known
-                if new:
-                    return new.pop()
-                await asyncio.sleep(0.001)
 
     async def wait_gone(self, client_id: UUID) -> None:
         """Wait until the server has unregistered a client (its disconnect hooks have run)."""
@@ -285,6 +305,30 @@ class TestClient:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def _on_ready(self, connection: Connection) -> None:
+        self._ready.append(connection)
+        self._readiness.set()
+
+    async def _wait_ready(self, matches: Callable[[Connection], bool]) -> Connection:
+        async with asyncio.timeout(self.timeout):
+            while True:
+                for connection in self._ready:
+                    if matches(connection):
+                        self._ready.remove(connection)
+                        return connection
+                self._readiness.clear()
+                await self._readiness.wait()
+
+    def _handler_done(self, task: asyncio.Task[None], client: _MemorySocket) -> None:
+        """A crashed in-memory connection handler: record it and close the client, as a server would (1011)."""
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        self.server_errors.append(error)
+        client.peer.close_now(CloseCode.INTERNAL_ERROR, "internal error")
+        self._readiness.set()
 
 
 class _RealTransport:
@@ -306,22 +350,27 @@ class _RealTransport:
 
 
 class _MemorySocket:
-    """One end of an in-memory connection: the subset of ``ServerConnection`` handlers use."""
+    """One end of an in-memory connection: the part of ``ServerConnection`` handlers use."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int | None) -> None:
         self.id = uuid4()
         self.state = State.OPEN
+        self.request = Request("/", Headers({"Host": "memory"}))
+        self.local_address = ("memory", 0)
         self.remote_address = ("memory", 0)
-        self.request = None
+        self.latency = 0.0
         self.close_code: int | None = None
         self.close_reason = ""
+        self.max_size = max_size
         self.peer: _MemorySocket
         self._inbox: asyncio.Queue[str | bytes | Close] = asyncio.Queue()
 
     async def send(self, message: str | bytes, text: bool | None = None) -> None:
+        if not isinstance(message, str | bytes | bytearray | memoryview):
+            raise TypeError(f"data must be str or bytes-like, not {type(message).__name__}")
         if self.state is not State.OPEN:
             raise self._closed_error()
-        self.peer._inbox.put_nowait(message)
+        self.peer._inbox.put_nowait(message if isinstance(message, str) else bytes(message))
 
     async def recv(self) -> str | bytes:
         if self.state is State.CLOSED and self._inbox.empty():
@@ -330,7 +379,15 @@ class _MemorySocket:
         if isinstance(item, Close):
             self._closed(item)
             raise self._closed_error()
+        if self.max_size is not None and len(item.encode() if isinstance(item, str) else item) > self.max_size:
+            self.close_now(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            raise self._closed_error()
         return item
+
+    async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
+        pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        pong.set_result(0.0)
+        return pong
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self._frames()
@@ -343,6 +400,9 @@ class _MemorySocket:
             return
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        self.close_now(code, reason)
+
+    def close_now(self, code: int, reason: str) -> None:
         if self.state is not State.OPEN:
             return
         close = Close(code, reason)
@@ -360,7 +420,8 @@ class _MemorySocket:
         return ConnectionClosedError(close, close, rcvd_then_sent=True)
 
 
-def _memory_pair() -> tuple[_MemorySocket, _MemorySocket]:
-    server, client = _MemorySocket(), _MemorySocket()
+def _memory_pair(max_size: int | None) -> tuple[_MemorySocket, _MemorySocket]:
+    """A server end that enforces ``max_size`` on what it receives, and a client end."""
+    server, client = _MemorySocket(max_size), _MemorySocket(None)
     server.peer, client.peer = client, server
     return server, client
