@@ -189,7 +189,7 @@ class WebSuckets:
 
     @property
     def protocol_max_size(self) -> int | None:
-        """The frame size over which the protocol closes the connection (1009): 4 × ``max_message_size``."""
+        """The frame size over which the protocol closes the connection (1009): four times ``max_message_size``."""
         return None if self.max_message_size is None else 4 * self.max_message_size
 
     def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
