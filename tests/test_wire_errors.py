@@ -180,3 +180,32 @@ async def test_error_details_that_cannot_be_sent_become_internal_error(real: boo
         await alice.receive_error("internal_error")
         await still_usable(alice)
     assert client.server_errors
+
+
+async def test_sending_to_a_client_that_left_does_not_break_the_sender(real: bool) -> None:
+    """A handler writing to another client's closed socket gets internal_error; its own client stays."""
+    app = make_app()
+    group = CommandGroup("room")
+    sockets: list[ServerConnection] = []
+
+    @group.command("join")
+    async def join(socket: ServerConnection) -> None:
+        sockets.append(socket)
+        await socket.send("joined")
+
+    @group.command("shout")
+    async def shout(socket: ServerConnection) -> None:
+        for member in sockets:
+            await member.send("hey")
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real, raise_server_exceptions=False) as client:
+        alice, bob = await client.connect(), await client.connect()
+        for member in (bob, alice):
+            await member.send("room join")
+            assert await member.receive_text() == "joined"
+        await bob.close()
+        await alice.send("room shout")
+        await alice.receive_error("internal_error")
+        await still_usable(alice)
+    assert len(client.server_errors) == 1
