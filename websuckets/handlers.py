@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from operator import attrgetter
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
 from dishka import AsyncContainer
-from dishka.entities.key import _FromComponent
+from dishka.integrations.base import default_parse_dependency
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
@@ -140,9 +140,9 @@ def _classify(handler: str, parameter: inspect.Parameter, annotation: Any) -> Pa
     if annotation is inspect.Parameter.empty:
         raise InvalidHandler(handler, f"{where} has no annotation")
     keyword = parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    dependency = _dependency(annotation)
-    if dependency is not None:
-        return Parameter(parameter.name, Role.SERVICE, keyword, dependency)
+    key = default_parse_dependency(parameter, annotation)  # dishka's own reading of FromDishka[T]
+    if key is not None:
+        return Parameter(parameter.name, Role.SERVICE, keyword, Dependency(key.type_hint, key.component))
     role = _role_of(annotation)
     if role is None:
         raise InvalidHandler(
@@ -151,16 +151,6 @@ def _classify(handler: str, parameter: inspect.Parameter, annotation: Any) -> Pa
             "Context, User nor FromDishka[...]",
         )
     return Parameter(parameter.name, role, keyword)
-
-
-def _dependency(annotation: Any) -> Dependency | None:
-    if get_origin(annotation) is not Annotated:
-        return None
-    base, *metadata = get_args(annotation)
-    for marker in metadata:
-        if isinstance(marker, _FromComponent):
-            return Dependency(base, marker.component)
-    return None
 
 
 def _role_of(annotation: Any) -> Role | None:
