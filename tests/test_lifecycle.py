@@ -171,3 +171,30 @@ async def test_hooks_cannot_be_added_once_started() -> None:
     async with app:
         with pytest.raises(AppStateError, match="cannot add a connect hook once the app has started"):
             app.on_connect(late)
+
+
+async def test_a_failing_session_finalizer_is_reported(real: bool) -> None:
+    """An exception while closing a connection's SESSION scope is logged and raised in the test."""
+
+    class Failing(Provider):
+        @provide(scope=Scope.SESSION)
+        async def greeting(self) -> AsyncIterator[Greeting]:
+            yield Greeting("hi")
+            raise OSError("could not flush")
+
+    app = WebSuckets(container=make_async_container(Failing()))
+    group = CommandGroup()
+
+    @group.command("greet")
+    async def greet(socket: ServerConnection, greeting: FromDishka[Greeting]) -> None:
+        await socket.send(str(greeting))
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real, raise_server_exceptions=False) as client:
+        alice = await client.connect()
+        await alice.send("greet")
+        assert await alice.receive_text() == "hi"
+        await alice.close()
+    [error] = client.server_errors
+    assert isinstance(error, ExceptionGroup)  # dishka groups the finalizers' exceptions
+    assert [str(e) for e in error.exceptions] == ["could not flush"]

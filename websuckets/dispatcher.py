@@ -55,8 +55,9 @@ class Connection:
         """The connection's SESSION scope, or ``None`` when the app injects nothing."""
         self.sessions = dispatcher.sessions
 
-    def report_unexpected(self, exc: BaseException, ctx: Context | None = None) -> None:
-        self.dispatcher.report_unexpected(exc, ctx)
+    def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
+        """Log an exception raised while handling ``ctx`` that no middleware mapped."""
+        self.dispatcher.report_unexpected(exc, f"command {ctx.event!r}")
 
 
 class Dispatcher:
@@ -102,6 +103,9 @@ class Dispatcher:
                         await self._run_hooks(self.on_disconnect, connection)
         except ConnectionClosed:
             pass  # the client left while we were answering it
+        except Exception as exc:  # a SESSION finalizer failed, or websuckets itself did
+            self.report_unexpected(exc, "a connection")
+            await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self.sessions.disconnect(user)
 
@@ -142,9 +146,8 @@ class Dispatcher:
             return False
         return True
 
-    def report_unexpected(self, exc: BaseException, ctx: Context | None = None) -> None:
-        """Log an exception that no middleware turned into an error for the client."""
-        where = f"command {ctx.event!r}" if ctx is not None else "a connection hook"
+    def report_unexpected(self, exc: BaseException, where: str) -> None:
+        """Log an exception that no middleware turned into an error for the client, and tell listeners."""
         logger.error("unexpected error in %s", where, exc_info=exc)
         for listener in self.error_listeners:
             listener(exc)
@@ -168,7 +171,7 @@ class Dispatcher:
             await connection.socket.close(CloseCode.POLICY_VIOLATION, "connection refused")
             return False
         except Exception as exc:
-            self.report_unexpected(exc)
+            self.report_unexpected(exc, "a connect hook")
             await connection.socket.close(CloseCode.INTERNAL_ERROR, "internal error")
             return False
         return True
@@ -178,7 +181,7 @@ class Dispatcher:
             try:
                 await _call_hook(plan, connection)
             except Exception as exc:
-                self.report_unexpected(exc)
+                self.report_unexpected(exc, "a disconnect hook")
 
 
 async def _call_hook(plan: CallPlan, connection: Connection) -> Any:
