@@ -1,0 +1,102 @@
+"""The per-message cost of websuckets' data path, against a hand-rolled dispatcher, in one run.
+
+No network: both sides get the same JSON frame and send their reply to a socket that drops
+it, so the figures are the framework's own work (parse, route, chain, validate, handler,
+serialise). Run with ``python bench/dispatch.py [--messages N] [--repeat R]``; it prints
+microseconds per message for each, the median of R runs, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import CommandGroup, Context, WebSuckets
+from websuckets.dispatcher import Connection
+
+FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
+
+
+class Echo(BaseModel):
+    nickname: str
+    text: str
+    n: int
+
+
+class NullSocket:
+    """Takes replies and drops them."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4()
+
+    async def send(self, message: str) -> None:
+        pass
+
+
+def websuckets_dispatch(app: WebSuckets, socket: NullSocket) -> Callable[[str], Awaitable[None]]:
+    dispatcher = app.dispatcher
+    connection = Connection(dispatcher, socket, dispatcher.sessions.connect(socket), None)  # type: ignore[arg-type]
+    return lambda frame: dispatcher.dispatch(connection, frame)
+
+
+def hand_rolled_dispatch(socket: NullSocket) -> Callable[[str], Awaitable[None]]:
+    """What a careful user writes: json, a dict of handlers, pydantic."""
+
+    async def echo(data: dict[str, object]) -> None:
+        model = Echo.model_validate(data["payload"])
+        await socket.send(json.dumps({"event": "echo", "payload": model.model_dump(), "id": data.get("id")}))
+
+    handlers = {"user echo": echo}
+
+    async def dispatch(frame: str) -> None:
+        data = json.loads(frame)
+        await handlers[data["event"]](data)
+
+    return dispatch
+
+
+async def per_message(dispatch: Callable[[str], Awaitable[None]], messages: int) -> float:
+    for _ in range(messages // 10):  # warm-up
+        await dispatch(FRAME)
+    started = time.perf_counter()
+    for _ in range(messages):
+        await dispatch(FRAME)
+    return (time.perf_counter() - started) / messages * 1e6
+
+
+async def main(messages: int, repeat: int) -> None:
+    app = WebSuckets()
+    group = CommandGroup("user")
+
+    @group.command("echo")
+    async def echo(socket: ServerConnection, model: Echo, ctx: Context) -> None:
+        await ctx.reply("echo", model)
+
+    app.include_command_group(group)
+    async with app:
+        socket = NullSocket()
+        ours, theirs = websuckets_dispatch(app, socket), hand_rolled_dispatch(socket)
+        ours_us = statistics.median([await per_message(ours, messages) for _ in range(repeat)])
+        theirs_us = statistics.median([await per_message(theirs, messages) for _ in range(repeat)])
+    print(f"messages per run: {messages}, runs: {repeat} (median)")
+    print("| server      | µs/message | messages/s |")
+    print("|-------------|-----------:|-----------:|")
+    print(f"| websuckets  | {ours_us:10.2f} | {1e6 / ours_us:10.0f} |")
+    print(f"| hand-rolled | {theirs_us:10.2f} | {1e6 / theirs_us:10.0f} |")
+    print(f"ratio websuckets / hand-rolled: {ours_us / theirs_us:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.messages, arguments.repeat))
