@@ -109,8 +109,7 @@ async def keywords(socket: ServerConnection, *, ctx: Context, counter: FromDishk
 
 @group.command("plain")
 async def plain(socket: ServerConnection, ctx: Context) -> None:
-    seen["plain_scope"] = ctx.connection.container
-    await socket.send(ClientEvent("plain"))
+    await ctx.reply("plain")
 
 
 def make_app(container: AsyncContainer | None = None) -> WebSuckets:
@@ -188,14 +187,24 @@ async def test_websuckets_provider_gives_the_same_objects(real: bool) -> None:
     assert seen["ctx"].event == "who"  # type: ignore[attr-defined]
 
 
-async def test_handler_without_services_opens_no_request_scope() -> None:
-    """Only handlers that inject open a REQUEST scope; others run with the SESSION container untouched."""
+async def test_handler_without_services_opens_no_request_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only handlers that inject open a REQUEST scope; the others leave the container alone."""
+    opened: list[object] = []
+    enter_scope = AsyncContainer.__call__
+
+    def counting(self: AsyncContainer, *args: object, **kwargs: object) -> AsyncContainer:
+        opened.append(kwargs.get("scope"))
+        return enter_scope(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AsyncContainer, "__call__", counting)
     async with TestClient(make_app()) as client:
         alice = await client.connect()
-        await alice.send("plain")
+        assert opened == [Scope.SESSION]
+        await alice.request("plain")
+        assert opened == [Scope.SESSION]
+        await alice.send("write")
         await alice.receive()
-    assert seen["plain_scope"] is not None
-    assert seen["plain_scope"].scope is Scope.SESSION  # type: ignore[attr-defined]
+        assert opened == [Scope.SESSION, None]  # None: the next scope down, REQUEST
 
 
 async def test_app_closes_its_container_on_stop() -> None:

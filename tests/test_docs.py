@@ -21,6 +21,6 @@ def test_every_snippet_include_is_well_formed_and_points_at_a_file() -> None:
     assert not malformed
     assert [path for path in includes if not (ROOT / path).is_file()] == []
     assert "examples/quickstart.py" in includes
-    assert {f"examples/docs/{name}.py" for name in ("app", "say_ok", "user_create", "send_message", "protected")} <= set(
-        includes
-    )
+    assert {
+        f"examples/docs/{name}.py" for name in ("app", "say_ok", "user_create", "send_message", "protected")
+    } <= set(includes)

@@ -1,6 +1,7 @@
 """Connect and disconnect hooks, starting and stopping the app, graceful shutdown."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -122,11 +123,14 @@ async def test_app_call_serves_until_sigterm_and_prints_the_address(capsys: pyte
 
     app = WebSuckets()
     serving = asyncio.create_task(app("127.0.0.1", 0))
+    printed = ""
     for _ in range(200):
-        if "serving on" in capsys.readouterr().out:
+        printed += capsys.readouterr().out
+        if printed or serving.done():
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    assert re.fullmatch(r"websuckets: serving on ws://127\.0\.0\.1:\d+ \(press Ctrl\+C to stop\)\n", printed)
+    await asyncio.sleep(0.05)  # the signal handlers are installed right after the line is printed
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(serving, 5)
     assert not app.started
@@ -162,18 +166,30 @@ async def test_shutdown_is_bounded_when_a_command_never_ends(caplog: pytest.LogC
     assert "shutdown: cancelling 1 connection handlers" in caplog.text
 
 
-async def test_hooks_cannot_be_added_once_started() -> None:
-    """Like groups and middlewares, hooks join before the app starts."""
+async def test_nothing_joins_a_started_app() -> None:
+    """Groups, middlewares (of the app or of an included group) and hooks join before the app starts."""
     app = WebSuckets()
+    group = CommandGroup("g")
+    app.include_command_group(group)
 
-    async def late(socket: ServerConnection) -> None: ...
+    async def late_hook(socket: ServerConnection) -> None: ...
+
+    async def late_middleware(ctx: Context, call_next: object) -> None: ...
 
     async with app:
         with pytest.raises(AppStateError, match="cannot add a connect hook once the app has started"):
-            app.on_connect(late)
+            app.on_connect(late_hook)
+        with pytest.raises(AppStateError, match="cannot add a disconnect hook once the app has started"):
+            app.on_disconnect(late_hook)
+        with pytest.raises(AppStateError, match="cannot add a middleware once the app has started"):
+            app.add_middleware(late_middleware)  # type: ignore[arg-type]
+        with pytest.raises(AppStateError, match="cannot add a middleware to group 'g' once an app including it"):
+            group.add_middleware(late_middleware)  # type: ignore[arg-type]
+        with pytest.raises(AppStateError, match="cannot register a command once the app has started"):
+            group.command("late")(late_hook)
 
 
-async def test_a_failing_session_finalizer_is_reported(real: bool) -> None:
+async def test_a_failing_session_finalizer_is_reported(real: bool, caplog: pytest.LogCaptureFixture) -> None:
     """An exception while closing a connection's SESSION scope is logged and raised in the test."""
 
     class Failing(Provider):
@@ -190,11 +206,13 @@ async def test_a_failing_session_finalizer_is_reported(real: bool) -> None:
         await socket.send(str(greeting))
 
     app.include_command_group(group)
-    async with TestClient(app, real=real, raise_server_exceptions=False) as client:
-        alice = await client.connect()
-        await alice.send("greet")
-        assert await alice.receive_text() == "hi"
-        await alice.close()
-    [error] = client.server_errors
-    assert isinstance(error, ExceptionGroup)  # dishka groups the finalizers' exceptions
-    assert [str(e) for e in error.exceptions] == ["could not flush"]
+    with pytest.raises(ExceptionGroup) as raised:  # noqa: PT012  (raised as the client closes)
+        async with TestClient(app, real=real) as client:
+            alice = await client.connect()
+            await alice.send("greet")
+            assert await alice.receive_text() == "hi"
+            await alice.close()
+    assert [str(e) for e in raised.value.exceptions] == ["could not flush"]  # dishka groups finalizer errors
+    [record] = [r for r in caplog.records if r.name == "websuckets.dispatcher"]
+    assert record.getMessage() == "unexpected error in a connection"
+    assert record.exc_info is not None

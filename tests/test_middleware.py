@@ -184,3 +184,49 @@ async def test_two_apps_sharing_a_group_keep_their_own_chains() -> None:
         alice, root = await public_client.connect(), await admin_client.connect()
         assert (await alice.request("who")).payload == "public"
         assert (await root.request("who")).payload == "admin"
+
+
+def make_guarded_app(**options: object) -> tuple[WebSuckets, list[str]]:
+    """An app with one protected command and an app middleware that records what reaches it."""
+    reached: list[str] = []
+    app = WebSuckets(**options)  # type: ignore[arg-type]
+    group = CommandGroup()
+
+    @group.command("vault", protected=True)
+    async def vault(socket: ServerConnection, model: Model, ctx: Context) -> None:
+        await ctx.reply("vault", model.n)
+
+    async def record(ctx: Context, call_next: CallNext) -> None:
+        reached.append(ctx.event)
+        await call_next(ctx)
+
+    app.add_middleware(record)
+    app.include_command_group(group)
+    return app, reached
+
+
+async def test_authentication_runs_before_app_middlewares(real: bool) -> None:
+    """A protected command without a valid token is refused before any app middleware sees it."""
+    app, reached = make_guarded_app()
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        await alice.send("vault", {"n": 1})
+        await alice.receive_error("unauthorized")
+    assert reached == []
+
+
+async def test_builtin_auth_and_validation_are_replaceable(real: bool) -> None:
+    """Passing auth_middleware and validation_middleware replaces the built-ins."""
+
+    async def let_everyone_in(ctx: Context, call_next: CallNext) -> None:
+        await call_next(ctx)
+
+    async def lenient(ctx: Context, call_next: CallNext) -> None:
+        ctx.model = Model(n=int(ctx.payload))  # type: ignore[call-overload]
+        await call_next(ctx)
+
+    app, reached = make_guarded_app(auth_middleware=let_everyone_in, validation_middleware=lenient)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        assert (await alice.request("vault", "41")).payload == 41
+    assert reached == ["vault"]

@@ -6,6 +6,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, Session, User, WebSuckets
+from websuckets.backends import MemoryBackend
 from websuckets.testing import ErrorReply, TestClient
 
 
@@ -50,13 +51,11 @@ async def test_handler_exception_is_raised_in_the_test(real: bool) -> None:
 
 
 async def test_unread_handler_exception_is_raised_on_exit(real: bool) -> None:
-    """An exception nobody received is raised when the client closes."""
+    """An exception that no receive surfaced is raised when the test client closes."""
     with pytest.raises(KeyError, match="missing thing"):  # noqa: PT012  (raised as the block ends)
         async with TestClient(make_app(), real=real) as client:
             alice = await client.connect()
             await alice.send("boom")
-            await alice.send("one")
-            await alice.receive_text()
 
 
 async def test_request_matches_the_reply_by_id(real: bool) -> None:
@@ -139,8 +138,21 @@ async def test_in_memory_socket_behaves_like_a_real_one(real: bool) -> None:
         assert (await alice.request("inspect")).payload == {"host": True}
 
 
-async def test_a_crashing_connection_handler_closes_1011_and_raises(real: bool) -> None:
-    """If the server's connection handler itself fails, the client sees 1011 and the test the exception."""
+async def test_a_failure_outside_any_command_closes_1011_and_raises(real: bool) -> None:
+    """A failure outside any command (here, the backend) closes with 1011; the test gets the error."""
+
+    class BrokenBackend(MemoryBackend):
+        def add_online(self, user: User) -> None:
+            raise ZeroDivisionError("backend bug")
+
+    async with TestClient(WebSuckets(backend=BrokenBackend()), real=real, raise_server_exceptions=False) as client:
+        alice = await client.connect()
+        assert await alice.expect_closed() == 1011
+    assert [type(e) for e in client.server_errors] == [ZeroDivisionError]
+
+
+async def test_a_connect_hook_failure_closes_1011_and_raises(real: bool) -> None:
+    """An unexpected exception in on_connect closes the connection with 1011 and reaches the test."""
     app = make_app()
 
     @app.on_connect

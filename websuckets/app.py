@@ -74,6 +74,7 @@ class WebSuckets:
         self.validation_middleware = validation_middleware
         self.middlewares: list[Middleware] = []
         self.commands: dict[str, Command] = {}
+        self._groups: list[CommandGroup] = []
         self.connect_hooks: list[CallPlan] = []
         self.disconnect_hooks: list[CallPlan] = []
         self._dispatcher: Dispatcher | None = None
@@ -86,6 +87,7 @@ class WebSuckets:
         for command in group:
             self._add_command(command)
         group.subscribe(self._add_command)
+        self._groups.append(group)
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Run ``middleware`` around every command, after authentication."""
@@ -139,6 +141,9 @@ class WebSuckets:
             self.max_message_size,
         )
         activate(sessions)
+        for group in self._groups:
+            group.seal()
+        logger.info("app started with %d commands", len(routes))
         return self
 
     async def __aexit__(
@@ -148,6 +153,7 @@ class WebSuckets:
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             deactivate(dispatcher.sessions)
+            logger.info("app stopped")
         try:
             await self.backend.close()
         finally:

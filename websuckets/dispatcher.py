@@ -87,8 +87,17 @@ class Dispatcher:
         self._idle.set()
 
     async def serve(self, socket: ServerConnection) -> None:
-        """Serve one connection until it closes."""
+        """Serve one connection until it closes; a failure outside any command is reported, then 1011."""
         enter_connection(self.sessions)
+        try:
+            await self._serve(socket)
+        except ConnectionClosed:
+            pass  # the client left while we were answering it
+        except Exception as exc:  # the backend, a SESSION finalizer, or websuckets itself failed
+            self.report_unexpected(exc, "a connection")
+            await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _serve(self, socket: ServerConnection) -> None:
         user = self.sessions.connect(socket)
         try:
             async with self._session_scope(socket, user) as container:
@@ -101,11 +110,6 @@ class Dispatcher:
                         await self._receive(connection)
                     finally:
                         await self._run_hooks(self.on_disconnect, connection)
-        except ConnectionClosed:
-            pass  # the client left while we were answering it
-        except Exception as exc:  # a SESSION finalizer failed, or websuckets itself did
-            self.report_unexpected(exc, "a connection")
-            await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self.sessions.disconnect(user)
 
@@ -123,18 +127,17 @@ class Dispatcher:
     async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
         """Route one frame: errors before routing are answered here, the rest by the chain."""
         if self.max_message_size is not None and _too_large(frame, self.max_message_size):
-            limit = f"the message is larger than {self.max_message_size} bytes"
-            await connection.socket.send(error_event(MessageTooLarge(limit)))
+            await _refuse(connection, MessageTooLarge(f"the message is larger than {self.max_message_size} bytes"))
             return
         try:
             envelope = parse_envelope(frame)
         except (InvalidJSON, InvalidCommand) as error:
-            await connection.socket.send(error_event(error, error.event, error.id))
+            await _refuse(connection, error, error.event, error.id)
             return
         route = self.routes.get(envelope.event)
         if route is None:
             unknown = UnknownCommand(f"no command is named {envelope.event!r}")
-            await connection.socket.send(error_event(unknown, envelope.event, envelope.id))
+            await _refuse(connection, unknown, envelope.event, envelope.id)
             return
         await route.chain(Context(connection, route.command, envelope.payload, envelope.token, envelope.id))
 
@@ -182,6 +185,14 @@ class Dispatcher:
                 await _call_hook(plan, connection)
             except Exception as exc:
                 self.report_unexpected(exc, "a disconnect hook")
+
+
+async def _refuse(
+    connection: Connection, error: InternalError, event: str | None = None, id: str | int | None = None
+) -> None:
+    """Answer a frame that never reached a command's chain."""
+    logger.debug("frame from %s refused: %s", connection.socket.id, error.name)
+    await connection.socket.send(error_event(error, event, id))
 
 
 async def _call_hook(plan: CallPlan, connection: Connection) -> Any:

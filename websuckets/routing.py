@@ -9,7 +9,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from .context import Middleware
-from .exc import DuplicateCommand
+from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 
 __all__ = ["Command", "CommandGroup"]
@@ -47,6 +47,7 @@ class CommandGroup:
         self.middlewares: list[Middleware] = []
         self._commands: dict[str, Command] = {}
         self._listeners: list[Callable[[Command], None]] = []
+        self._sealed = False
 
     def command(self, name: str, protected: bool = False) -> Callable[[H], H]:
         """Register the decorated async function as the handler of ``name``.
@@ -68,7 +69,15 @@ class CommandGroup:
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Run ``middleware`` around the commands of this group only (inside app middlewares)."""
+        if self._sealed:
+            raise AppStateError(
+                f"cannot add a middleware to group {self.prefix!r} once an app including it has started"
+            )
         self.middlewares.append(middleware)
+
+    def seal(self) -> None:
+        """Refuse further middlewares: an app including the group has built its chains."""
+        self._sealed = True
 
     def full_name(self, name: str) -> str:
         return f"{self.prefix} {name}" if self.prefix else name

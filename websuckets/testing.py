@@ -16,6 +16,7 @@ an unexpected exception in a handler is re-raised in the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -107,7 +108,10 @@ class TestConnection:
         self._transport = transport
         self._skipped: deque[str] = deque()
         self.client_id = client_id
-        """The server-side ``socket.id`` of this client: its key in ``Session.online``."""
+        """The server-side ``socket.id`` of this client: its key in ``Session.online``.
+
+        The nil UUID over a real socket that the server closed before registering it.
+        """
         self.history: list[str] = []
         """Every frame received so far, oldest first."""
 
@@ -278,14 +282,17 @@ class TestClient:
                 self.url, open_timeout=self.timeout, logger=quiet_frames(logging.getLogger("websuckets.testing"))
             )
             address = socket.local_address
-            server_side = await self._wait_ready(lambda c: c.socket.remote_address == address)
-            connection = TestConnection(self, _RealTransport(socket), server_side.socket.id)
+            server_side = await self._wait_ready(
+                lambda c: c.socket.remote_address == address, lambda: socket.state is not State.OPEN
+            )
+            client_id = server_side.socket.id if server_side is not None else UUID(int=0)
+            connection = TestConnection(self, _RealTransport(socket), client_id)
         else:
             server, client = _memory_pair(self.app.protocol_max_size)
             task = asyncio.create_task(self.app.handler(server))  # type: ignore[arg-type]
             self._tasks.add(task)
-            task.add_done_callback(lambda done: self._handler_done(done, client))
-            await self._wait_ready(lambda c: c.socket.id == server.id)
+            task.add_done_callback(self._tasks.discard)
+            await self._wait_ready(lambda c: c.socket.id == server.id, lambda: server.state is not State.OPEN)
             connection = TestConnection(self, client, server.id)
         self._connections.append(connection)
         return connection
@@ -310,25 +317,19 @@ class TestClient:
         self._ready.append(connection)
         self._readiness.set()
 
-    async def _wait_ready(self, matches: Callable[[Connection], bool]) -> Connection:
+    async def _wait_ready(self, matches: Callable[[Connection], bool], closed: Callable[[], bool]) -> Connection | None:
+        """The server side of a new connection once its connect hooks ran; ``None`` if it closed before."""
         async with asyncio.timeout(self.timeout):
             while True:
                 for connection in self._ready:
                     if matches(connection):
                         self._ready.remove(connection)
                         return connection
+                if closed():
+                    return None
                 self._readiness.clear()
-                await self._readiness.wait()
-
-    def _handler_done(self, task: asyncio.Task[None], client: _MemorySocket) -> None:
-        """A crashed in-memory connection handler: record it and close the client, as a server would (1011)."""
-        self._tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is None:
-            return
-        self.server_errors.append(error)
-        client.peer.close_now(CloseCode.INTERNAL_ERROR, "internal error")
-        self._readiness.set()
+                with contextlib.suppress(TimeoutError):  # look at `closed` again now and then
+                    await asyncio.wait_for(self._readiness.wait(), 0.01)
 
 
 class _RealTransport:
