@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from .backends.base import Backend, TokenRecord, UserId
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
 __all__ = ["Session", "SessionStore", "User"]
-
-K = TypeVar("K")
 
 
 class User:
