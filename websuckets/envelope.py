@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 
+from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
 
 __all__ = ["MISSING", "Envelope", "error_event", "parse_envelope"]
@@ -74,7 +75,7 @@ def error_event(error: InternalError, event: str | None = None, id: str | int | 
     Details that JSON cannot hold (an exception, a set) are sent as their ``str``.
     """
     payload = {"name": error.name, "details": error.details, "event": event, "id": id}
-    return to_json({"event": "error", "payload": payload}, fallback=str).decode()
+    return dump_event("error", payload, fallback=str)
 
 
 def _json_type(value: object) -> str:

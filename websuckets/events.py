@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import to_json
@@ -9,16 +10,22 @@ from pydantic_core import to_json
 __all__ = ["ClientEvent", "dump_event"]
 
 
-def dump_event(event: str, payload: Any = None, id: str | int | None = None) -> str:
+def dump_event(
+    event: str,
+    payload: Any = None,
+    id: str | int | None = None,
+    *,
+    fallback: Callable[[Any], Any] | None = None,
+) -> str:
     """Serialise an event to the wire form ``{"event": ..., "payload": ..., "id": ...}``.
 
     ``id`` is written only when it is not ``None``. The payload may be any JSON value,
-    a pydantic model, a dataclass, a UUID or a datetime.
+    a pydantic model, a dataclass, a UUID or a datetime; ``fallback`` converts anything else.
     """
     message: dict[str, Any] = {"event": event, "payload": payload}
     if id is not None:
         message["id"] = id
-    return to_json(message).decode()
+    return to_json(message, fallback=fallback).decode()
 
 
 class ClientEvent(str):
