@@ -1,0 +1,156 @@
+"""The ``websuckets`` command: ``run`` serves an app and stops gracefully; errors fit on one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from websuckets import __version__
+from websuckets.cli import main
+
+APPS = Path(__file__).parent / "apps"
+
+
+def websuckets(*args: str, cwd: Path = APPS) -> subprocess.Popen[str]:
+    """``python -m websuckets ARGS`` in ``cwd``: tests/apps, where the test apps are importable."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "websuckets", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextmanager
+def serving(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``websuckets run cli_app:app --port 0`` until it prints its address; yield it and the URL."""
+    process = websuckets("run", "cli_app:app", "--host", "127.0.0.1", "--port", "0", *args)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"ws://\S+", line)
+        assert found, line + (process.stderr.read() if process.stderr else "")
+        yield process, found.group()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_version() -> None:
+    """``--version`` prints the package's version."""
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["new"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    """``--help`` works on the group and on every command."""
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:app", "cannot import 'no_such_module': no module named 'no_such_module'"),
+        ("cli_app:missing", "module 'cli_app' has no attribute 'missing'"),
+        ("cli_app:not_an_app", "cli_app:not_an_app is a int, not a WebSuckets app"),
+        ("cli_app", "expected MODULE:ATTRIBUTE"),
+    ],
+)
+def test_run_names_what_is_wrong_in_one_line(spec: str, message: str) -> None:
+    """A module or attribute that does not exist is a one-line error, not a traceback."""
+    process = websuckets("run", spec)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert message in stderr
+    assert "Traceback" not in stderr
+
+
+def test_run_says_when_the_port_is_taken() -> None:
+    """A port already in use is a one-line error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        process = websuckets("run", "cli_app:app", "--host", "127.0.0.1", "--port", port)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert f"Error: port {port} on 127.0.0.1 is already in use" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+async def test_run_serves_then_finishes_commands_in_flight_and_closes_with_1001(stop: signal.Signals) -> None:
+    """Ctrl+C or SIGTERM: a command in flight still gets its reply, then the connection closes with 1001."""
+    with serving() as (process, url):
+        async with connect(url) as ws:
+            assert json.loads(await ws.recv())["event"] == "welcome"  # the connect hook ran
+            await ws.send(json.dumps({"event": "job ping"}))
+            assert json.loads(await ws.recv())["event"] == "pong"
+            await ws.send(json.dumps({"event": "job run", "payload": {"seconds": 0.5}}))
+            assert json.loads(await ws.recv())["event"] == "started"
+            process.send_signal(stop)
+            assert json.loads(await ws.recv()) == {"event": "done", "payload": 0.5}
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CloseCode.GOING_AWAY
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+def test_new_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
+    """``websuckets new`` into a directory with files in it is a one-line error, and writes nothing."""
+    (tmp_path / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(main, ["new", str(tmp_path), "--name", "x"])
+    assert result.exit_code == 1
+    assert f"{tmp_path} is not empty" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+async def test_run_reload_restarts_the_app_when_its_code_changes(tmp_path: Path) -> None:
+    """``--reload`` serves the new code after a .py file changes."""
+    source = (APPS / "cli_app.py").read_text()
+    (tmp_path / "cli_app.py").write_text(source)
+    process = websuckets("run", "cli_app:app", "--host", "127.0.0.1", "--port", "0", "--reload", cwd=tmp_path)
+    try:
+        assert process.stdout is not None
+        first = re.search(r"ws://\S+", process.stdout.readline())
+        assert first
+        async with connect(first.group()) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"event": "job ping"}))
+            assert json.loads(await ws.recv())["event"] == "pong"
+        (tmp_path / "cli_app.py").write_text(source.replace('ClientEvent("pong")', 'ClientEvent("pong again")'))
+        second = re.search(r"ws://\S+", process.stdout.readline())  # the restarted app prints its address
+        assert second
+        async with connect(second.group()) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"event": "job ping"}))
+            assert json.loads(await ws.recv())["event"] == "pong again"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert "restarting" in stderr

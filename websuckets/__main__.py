@@ -1,0 +1,5 @@
+"""``python -m websuckets``: the same command line as ``websuckets``."""
+
+from .cli import main
+
+main(prog_name="websuckets")

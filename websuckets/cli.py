@@ -1,0 +1,132 @@
+"""The ``websuckets`` command: ``run`` an app, scaffold a project with ``new``.
+
+Built on click. ``websuckets run`` imports ``MODULE:ATTRIBUTE`` the way uvicorn does (the
+current directory first on ``sys.path``) and serves it with `WebSuckets.__call__`, so the app's
+container, hooks and graceful shutdown are exactly those of ``asyncio.run(app(host, port))``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .app import WebSuckets
+
+__all__ = ["load_app", "main", "template_dir"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_app(spec: str) -> WebSuckets:
+    """The `WebSuckets` named by ``"module:attribute"``; a `click.ClickException` saying what is wrong."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(f"expected MODULE:ATTRIBUTE, like 'chat.app:app', got {spec!r}", param_hint="APP")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise click.ClickException(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
+        raise  # the module exists, and one of its own imports failed: the traceback says which
+    app = module
+    for name in attribute.split("."):
+        try:
+            app = getattr(app, name)
+        except AttributeError:
+            raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(app, WebSuckets):
+        raise click.ClickException(f"{spec} is a {type(app).__name__}, not a WebSuckets app")
+    return app
+
+
+def template_dir() -> Path:
+    """The project template: inside the installed package, or ``app_template/`` beside a checkout."""
+    shipped = Path(__file__).parent / "_template"
+    return shipped if shipped.is_dir() else Path(__file__).parent.parent / "app_template"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="websuckets")
+def main() -> None:
+    """websuckets: real-time applications over WebSockets."""
+
+
+@main.command()
+@click.argument("app")
+@click.option("--host", default="localhost", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=9000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--reload", is_flag=True, help="Restart when a .py file under the current directory changes.")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
+def run(app: str, host: str, port: int, reload: bool, log_level: str) -> None:
+    """Serve APP, given as MODULE:ATTRIBUTE (for example chat.app:app), until Ctrl+C or SIGTERM.
+
+    On Ctrl+C or SIGTERM the server stops accepting, lets commands in flight finish (up to the
+    app's shutdown_timeout), then closes connections with code 1001.
+    """
+    load_app(app)  # fail here, in the parent, with a one-line error
+    if reload:
+        _run_with_reload(app, host, port, log_level)
+    else:
+        serve(app, host, port, log_level)
+
+
+def serve(spec: str, host: str, port: int, log_level: str) -> None:
+    """Import the app named by ``spec`` and serve it; the target of ``run`` (and of each reload)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = load_app(spec)
+    try:
+        asyncio.run(app(host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(f"port {port} on {host} is already in use") from None
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise
+    except KeyboardInterrupt:  # a second Ctrl+C during shutdown
+        pass
+
+
+def _run_with_reload(spec: str, host: str, port: int, log_level: str) -> None:
+    watchfiles = _optional("watchfiles", "--reload")
+    click.echo("websuckets: watching for changes in .py files under the current directory", err=True)
+    watchfiles.run_process(
+        Path.cwd(),
+        target=serve,
+        args=(spec, host, port, log_level),
+        watch_filter=watchfiles.PythonFilter(),
+        callback=lambda changes: click.echo(f"websuckets: {len(changes)} change(s), restarting", err=True),
+    )
+
+
+@main.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="The project's name (asked for when missing).")
+def new(path: Path, name: str | None) -> None:
+    """Create a project at PATH from the websuckets template: app, commands, services, tests."""
+    if path.exists() and any(path.iterdir()):
+        raise click.ClickException(f"{path} is not empty: choose a new directory")
+    if name is None:
+        name = click.prompt("Project name", default=path.resolve().name)
+    copier = _optional("copier", "websuckets new")
+    copier.run_copy(str(template_dir()), str(path), data={"project_name": name}, defaults=True, quiet=True)
+    click.echo(f"websuckets: created {name!r} in {path}; see {path / 'README.md'} to run and test it")
+
+
+def _optional(module: str, feature: str) -> Any:
+    """Import a module of the ``cli`` extra, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise click.ClickException(
+            f"{feature} needs {module}, which is not installed: pip install 'websuckets[cli]'"
+        ) from None
