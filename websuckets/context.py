@@ -25,7 +25,7 @@ class Context:
     Middlewares read it and may write ``state``; the validation middleware sets ``model``.
     """
 
-    __slots__ = ("command", "connection", "event", "id", "model", "payload", "socket", "state", "token", "user")
+    __slots__ = ("_state", "command", "connection", "event", "id", "model", "payload", "socket", "token", "user")
 
     def __init__(
         self,
@@ -46,8 +46,14 @@ class Context:
         self.id = id
         self.model: BaseModel | None = None
         """The payload validated against the handler's model, once validation has run."""
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> dict[str, Any]:
         """Free for middlewares to share data along the chain of this one command."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     async def reply(self, event: str, payload: Any = None) -> None:
         """Send an event to this client, tagged with the command's ``id`` when it has one."""

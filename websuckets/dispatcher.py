@@ -126,8 +126,9 @@ class Dispatcher:
 
     async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
         """Route one frame: errors before routing are answered here, the rest by the chain."""
-        if self.max_message_size is not None and _too_large(frame, self.max_message_size):
-            await _refuse(connection, MessageTooLarge(f"the message is larger than {self.max_message_size} bytes"))
+        limit = self.max_message_size
+        if limit is not None and len(frame) * 4 > limit and _too_large(frame, limit):  # UTF-8: 4 bytes at most
+            await _refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
             return
         try:
             envelope = parse_envelope(frame)
@@ -204,8 +205,6 @@ async def _call_hook(plan: CallPlan, connection: Connection) -> Any:
 
 
 def _too_large(frame: str | bytes, limit: int) -> bool:
-    """Whether a frame is over ``limit`` bytes; text is encoded only when it might be."""
-    if isinstance(frame, str) and len(frame) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
-        return False
+    """Whether a frame is over ``limit`` bytes: text is encoded to count."""
     size = len(frame.encode(errors="surrogatepass")) if isinstance(frame, str) else len(frame)
     return size > limit

@@ -32,7 +32,7 @@ MISSING: Final = _Missing()
 """The payload of a command that has no ``payload`` key (``null`` is ``None``)."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Envelope:
     """A command as the client sent it: ``{"event", "payload", "token", "id"}``."""
 
@@ -55,18 +55,20 @@ def parse_envelope(frame: str | bytes) -> Envelope:
         data = from_json(frame)
     except ValueError as exc:
         raise InvalidJSON(f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
+    # from_json builds exact dict, str and int objects (a boolean is not an int here): type() is enough
+    if type(data) is not dict:
         raise InvalidCommand(f"a command is a JSON object, not {_json_type(data)}")
-    command_id = data.get("id")
-    if command_id is not None and (isinstance(command_id, bool) or not isinstance(command_id, str | int)):
+    get = data.get
+    command_id = get("id")
+    if command_id is not None and type(command_id) is not str and type(command_id) is not int:
         raise InvalidCommand("'id' must be a string or an integer")
-    event = data.get("event")
-    if not isinstance(event, str):
+    event = get("event")
+    if type(event) is not str:
         raise InvalidCommand("the command needs an 'event' key holding a string", id=command_id)
-    token = data.get("token")
-    if token is not None and not isinstance(token, str):
+    token = get("token")
+    if token is not None and type(token) is not str:
         raise InvalidCommand("'token' must be a string", event=event, id=command_id)
-    return Envelope(event, data.get("payload", MISSING), token, command_id)
+    return Envelope(event, get("payload", MISSING), token, command_id)
 
 
 def error_event(error: InternalError, event: str | None = None, id: str | int | None = None) -> str:

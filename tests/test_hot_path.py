@@ -1,0 +1,164 @@
+"""The per-message path runs only what was decided at start-up: counted work, not timings."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from unittest import mock
+
+import pytest
+from dishka import AsyncContainer, FromDishka, Provider, Scope, make_async_container, provide
+from pydantic import BaseModel, model_validator
+from websockets.asyncio.server import ServerConnection
+
+import websuckets.middleware
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets.testing import Received, TestClient, TestConnection
+
+MESSAGES = 20
+
+
+class Counted(BaseModel):
+    """A payload model that counts how often pydantic validates it."""
+
+    validations: typing.ClassVar[int] = 0
+    n: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def count(cls, data: Any) -> Any:
+        Counted.validations += 1
+        return data
+
+
+class Clock:
+    pass
+
+
+class Services(Provider):
+    clock = provide(Clock, scope=Scope.REQUEST)
+
+
+def make_app(*, container: bool) -> WebSuckets:
+    app = WebSuckets(container=make_async_container(Services()) if container else None)
+    group = CommandGroup("job")
+
+    @group.command("plain")
+    async def plain(socket: ServerConnection) -> None:
+        await socket.send(ClientEvent("plain"))
+
+    @group.command("model")
+    async def with_model(socket: ServerConnection, model: Counted) -> None:
+        await socket.send(ClientEvent("model", model.n))
+
+    if container:
+
+        @group.command("inject")
+        async def inject(socket: ServerConnection, clock: FromDishka[Clock]) -> None:
+            await socket.send(ClientEvent("inject"))
+
+    app.include_command_group(group)
+    return app
+
+
+async def ask(socket: TestConnection, event: str, payload: Any = None) -> Received:
+    await socket.send(event, payload)
+    return await socket.receive()
+
+
+@contextmanager
+def counting_scopes() -> Iterator[list[Scope | None]]:
+    """Every dishka scope entered, by its scope."""
+    entered: list[Scope | None] = []
+    original = AsyncContainer.__call__
+
+    def enter(self: AsyncContainer, *args: Any, **kwargs: Any) -> Any:
+        entered.append(kwargs.get("scope"))
+        return original(self, *args, **kwargs)
+
+    with mock.patch.object(AsyncContainer, "__call__", enter):
+        yield entered
+
+
+@contextmanager
+def no_start_up_work() -> Iterator[None]:
+    """Fail on signature inspection or chain building."""
+    refuse = mock.Mock(side_effect=AssertionError("start-up work on the message path"))
+    with (
+        mock.patch.object(inspect, "signature", refuse),
+        mock.patch.object(typing, "get_type_hints", refuse),
+        mock.patch.object(websuckets.middleware, "_link", refuse),
+    ):
+        yield
+
+
+async def test_messages_build_no_chain_and_inspect_no_signature() -> None:
+    """Chains and call plans are made when the app starts; messages only run them."""
+    async with TestClient(make_app(container=True)) as client:
+        socket = await client.connect()
+        with no_start_up_work():
+            for n in range(MESSAGES):
+                for event, payload in (("job plain", None), ("job model", {"n": n}), ("job inject", None)):
+                    reply = await ask(socket, event, payload)
+                    assert reply.event == event.split()[1]
+
+
+@pytest.mark.parametrize("container", [False, True])
+async def test_a_handler_without_services_opens_no_scope(container: bool) -> None:
+    """No SESSION scope per connection and no REQUEST scope per message where nothing is injected."""
+    app = make_app(container=container)
+    app.commands.pop("job inject", None)  # the app's only injecting handler: now nothing injects
+    with counting_scopes() as entered:
+        async with TestClient(app) as client:
+            socket = await client.connect()
+            for _ in range(MESSAGES):
+                await ask(socket, "job plain")
+    assert entered == []
+
+
+async def test_an_injecting_handler_opens_one_request_scope_per_message() -> None:
+    """One SESSION scope for the connection, one REQUEST scope per injecting command, none for others."""
+    with counting_scopes() as entered:
+        async with TestClient(make_app(container=True)) as client:
+            socket = await client.connect()
+            for _ in range(MESSAGES):
+                await ask(socket, "job inject")
+                await ask(socket, "job plain")
+    assert entered.count(Scope.SESSION) == 1
+    assert len(entered) == 1 + MESSAGES  # the REQUEST scopes are entered with the default (next) scope
+
+
+async def test_each_payload_is_validated_once_and_only_for_handlers_with_a_model() -> None:
+    """One pydantic validation per command that takes a model; none for one that takes none."""
+    Counted.validations = 0
+    async with TestClient(make_app(container=False)) as client:
+        socket = await client.connect()
+        for n in range(MESSAGES):
+            assert (await ask(socket, "job model", {"n": n})).payload == n
+            await ask(socket, "job plain", {"n": n})
+    assert Counted.validations == MESSAGES
+
+
+async def test_a_replaced_auth_middleware_runs_for_every_command() -> None:
+    """Leaving the built-in authentication out of unprotected commands never drops a replacement."""
+    seen: list[str] = []
+
+    async def audit(ctx: Context, call_next: Any) -> None:
+        seen.append(ctx.event)
+        await call_next(ctx)
+
+    app = WebSuckets(auth_middleware=audit)
+    group = CommandGroup("job")
+
+    @group.command("plain")
+    async def plain(socket: ServerConnection) -> None:
+        await socket.send(ClientEvent("plain"))
+
+    app.include_command_group(group)
+    async with TestClient(app) as client:
+        socket = await client.connect()
+        await ask(socket, "job plain")
+    assert seen == ["job plain"]
