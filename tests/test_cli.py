@@ -154,3 +154,11 @@ async def test_run_reload_restarts_the_app_when_its_code_changes(tmp_path: Path)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=15)
     assert "restarting" in stderr
+
+
+def test_new_reports_a_name_the_template_refuses_in_one_line(tmp_path: Path) -> None:
+    """A project name the template refuses is a one-line error, and nothing is created."""
+    result = CliRunner().invoke(main, ["new", str(tmp_path / "p"), "--name", "websuckets"])
+    assert result.exit_code == 1
+    assert "would shadow a package the project imports" in result.output
+    assert not (tmp_path / "p").exists()

@@ -118,7 +118,12 @@ def new(path: Path, name: str | None) -> None:
     if name is None:
         name = click.prompt("Project name", default=path.resolve().name)
     copier = _optional("copier", "websuckets new")
-    copier.run_copy(str(template_dir()), str(path), data={"project_name": name}, defaults=True, quiet=True)
+    try:
+        copier.run_copy(
+            str(template_dir()), str(path), data={"project_name": name}, defaults=True, unsafe=False, quiet=True
+        )
+    except ValueError as exc:  # copier's answer validation: a blank name, one that shadows a dependency
+        raise click.ClickException(str(exc)) from None
     click.echo(f"websuckets: created {name!r} in {path}; see {path / 'README.md'} to run and test it")
 
 

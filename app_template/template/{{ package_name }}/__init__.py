@@ -1,0 +1,1 @@
+"""A real-time app on websuckets: ``python -m`` this package to serve it."""
