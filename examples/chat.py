@@ -1,6 +1,7 @@
 """A small chat from the documentation's examples: sign up, log in, list users, send messages.
 
-Run it with ``bash scripts/demo`` (or ``python examples/chat.py``) and talk to it with
+Run it with ``bash scripts/demo`` (or ``python examples/chat.py``), open http://localhost:9000/ in
+a browser (the page in ``chat_web/``, served on the same port), or talk to it with
 ``python -m websockets ws://localhost:9000``::
 
     {"event": "user create", "payload": {"login": "alice", "password": "wonderland"}}
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 from dishka import FromDishka, Provider, Scope, make_async_container, provide
 from pydantic import BaseModel, Field
@@ -24,6 +26,8 @@ from websuckets.di import WebSucketsProvider
 from websuckets.exc import InternalError
 from websuckets.security import Token
 from websuckets.session import Session
+
+WEB = Path(__file__).resolve().parent / "chat_web"
 
 
 class Credentials(BaseModel):
@@ -88,6 +92,7 @@ def create_app() -> WebSuckets:
     app = WebSuckets(container=container)
     app.include_command_group(users)
     app.include_command_group(chat)
+    app.add_static("/", WEB)  # the browser page at /, and the client at /websuckets.js
     return app
 
 

@@ -1,9 +1,21 @@
 """The demo chat that `bash scripts/demo` serves: sign up, log in, list users, direct messages."""
 
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
 import pytest
 from examples_loader import load_example
 
+from websuckets.static import CLIENT_JS
 from websuckets.testing import ErrorReply, TestClient, TestConnection
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 async def sign_up_and_log_in(client: TestClient, login: str) -> tuple[TestConnection, str]:
@@ -46,3 +58,43 @@ async def test_errors_a_user_can_hit(real: bool) -> None:
             with pytest.raises(ErrorReply) as caught:
                 await alice.request(event, payload, token=with_token)
             assert caught.value.name == name
+
+
+async def test_the_demo_serves_its_page_and_the_client() -> None:
+    """On the chat's own port, / is the browser page and /websuckets.js the client it imports."""
+    chat = load_example("chat.py")
+    app = chat.create_app()
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        for path, expected in [("/", b"<title>websuckets chat</title>"), ("/chat.js", b'from "/websuckets.js"')]:
+            status, body = await asyncio.wait_for(asyncio.to_thread(http_get, f"http://127.0.0.1:{port}{path}"), 10)
+            assert status == 200
+            assert expected in body
+        status, body = await asyncio.wait_for(asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/websuckets.js"), 10)
+        assert (status, body) == (200, CLIENT_JS.read_bytes())
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+def test_the_demo_prints_the_page_to_open() -> None:
+    """``python examples/chat.py`` (what ``bash scripts/demo`` runs) prints the URL of its page, which answers."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WEBSUCKETS_HOST": "127.0.0.1", "WEBSUCKETS_PORT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "chat.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        serving, page = process.stdout.readline(), process.stdout.readline()
+        assert serving.startswith("websuckets: serving on ws://127.0.0.1:"), serving
+        found = re.fullmatch(r"websuckets: open (http://127\.0\.0\.1:\d+/) in a browser\n", page)
+        assert found, page
+        status, body = http_get(found.group(1))
+        assert status == 200
+        assert b"<title>websuckets chat</title>" in body
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr

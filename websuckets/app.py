@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from types import TracebackType
@@ -15,13 +16,14 @@ from websockets.asyncio.server import serve as websockets_serve
 
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
-from .context import Middleware
+from .context import CallNext, Middleware
 from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
 from .middleware import authenticate, build_chain, map_errors, validate_payload
 from .routing import Command, CommandGroup
 from .session import SessionStore, activate, deactivate
+from .static import StaticFiles
 
 __all__ = ["WebSuckets"]
 
@@ -78,6 +80,7 @@ class WebSuckets:
         self.connect_hooks: list[CallPlan] = []
         self.disconnect_hooks: list[CallPlan] = []
         self._dispatcher: Dispatcher | None = None
+        self.static: StaticFiles | None = None
 
     # configuration, before the app starts
 
@@ -106,6 +109,17 @@ class WebSuckets:
         self.disconnect_hooks.append(analyse(hook, HandlerKind.HOOK))
         return hook
 
+    def add_static(self, url_path: str, path: str | os.PathLike[str]) -> None:
+        """Serve a file (at ``url_path``) or a directory (under it) over plain HTTP on the server's port.
+
+        Once a static route exists, ``/websuckets.js`` serves the browser client too. Websocket
+        connections go to the app on any path.
+        """
+        self._check_not_started("add a static route")
+        if self.static is None:
+            self.static = StaticFiles()
+        self.static.add(url_path, path)
+
     def _add_command(self, command: Command) -> None:
         self._check_not_started("register a command")
         if command.name in self.commands:
@@ -126,11 +140,9 @@ class WebSuckets:
         """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
         injects = self._check_container()
-        routes = {
-            name: Route(command, build_chain(self._middlewares_for(command), endpoint(command.plan)))
-            for name, command in self.commands.items()
-        }
+        routes = {name: Route(command, self._chain_for(command)) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
+        _settle_malloc()
         await self.backend.start()
         self._dispatcher = Dispatcher(
             routes,
@@ -160,14 +172,20 @@ class WebSuckets:
             if self.container is not None:
                 await self.container.close()
 
-    def _middlewares_for(self, command: Command) -> list[Middleware]:
-        return [
-            self.error_middleware,
-            self.auth_middleware,
-            *self.middlewares,
-            *command.group.middlewares,
-            self.validation_middleware,
-        ]
+    def _chain_for(self, command: Command) -> CallNext:
+        """The command's chain: error mapping, authentication, app and group middlewares, validation, handler.
+
+        Built-ins that would do nothing for this command are left out (authentication of a
+        command that is not protected); the built-in validation runs in the handler's step.
+        """
+        middlewares = [self.error_middleware]
+        if command.protected or self.auth_middleware is not authenticate:
+            middlewares.append(self.auth_middleware)
+        middlewares += [*self.middlewares, *command.group.middlewares]
+        fuse_validation = self.validation_middleware is validate_payload
+        if not fuse_validation:
+            middlewares.append(self.validation_middleware)
+        return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
 
     def _check_container(self) -> bool:
         """Whether any handler or hook injects services; an error if one does and there is no container."""
@@ -201,9 +219,12 @@ class WebSuckets:
     def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
         """A ``websockets`` server for this started app; use it as ``async with app.serve(...) as server:``.
 
-        Extra keyword arguments go to `websockets.asyncio.server.serve`.
+        Extra keyword arguments go to `websockets.asyncio.server.serve`; with static routes
+        (`add_static`), ``process_request`` serves them unless you pass your own.
         """
         kwargs.setdefault("max_size", self.protocol_max_size)
+        if self.static is not None:
+            kwargs.setdefault("process_request", self.static)
         kwargs.setdefault("logger", quiet_frames(logging.getLogger("websuckets.server")))
         return websockets_serve(self.handler, host, port, **kwargs)
 
@@ -229,10 +250,22 @@ class WebSuckets:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully."""
         async with self, self.serve(host, port) as server:
             print(f"websuckets: serving on {_address(server, host)} (press Ctrl+C to stop)", flush=True)
+            if self.static is not None:
+                print(f"websuckets: open {_address(server, host, 'http')}/ in a browser", flush=True)
             logger.info("serving on %s", _address(server, host))
             await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
+
+
+def _settle_malloc() -> None:
+    """Free one 1 MiB block, so that glibc serves asyncio's 256 KiB read buffers from its heap.
+
+    Until a process frees a block that glibc had to mmap, glibc mmaps every allocation over
+    128 KiB, so each read of a socket costs three more system calls (mmap, mremap, munmap).
+    Freeing one such block raises glibc's threshold to its size; other C libraries ignore this.
+    """
+    bytearray(2**20)
 
 
 class _QuietFrames(logging.LoggerAdapter[logging.Logger]):
@@ -248,10 +281,10 @@ def quiet_frames(logger: logging.Logger) -> logging.LoggerAdapter[logging.Logger
     return _QuietFrames(logger)
 
 
-def _address(server: Server, host: str) -> str:
+def _address(server: Server, host: str, scheme: str = "ws") -> str:
     port = server.sockets[0].getsockname()[1] if server.sockets else 0
     shown = f"[{host}]" if ":" in host else host
-    return f"ws://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
 async def _wait_for_signal(signals: Sequence[signal.Signals]) -> None:

@@ -1,0 +1,129 @@
+"""The demo chat in a real browser: Chromium, driven by Playwright, through websuckets.js."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from examples_loader import load_example
+from playwright.sync_api import Page, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # the tests may run as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "browser-demo.png"
+WAIT_MS = 5000
+
+
+class DemoServer(threading.Thread):
+    """examples/chat.py's app on a free port of 127.0.0.1, in a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        super().__init__(name="demo-server", daemon=True)
+        self.port = 0
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by stop() in the test's thread
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        app = load_example("chat.py").create_app()
+        async with app, app.serve("127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self.ready.set()
+            await self._stopping.wait()
+            await app.shutdown(server)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self.join(timeout=15)
+        assert not self.is_alive(), "the demo server did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def demo_url() -> Iterator[str]:
+    server = DemoServer()
+    server.start()
+    assert server.ready.wait(timeout=15), "the demo server did not start"
+    if server.error is not None:
+        raise server.error
+    try:
+        yield f"http://127.0.0.1:{server.port}/"
+    finally:
+        server.stop()
+
+
+def sign_up_and_log_in(page: Page, url: str, login: str) -> None:
+    page.goto(url)
+    expect(page.locator("#connection")).to_have_text("connected", timeout=WAIT_MS)
+    page.fill("#login", login)
+    page.fill("#password", f"{login}-secret")
+    page.click("#signup")
+    expect(page.locator("#status")).to_have_text(f"signed up as {login}: now log in", timeout=WAIT_MS)
+    page.click("#signin")
+    expect(page.locator("#status")).to_have_text(f"logged in as {login}", timeout=WAIT_MS)
+
+
+def send(page: Page, to: str, text: str) -> None:
+    page.click(f"#users li[data-login='{to}']")
+    expect(page.locator("#to")).to_have_value(to)
+    page.fill("#text", text)
+    page.click("#send")
+
+
+def test_two_browsers_chat(demo_url: str) -> None:
+    """Alice and Bob sign up and log in on two pages, see each other online, and exchange messages."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            alice = browser.new_page(viewport={"width": 1100, "height": 400})
+            bob = browser.new_page(viewport={"width": 1100, "height": 400})
+            page_errors: list[str] = []
+            for page in (alice, bob):
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
+                page.on("console", lambda message: message.type == "error" and page_errors.append(message.text))
+            sign_up_and_log_in(alice, demo_url, "alice")
+            sign_up_and_log_in(bob, demo_url, "bob")
+
+            expect(alice.locator("#users li[data-login='bob']")).to_be_visible(timeout=WAIT_MS)
+            expect(bob.locator("#users li[data-login='alice']")).to_be_visible(timeout=WAIT_MS)
+
+            send(alice, "bob", "hi bob, this came through websuckets.js")
+            expect(bob.locator("#messages li")).to_have_text(
+                ["alice → youhi bob, this came through websuckets.js"], timeout=WAIT_MS
+            )
+            send(bob, "alice", "hello alice!")
+            expect(alice.locator("#messages li")).to_have_text(
+                ["you → bobhi bob, this came through websuckets.js", "bob → youhello alice!"], timeout=WAIT_MS
+            )
+
+            assert page_errors == []
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            alice.screenshot(path=SCREENSHOT)
+        finally:
+            browser.close()

@@ -1,0 +1,95 @@
+"""The browser client, websuckets.js, run by node's test runner against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets.exc import InternalError
+from websuckets.security import Token
+
+JS_TESTS = Path(__file__).resolve().parent / "js"
+NODE_TIMEOUT = 45
+
+
+class Login(BaseModel):
+    login: str
+
+
+def make_app() -> WebSuckets:
+    """Commands for the client to exercise: replies, errors, pushes, a protected one, a dropped connection."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("echo")
+    async def echo(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("echo", ctx.payload)
+
+    @group.command("fail")
+    async def fail(socket: ServerConnection, ctx: Context) -> None:
+        raise InternalError("nope", ctx.payload)
+
+    @group.command("push")
+    async def push(socket: ServerConnection, ctx: Context) -> None:
+        await socket.send(ClientEvent("pushed", ctx.payload))  # no id: not an answer to a request
+
+    @group.command("slow")
+    async def slow(socket: ServerConnection, ctx: Context) -> None:
+        await asyncio.sleep(ctx.payload / 1000)
+        await ctx.reply("slow", ctx.payload)
+
+    @group.command("login")
+    async def login(socket: ServerConnection, model: Login, ctx: Context) -> None:
+        ctx.user.id = model.login
+        ctx.user.token = Token.generate()
+        await ctx.reply("new token", {"login": model.login, "token": ctx.user.token})
+
+    @group.command("whoami", protected=True)
+    async def whoami(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("you are", ctx.user.id)
+
+    @group.command("drop")
+    async def drop(socket: ServerConnection, ctx: Context) -> None:
+        await socket.close(1012, "dropped for a test")
+
+    app.include_command_group(group)
+    return app
+
+
+def node_command() -> list[str]:
+    """node, with the flag Node 20 needs for a global WebSocket (later versions have it built in)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (20 or later) is needed to test websuckets.js: install Node.js")
+    probe = subprocess.run([node, "-p", "typeof WebSocket"], capture_output=True, text=True, timeout=30, check=True)
+    flags = [] if probe.stdout.strip() == "function" else ["--experimental-websocket"]
+    return [node, *flags, "--test", *map(str, sorted(JS_TESTS.glob("*.test.mjs")))]
+
+
+async def test_js_client_against_a_real_server() -> None:
+    """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection."""
+    command = node_command()
+    app = make_app()
+    async with app, app.serve("127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            env={**os.environ, "WEBSUCKETS_URL": url, "NO_COLOR": "1"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), NODE_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            output, _ = await process.communicate()
+            pytest.fail(f"node did not finish in {NODE_TIMEOUT} s:\n{output.decode()}")
+    assert process.returncode == 0, output.decode()

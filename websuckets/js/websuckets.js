@@ -1,0 +1,331 @@
+// websuckets.js: the browser client for websuckets servers. A plain ES module, no build step.
+//
+//   import { WebSucketsClient } from "/websuckets.js";
+//   const client = new WebSucketsClient("ws://localhost:9000");
+//   client.on("incoming message", (payload) => console.log(payload.from, payload.text));
+//   await client.request("user auth", { login: "alice", password: "wonderland" }); // keeps the token
+//   const users = await client.request("user list");
+//
+// The wire protocol is documented in docs/guide/protocol.md: commands are
+// {"event", "payload", "token", "id"}; replies echo the "id"; errors are events named "error"
+// whose payload is {"name", "details", "event", "id"}.
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {boolean} [reconnect=true] reconnect when the connection drops (not after `close()`).
+ * @property {number} [minDelay=250] milliseconds before the first reconnection attempt.
+ * @property {number} [maxDelay=10000] the cap on the delay between attempts, in milliseconds.
+ * @property {number} [factor=2] how much the delay grows after each failed attempt.
+ * @property {number} [jitter=0.5] the fraction of each delay that is random (0: none, 1: all of it).
+ * @property {number} [maxRetries=Infinity] attempts in a row before giving up.
+ * @property {number} [timeout=10000] the default `request` timeout, in milliseconds.
+ * @property {number} [maxQueue=100] frames kept while disconnected, sent once connected.
+ * @property {string|null} [token=null] the token sent with every command.
+ * @property {string|null} [tokenEvent="new token"] an event whose payload (a string, or an object
+ *   with a string `token`) replaces `client.token`; `null` to set the token yourself.
+ * @property {typeof WebSocket} [WebSocket=globalThis.WebSocket] the WebSocket class to use.
+ */
+
+/**
+ * @typedef {object} CloseInfo
+ * @property {number} code the close code (1006 when the connection was lost or never opened).
+ * @property {string} reason the close reason.
+ * @property {number|null} reconnectIn milliseconds until the next attempt; `null` when none will come.
+ */
+
+/**
+ * @callback Listener
+ * @param {any} payload the event's payload (for "close": a {@link CloseInfo}; for "open": nothing).
+ * @param {object} [message] the whole event, `{event, payload, id?}`.
+ * @returns {void}
+ */
+
+/**
+ * An error from `request`: the server's error event, a timeout, or a lost connection.
+ *
+ * `code` is the server's error name (`"validation_error"`, `"unauthorized"`, or one a handler
+ * raised), or the client's own: `"timeout"`, `"disconnected"`, `"closed"`, `"queue_full"`.
+ */
+export class WebSucketsError extends Error {
+  /**
+   * @param {string} code the error name.
+   * @param {any} details what the server sent as `details`, or a sentence.
+   * @param {object|null} [payload] the error event's whole payload, when the server sent one.
+   */
+  constructor(code, details, payload = null) {
+    super(`${code}: ${typeof details === "string" ? details : JSON.stringify(details)}`);
+    this.name = "WebSucketsError";
+    /** @type {string} */
+    this.code = code;
+    /** @type {any} */
+    this.details = details;
+    /** @type {object|null} */
+    this.payload = payload;
+  }
+}
+
+/**
+ * A connection to a websuckets server that reconnects by itself.
+ *
+ * Listen with `on(event, fn)`: server events by name, plus the client's own `"open"` and
+ * `"close"`. Events that answer a pending `request` go to that request only.
+ */
+export class WebSucketsClient {
+  /**
+   * Connect to `url` (`ws://` or `wss://`); commands sent before the connection opens wait for it.
+   * @param {string} url
+   * @param {ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = {
+      reconnect: true,
+      minDelay: 250,
+      maxDelay: 10000,
+      factor: 2,
+      jitter: 0.5,
+      maxRetries: Infinity,
+      timeout: 10000,
+      maxQueue: 100,
+      tokenEvent: "new token",
+      WebSocket: globalThis.WebSocket,
+      ...options,
+    };
+    /** @type {string|null} the token sent as `"token"` with every command. */
+    this.token = options.token ?? null;
+    /** @type {Map<string, Set<Listener>>} */
+    this._listeners = new Map();
+    /** @type {Map<number, {resolve: Function, reject: Function, timer: any, sent: boolean}>} */
+    this._pending = new Map();
+    /** @type {object[]} commands waiting for the connection to open */
+    this._queue = [];
+    this._nextId = 1;
+    this._attempts = 0;
+    this._closed = false;
+    this._retryTimer = null;
+    /** @type {WebSocket|null} */
+    this._socket = null;
+    this._connect();
+  }
+
+  /** Whether the connection is open now. */
+  get connected() {
+    return this._socket !== null && this._socket.readyState === 1;
+  }
+
+  /**
+   * Call `fn(payload, message)` for every event named `event`; `"open"` and `"close"` are the
+   * client's own. Returns a function that unsubscribes.
+   * @param {string} event
+   * @param {Listener} fn
+   * @returns {() => void}
+   */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  /**
+   * Stop calling `fn` for `event`.
+   * @param {string} event
+   * @param {Listener} fn
+   */
+  off(event, fn) {
+    this._listeners.get(event)?.delete(fn);
+  }
+
+  /**
+   * Send a command without waiting for an answer. Answers and errors it causes go to `on` listeners.
+   * @param {string} event the command's full name, such as `"chat send"`.
+   * @param {any} [payload] any JSON value; left out of the frame when `undefined`.
+   */
+  send(event, payload) {
+    this._enqueue({ event, payload });
+  }
+
+  /**
+   * Send a command with a fresh `id` and wait for the event that carries it back.
+   *
+   * Resolves with the reply's payload. Rejects with a {@link WebSucketsError}: the server's error
+   * (its `code` is the error name), `"timeout"`, or `"disconnected"` when the connection dropped
+   * after the command was sent. The handler must answer with `ctx.reply(...)`, which echoes the id.
+   * @param {string} event
+   * @param {any} [payload]
+   * @param {{timeout?: number}} [options] milliseconds to wait (default: the client's `timeout`).
+   * @returns {Promise<any>}
+   */
+  request(event, payload, { timeout = this.options.timeout } = {}) {
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new WebSucketsError("timeout", `no answer to ${JSON.stringify(event)} in ${timeout} ms`));
+      }, timeout);
+      this._pending.set(id, { resolve, reject, timer, sent: false });
+      this._enqueue({ event, payload, id });
+    });
+  }
+
+  /**
+   * Close for good: no more reconnection; pending requests are rejected with `"closed"`.
+   * @param {number} [code=1000]
+   * @param {string} [reason=""]
+   */
+  close(code = 1000, reason = "") {
+    this._closed = true;
+    clearTimeout(this._retryTimer);
+    this._queue = [];
+    this._rejectPending(() => true, "closed", "the client was closed");
+    if (this._socket !== null) this._socket.close(code, reason);
+  }
+
+  // internals
+
+  _connect() {
+    const socket = new this.options.WebSocket(this.url);
+    this._socket = socket;
+    socket.onopen = () => {
+      this._attempts = 0;
+      this._emit("open", undefined);
+      const queued = this._queue;
+      this._queue = [];
+      for (const command of queued) this._transmit(command);
+    };
+    socket.onmessage = (message) => this._receive(message.data);
+    socket.onclose = (close) => this._lost(socket, close.code, close.reason);
+    socket.onerror = () => {
+      // Browsers follow every error with a close event; Node 20's WebSocket does not when the
+      // connection fails to open, so a failure to connect counts as the close here.
+      if (socket.readyState === 0) this._lost(socket, 1006, "");
+    };
+  }
+
+  _enqueue(command) {
+    if (this.connected) {
+      this._transmit(command);
+    } else if (this._closed || this._queue.length >= this.options.maxQueue) {
+      const [code, why] = this._closed ? ["closed", "the client was closed"] : ["queue_full", "too many commands queued"];
+      if (command.id !== undefined) this._rejectPending((id) => id === command.id, code, why);
+    } else {
+      this._queue.push(command);
+    }
+  }
+
+  _transmit({ event, payload, id }) {
+    const frame = { event };
+    if (payload !== undefined) frame.payload = payload;
+    if (this.token !== null && this.token !== undefined) frame.token = this.token;
+    if (id !== undefined) {
+      frame.id = id;
+      const pending = this._pending.get(id);
+      if (pending === undefined) return; // timed out while queued
+      pending.sent = true;
+    }
+    this._socket.send(JSON.stringify(frame));
+  }
+
+  _receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return; // not an event: a handler that sends plain text
+    }
+    if (message === null || typeof message !== "object" || typeof message.event !== "string") return;
+    const isError = message.event === "error";
+    const payload = message.payload;
+    const id = message.id ?? (isError ? payload?.id : undefined);
+    this._takeToken(message);
+    const pending = id === undefined || id === null ? undefined : this._pending.get(id);
+    if (pending !== undefined) {
+      this._pending.delete(id);
+      clearTimeout(pending.timer);
+      if (isError) pending.reject(new WebSucketsError(String(payload?.name), payload?.details ?? null, payload));
+      else pending.resolve(payload);
+      return;
+    }
+    this._emit(message.event, payload, message);
+  }
+
+  _takeToken(message) {
+    if (this.options.tokenEvent === null || message.event !== this.options.tokenEvent) return;
+    const payload = message.payload;
+    const token = typeof payload === "string" ? payload : payload?.token;
+    if (typeof token === "string") this.token = token;
+  }
+
+  _lost(socket, code, reason) {
+    if (socket !== this._socket) return;
+    this._socket = null;
+    this._rejectPending((_, pending) => pending.sent, "disconnected", `the connection closed (${code})`);
+    let reconnectIn = null;
+    if (!this._closed && this.options.reconnect && this._attempts < this.options.maxRetries) {
+      reconnectIn = this._backoff(this._attempts++);
+      this._retryTimer = setTimeout(() => this._connect(), reconnectIn);
+    } else {
+      this._closed = true;
+      this._queue = [];
+      this._rejectPending(() => true, "closed", "the connection closed and will not reopen");
+    }
+    this._emit("close", { code, reason, reconnectIn });
+  }
+
+  /** The delay before attempt `attempt` (0 first): exponential, capped, partly random. */
+  _backoff(attempt) {
+    const { minDelay, maxDelay, factor, jitter } = this.options;
+    const delay = Math.min(maxDelay, minDelay * factor ** attempt);
+    return Math.round(delay * (1 - jitter * Math.random()));
+  }
+
+  _rejectPending(which, code, why) {
+    for (const [id, pending] of this._pending) {
+      if (!which(id, pending)) continue;
+      this._pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(new WebSucketsError(code, why));
+    }
+  }
+
+  _emit(event, payload, message) {
+    const listeners = this._listeners.get(event);
+    if (listeners === undefined) return;
+    for (const fn of [...listeners]) {
+      try {
+        fn(payload, message);
+      } catch (error) {
+        setTimeout(() => {
+          throw error; // report it like an uncaught error, without breaking the other listeners
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Create a client and wait until its connection opens.
+ * @param {string} url
+ * @param {ClientOptions & {openTimeout?: number}} [options] `openTimeout`: milliseconds to wait (10000).
+ * @returns {Promise<WebSucketsClient>}
+ */
+export function connect(url, options = {}) {
+  const client = new WebSucketsClient(url, options);
+  return new Promise((resolve, reject) => {
+    const settle = (error) => {
+      clearTimeout(timer);
+      stopOpen();
+      stopClose();
+      if (error === undefined) return resolve(client);
+      client.close();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => settle(new WebSucketsError("timeout", `could not connect to ${url}`)),
+      options.openTimeout ?? 10000,
+    );
+    const stopOpen = client.on("open", () => settle());
+    const stopClose = client.on("close", ({ code, reconnectIn }) => {
+      if (reconnectIn === null) settle(new WebSucketsError("closed", `could not connect to ${url} (${code})`));
+    });
+  });
+}
