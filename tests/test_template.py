@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -157,17 +156,14 @@ def run(command: list[str | Path], cwd: Path | None = None) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """`websuckets new` (or copier, before the CLI exists), then a venv with this checkout and the project."""
+    """A venv with this checkout installed as a wheel; its own ``websuckets new``; the project installed there."""
     base = tmp_path_factory.mktemp("new")
     project = base / "demo"
-    if importlib.util.find_spec("websuckets.cli") is not None:
-        run([sys.executable, "-m", "websuckets", "new", project, "--name", "Demo App"])
-    else:
-        render(project, "Demo App")
     venv = base / "venv"
     run([sys.executable, "-m", "venv", venv])
     python = venv / "bin" / "python"
-    run([python, "-m", "pip", "install", "--quiet", "--editable", ROOT])
+    run([python, "-m", "pip", "install", "--quiet", f"{ROOT}[cli]"])  # a wheel: the template it ships
+    run([venv / "bin" / "websuckets", "new", project, "--name", "Demo App"])
     run([python, "-m", "pip", "install", "--quiet", "--editable", f"{project}[dev]"])
     return Installed(project, "demo_app", python)
 
