@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from websuckets import __version__
-from websuckets.cli import main
+from websuckets import WebSuckets, __version__
+from websuckets.cli import load_app, main, template_dir
 
 APPS = Path(__file__).parent / "apps"
 
@@ -74,7 +75,7 @@ def test_every_command_has_help(command: list[str]) -> None:
     [
         ("no_such_module:app", "cannot import 'no_such_module': no module named 'no_such_module'"),
         ("cli_app:missing", "module 'cli_app' has no attribute 'missing'"),
-        ("cli_app:not_an_app", "cli_app:not_an_app is a int, not a WebSuckets app"),
+        ("cli_app:not_an_app", "cli_app:not_an_app is not a WebSuckets app: its type is int"),
         ("cli_app", "expected MODULE:ATTRIBUTE"),
     ],
 )
@@ -162,3 +163,37 @@ def test_new_reports_a_name_the_template_refuses_in_one_line(tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "would shadow a package the project imports" in result.output
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:app", "cannot import 'no_such_module'"),
+        ("cli_app:missing", "module 'cli_app' has no attribute 'missing'"),
+        ("cli_app:app.missing", "module 'cli_app' has no attribute 'app.missing'"),
+        ("cli_app:not_an_app", "is not a WebSuckets app: its type is int"),
+    ],
+)
+def test_load_app_says_what_is_wrong(spec: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load_app` names the module or attribute that is missing, or what it found instead of an app."""
+    monkeypatch.chdir(APPS)
+    monkeypatch.syspath_prepend(str(APPS))
+    with pytest.raises(click.ClickException, match=re.escape(message)):
+        load_app(spec)
+
+
+def test_load_app_finds_the_app_and_keeps_an_inner_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app is found by ``module:attribute``; a module whose own import fails keeps its traceback."""
+    monkeypatch.syspath_prepend(str(APPS))
+    assert isinstance(load_app("cli_app:app"), WebSuckets)
+    (tmp_path / "broken_app.py").write_text("import no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
+        load_app("broken_app:app")
+
+
+def test_the_template_is_found_beside_a_checkout() -> None:
+    """From a checkout, ``websuckets new`` renders the repository's app_template/."""
+    assert (template_dir() / "copier.yml").is_file()

@@ -45,7 +45,7 @@ def load_app(spec: str) -> WebSuckets:
         except AttributeError:
             raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not isinstance(app, WebSuckets):
-        raise click.ClickException(f"{spec} is a {type(app).__name__}, not a WebSuckets app")
+        raise click.ClickException(f"{spec} is not a WebSuckets app: its type is {type(app).__name__}")
     return app
 
 
