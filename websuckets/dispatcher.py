@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from dishka import AsyncContainer, Scope
@@ -100,29 +99,34 @@ class Dispatcher:
     async def _serve(self, socket: ServerConnection) -> None:
         user = self.sessions.connect(socket)
         try:
-            async with self._session_scope(socket, user) as container:
-                connection = Connection(self, socket, user, container)
-                accepted = await self._connect(connection)
-                for listener in self.ready_listeners:
-                    listener(connection)
-                if accepted:
-                    try:
-                        await self._receive(connection)
-                    finally:
-                        await self._run_hooks(self.on_disconnect, connection)
+            if self.container is None:
+                await self._run(Connection(self, socket, user, None))
+            else:
+                context = {ServerConnection: socket, User: user}
+                async with self.container(context=context, scope=Scope.SESSION) as session:
+                    await self._run(Connection(self, socket, user, session))
         finally:
             self.sessions.disconnect(user)
 
-    async def _receive(self, connection: Connection) -> None:
-        async for frame in connection.socket:
-            self.in_flight += 1
-            self._idle.clear()
-            try:
-                await self.dispatch(connection, frame)
-            finally:
-                self.in_flight -= 1
-                if not self.in_flight:
-                    self._idle.set()
+    async def _run(self, connection: Connection) -> None:
+        """Connect hooks, then every frame in order, then disconnect hooks."""
+        accepted = await self._connect(connection)
+        for listener in self.ready_listeners:
+            listener(connection)
+        if not accepted:
+            return
+        try:
+            async for frame in connection.socket:
+                self.in_flight += 1
+                self._idle.clear()
+                try:
+                    await self.dispatch(connection, frame)
+                finally:
+                    self.in_flight -= 1
+                    if not self.in_flight:
+                        self._idle.set()
+        finally:
+            await self._run_hooks(self.on_disconnect, connection)
 
     async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
         """Route one frame: errors before routing are answered here, the rest by the chain."""
@@ -155,15 +159,6 @@ class Dispatcher:
         logger.error("unexpected error in %s", where, exc_info=exc)
         for listener in self.error_listeners:
             listener(exc)
-
-    @asynccontextmanager
-    async def _session_scope(self, socket: ServerConnection, user: User) -> AsyncIterator[AsyncContainer | None]:
-        if self.container is None:
-            yield None
-            return
-        context = {ServerConnection: socket, User: user}
-        async with self.container(context=context, scope=Scope.SESSION) as session:
-            yield session
 
     async def _connect(self, connection: Connection) -> bool:
         """Run the connect hooks; an exception in one refuses the connection."""
