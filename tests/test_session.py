@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Session, Token, User, WebSuckets
-from websuckets.backends import MemoryBackend
+from websuckets.backends import Backend, MemoryBackend
 from websuckets.exc import AppStateError
 from websuckets.testing import TestClient, TestConnection
 
@@ -249,3 +249,27 @@ async def test_session_falls_back_to_an_app_still_running() -> None:
         async with TestClient(second):
             assert alice.client_id not in Session.online
         assert alice.client_id in Session.online
+
+
+class LookupBackend(MemoryBackend):
+    """A backend that keeps the base class's one-by-one ``online_users``."""
+
+    online_users = Backend.online_users
+
+
+@pytest.mark.parametrize("backend", [MemoryBackend, LookupBackend])
+async def test_online_values_are_every_connected_user_at_once(backend: type[MemoryBackend]) -> None:
+    """``Session.online.values()`` holds every connected User, and stays whole while one leaves."""
+    async with TestClient(make_app(backend=backend())) as client:
+        alice, bob = await client.connect(), await client.connect()
+        users = Session.online.values()
+        assert len(users) == 2
+        assert {user.client_id for user in users} == {alice.client_id, bob.client_id}
+        assert Session.online[alice.client_id] in users
+        await bob.close()
+        for _ in range(100):  # until the server has seen bob leave
+            if len(Session.online) == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert len(users) == 2  # the snapshot taken before bob left
+        assert [user.client_id for user in Session.online.values()] == [alice.client_id]

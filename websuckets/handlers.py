@@ -113,17 +113,16 @@ class CallPlan:
         if container is None:
             values = [get(source) for get in self._getters]
         else:
-            values = [await _resolve(argument, source, container) for argument in self._arguments]
+            values = [
+                await container.get(argument.type, argument.component)
+                if type(argument) is Dependency
+                else argument(source)  # type: ignore[operator]
+                for argument in self._arguments
+            ]
         if not self._keywords:
             return await self.handler(*values)
         count = self._positional_count
         return await self.handler(*values[:count], **dict(zip(self._keywords, values[count:], strict=True)))
-
-
-async def _resolve(argument: Callable[[Any], Any] | Dependency, source: Any, container: AsyncContainer) -> Any:
-    if isinstance(argument, Dependency):
-        return await container.get(argument.type, argument.component)
-    return argument(source)
 
 
 def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:

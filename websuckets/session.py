@@ -8,7 +8,7 @@ app started last.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, ValuesView
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
@@ -191,8 +191,33 @@ class _OnlineUsers(Mapping[UUID, User]):
     def __len__(self) -> int:
         return current_backend().count_online()
 
+    def values(self) -> ValuesView[User]:
+        """The connected clients, taken at once: sending to each while others come and go is safe."""
+        return _Snapshot(current_backend().online_users())
+
     def __repr__(self) -> str:
         return f"Session.online({dict(self)!r})"
+
+
+class _Snapshot(ValuesView[User]):
+    """The values of `Session.online`, read from the backend in one call."""
+
+    __slots__ = ("_users",)
+
+    def __init__(self, users: list[User]) -> None:
+        self._users = users
+
+    def __iter__(self) -> Iterator[User]:
+        return iter(self._users)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._users
+
+    def __repr__(self) -> str:
+        return f"Session.online.values({self._users!r})"
 
 
 class _VerifiedUsers(Mapping[UserId, User]):

@@ -57,6 +57,13 @@ class Backend(ABC):
     @abstractmethod
     def count_online(self) -> int: ...
 
+    def online_users(self) -> list[User]:
+        """Every connected client, at once: what ``Session.online.values()`` iterates.
+
+        This default looks each one up; a backend that holds them together returns them directly.
+        """
+        return [user for client_id in self.online_ids() if (user := self.get_online(client_id)) is not None]
+
     # verified users, keyed by the user's id; one user may be verified on several connections
 
     @abstractmethod

@@ -43,6 +43,9 @@ class MemoryBackend(Backend):
     def count_online(self) -> int:
         return len(self._online)
 
+    def online_users(self) -> list[User]:
+        return list(self._online.values())
+
     def add_verified(self, user: User) -> None:
         assert user.id is not None
         connections = self._verified.setdefault(user.id, [])
