@@ -113,12 +113,12 @@ class CallPlan:
         if container is None:
             values = [get(source) for get in self._getters]
         else:
-            values = [
-                await container.get(argument.type, argument.component)
-                if type(argument) is Dependency
-                else argument(source)  # type: ignore[operator]
-                for argument in self._arguments
-            ]
+            values = []
+            for argument in self._arguments:  # a loop, not an async comprehension: no coroutine of its own
+                if type(argument) is Dependency:
+                    values.append(await container.get(argument.type, argument.component))
+                else:
+                    values.append(argument(source))  # type: ignore[operator]
         if not self._keywords:
             return await self.handler(*values)
         count = self._positional_count
