@@ -1,0 +1,73 @@
+"""websuckets serving the benchmark's commands, in three variants chosen with ``--variant``.
+
+- ``plain``: the documented ``(socket, model)`` handler, no container (the client sends each
+  request's id as the payload's ``n`` too, so the handler tags its reply with ``model.n``);
+- ``container``: the same handlers in an app that has a dishka container (DI unused);
+- ``di``: ``user echo`` also takes one REQUEST- and one SESSION-scoped service.
+
+``chat say`` sends ``chat`` to every other connection, iterating ``Session.online``.
+"""
+
+import argparse
+import asyncio
+
+from dishka import FromDishka, make_async_container
+from pydantic import BaseModel
+from services import BenchProvider, Trace, Visitor
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import ClientEvent, CommandGroup, Session, WebSuckets
+from websuckets.di import WebSucketsProvider
+
+
+class Echo(BaseModel):
+    nickname: str
+    text: str
+    n: int
+
+
+user = CommandGroup("user")
+chat = CommandGroup("chat")
+
+
+async def echo(socket: ServerConnection, model: Echo) -> None:
+    await socket.send(ClientEvent("echo", model, id=model.n))
+
+
+async def echo_di(
+    socket: ServerConnection, model: Echo, visitor: FromDishka[Visitor], trace: FromDishka[Trace]
+) -> None:
+    visitor.messages += 1
+    trace.n = model.n
+    await socket.send(ClientEvent("echo", model, id=model.n))
+
+
+@chat.command("say")
+async def say(socket: ServerConnection, model: Echo) -> None:
+    event = ClientEvent("chat", model)
+    for other in Session.online.values():
+        if other.socket is not socket:
+            await other.socket.send(event)
+
+
+def create_app(variant: str) -> WebSuckets:
+    user.command("echo")(echo_di if variant == "di" else echo)
+    container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant != "plain" else None
+    app = WebSuckets(container=container)
+    app.include_command_group(user)
+    app.include_command_group(chat)
+    return app
+
+
+async def main(port: int, variant: str) -> None:
+    app = create_app(variant)
+    async with app, app.serve("127.0.0.1", port) as server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--variant", choices=["plain", "di", "container"], default="plain")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.port, arguments.variant))

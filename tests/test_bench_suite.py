@@ -1,0 +1,30 @@
+"""The benchmark suite (bench/run.py) runs end to end; its figures are printed, never asserted."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.slow
+def test_smallest_run_prints_a_table_of_positive_figures(tmp_path: Path) -> None:
+    """One workload, two servers, two short runs: the table has a positive rate in every cell, and a plot."""
+    command = [sys.executable, str(BENCH / "run.py"), "--workloads=command", "--servers=handrolled,websuckets"]
+    command += ["--concurrency=1,4", "--warmup=0.2", "--duration=0.4", "--repeat=1", f"--out={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| hand-rolled |", "| websuckets |"))]
+    rates = [row.split("|")[2:4] for row in rows[:2]]  # the replies/s table comes first: C=1, C=4
+    assert len(rates) == 2
+    for cells in rates:
+        for cell in cells:
+            match = re.match(r"\s*([\d,]+)", cell)
+            assert match is not None, cell
+            assert int(match.group(1).replace(",", "")) > 0
+    assert "websuckets replies/s vs hand-rolled at C=4" in result.stdout
+    assert (tmp_path / "latest.md").read_text().strip() == result.stdout.strip()
+    assert (tmp_path / "performance.png").stat().st_size > 0
