@@ -9,6 +9,7 @@ from websockets import WebSocketServerProtocol
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import CommandGroup, Context, User
+from websuckets.handlers import HandlerKind, analyse
 
 
 class Model(BaseModel):
@@ -84,3 +85,14 @@ def test_bad_handlers_raise_type_error_naming_handler_and_parameter(handler: Any
     with pytest.raises(TypeError, match=f"handler {message}"):
         group.command("x")(handler)
     assert len(group) == 0
+
+
+def test_a_handler_with_services_cannot_be_called_without_a_scope() -> None:
+    """A plan that injects refuses the direct call, which would leave its services out."""
+
+    async def handler(socket: ServerConnection, service: FromDishka[Service]) -> None: ...
+
+    plan = analyse(handler, HandlerKind.COMMAND)
+    assert plan.needs_container
+    with pytest.raises(TypeError, match="injects services: call it with call_in_scope"):
+        plan.invoke(object())

@@ -193,10 +193,9 @@ async def _refuse(
 
 async def _call_hook(plan: CallPlan, connection: Connection) -> Any:
     if not plan.needs_container:
-        return await plan.call(connection, None)
+        return await plan.invoke(connection)
     assert connection.container is not None, "checked when the app started"
-    async with connection.container() as request:
-        return await plan.call(connection, request)
+    return await plan.call_in_scope(connection, connection.container)
 
 
 def _too_large(frame: str | bytes, limit: int) -> bool:

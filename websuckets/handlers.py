@@ -95,8 +95,10 @@ class CallPlan:
     def _direct_invoker(self) -> Callable[[Any], Awaitable[Any]]:
         """The cheapest call for a handler without services: the common shapes spelled out."""
         handler, getters = self.handler, self._getters
-        if self._keywords or self.needs_container:
-            return lambda source: self.call(source, None)
+        if self.needs_container:
+            return self._needs_a_scope
+        if self._keywords:
+            return lambda source: self._call_with([get(source) for get in getters])
         if len(getters) == 1:
             (first,) = getters
             return lambda source: handler(first(source))
@@ -105,24 +107,25 @@ class CallPlan:
             return lambda source: handler(first(source), second(source))
         return lambda source: handler(*[get(source) for get in getters])
 
-    async def call(self, source: Any, container: AsyncContainer | None) -> Any:
-        """Call the handler with arguments taken from ``source`` (a Context or a Connection).
-
-        ``container`` is the scope services come from; ``None`` when the handler injects nothing.
-        """
-        if container is None:
-            values = [get(source) for get in self._getters]
-        else:
+    async def call_in_scope(self, source: Any, container: AsyncContainer, context: dict[Any, Any] | None = None) -> Any:
+        """Open the next scope of ``container`` (with ``context`` in it), resolve the services, call the handler."""
+        async with container(context=context) as scope:
             values = []
             for argument in self._arguments:  # a loop, not an async comprehension: no coroutine of its own
                 if type(argument) is Dependency:
-                    values.append(await container.get(argument.type, argument.component))
+                    values.append(await scope.get(argument.type, argument.component))
                 else:
                     values.append(argument(source))  # type: ignore[operator]
+            return await self._call_with(values)
+
+    def _call_with(self, values: list[Any]) -> Awaitable[Any]:
         if not self._keywords:
-            return await self.handler(*values)
+            return self.handler(*values)
         count = self._positional_count
-        return await self.handler(*values[:count], **dict(zip(self._keywords, values[count:], strict=True)))
+        return self.handler(*values[:count], **dict(zip(self._keywords, values[count:], strict=True)))
+
+    def _needs_a_scope(self, source: Any) -> Awaitable[Any]:
+        raise TypeError(f"{self.handler.__qualname__} injects services: call it with call_in_scope")
 
 
 def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
@@ -226,15 +229,16 @@ def endpoint(plan: CallPlan, *, validate: bool = False) -> Callable[[Context], A
     middleware is in place, saving a step per message.
     """
     model = plan.model if validate else None
+    # The steps below are plain functions returning the handler's coroutine: a payload that
+    # fails validation raises where the previous step calls them, inside its ``await``.
     if plan.needs_container:
 
-        async def call_in_scope(ctx: Context) -> None:
+        def call_in_scope(ctx: Context) -> Awaitable[None]:
             if model is not None:
                 ctx.model = parse_payload(model, ctx.payload)
             container = ctx.connection.container
             assert container is not None, "checked when the app started"
-            async with container(context={Context: ctx}) as request:
-                await plan.call(ctx, request)
+            return plan.call_in_scope(ctx, container, {Context: ctx})
 
         return call_in_scope
 
@@ -242,8 +246,8 @@ def endpoint(plan: CallPlan, *, validate: bool = False) -> Callable[[Context], A
     if model is None:
         return invoke  # the handler's own coroutine is the step
 
-    async def validate_and_call(ctx: Context) -> None:
+    def validate_and_call(ctx: Context) -> Awaitable[None]:
         ctx.model = parse_payload(model, ctx.payload)
-        await invoke(ctx)
+        return invoke(ctx)
 
     return validate_and_call
