@@ -82,8 +82,8 @@ class Dispatcher:
         self.ready_listeners: list[Callable[[Connection], None]] = []
         """Called with every connection once its connect hooks have run (accepted or refused)."""
         self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        """Commands being handled right now, over every connection."""
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     async def serve(self, socket: ServerConnection) -> None:
         """Serve one connection until it closes; a failure outside any command is reported, then 1011."""
@@ -118,13 +118,12 @@ class Dispatcher:
         try:
             async for frame in connection.socket:
                 self.in_flight += 1
-                self._idle.clear()
                 try:
                     await self.dispatch(connection, frame)
                 finally:
                     self.in_flight -= 1
-                    if not self.in_flight:
-                        self._idle.set()
+                    if not self.in_flight and self._idle_waiters:
+                        self._wake_idle_waiters()
         finally:
             await self._run_hooks(self.on_disconnect, connection)
 
@@ -148,11 +147,24 @@ class Dispatcher:
 
     async def wait_idle(self, limit: float) -> bool:
         """Wait until no command is being handled; ``False`` if ``limit`` seconds ran out first."""
+        if not self.in_flight:
+            return True
+        idle = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(idle)
         try:
-            await asyncio.wait_for(self._idle.wait(), limit)
+            await asyncio.wait_for(idle, limit)
         except TimeoutError:
             return False
+        finally:
+            if idle in self._idle_waiters:
+                self._idle_waiters.remove(idle)
         return True
+
+    def _wake_idle_waiters(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def report_unexpected(self, exc: BaseException, where: str) -> None:
         """Log an exception that no middleware turned into an error for the client, and tell listeners."""
