@@ -39,8 +39,7 @@ class ClientEvent(str):
     payload: Any
 
     def __new__(cls, event: str, payload: Any = None, *, id: str | int | None = None) -> ClientEvent:
-        message = {"event": event, "payload": payload} if id is None else {"event": event, "payload": payload, "id": id}
-        text = super().__new__(cls, to_json(message).decode())  # dump_event, spelled out on the hot path
+        text = super().__new__(cls, dump_event(event, payload, id))
         text.event = event
         text.payload = payload
         return text
