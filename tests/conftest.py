@@ -1,9 +1,29 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from redis_server import RedisServer
 
 
 @pytest.fixture(params=["memory", "real"])
 def real(request: pytest.FixtureRequest) -> bool:
     """Run the test twice: in memory, and against a real server on 127.0.0.1."""
     return request.param == "real"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, empty redis-server of this test's own, on a free port; killed afterwards."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url

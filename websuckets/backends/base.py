@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
@@ -33,6 +33,9 @@ class TokenRecord:
 
 class Backend(ABC):
     """Stores who is online, who is verified, and which tokens are valid."""
+
+    shared: ClassVar[bool] = False
+    """Whether several processes see one state through this backend (``websuckets run --workers``)."""
 
     async def start(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
         """Called when the app starts."""
