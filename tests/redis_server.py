@@ -50,7 +50,8 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:] if (self.dir / "redis.log").exists() else ""
+                log_file = self.dir / "redis.log"
+                log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise RuntimeError(f"redis-server did not start on port {self.port}:\n{log}")
             time.sleep(0.01)
 
@@ -77,4 +78,5 @@ class RedisServer:
         return False
 
     def __repr__(self) -> str:
-        return f"<RedisServer {self.url} pid={self.process.pid if self.process else None} ({os.path.basename(self.binary)})>"
+        pid = self.process.pid if self.process else None
+        return f"<RedisServer {self.url} pid={pid} ({os.path.basename(self.binary)})>"
