@@ -1,20 +1,22 @@
-"""``User`` and ``Session``: who is online and who is verified.
+"""``User`` and ``Session``: who is online, who is verified, who is in which room.
 
-``Session.online`` and ``Session.verified`` are read-only mappings over the backend of
-the app that is serving: inside a connection, the app of that connection; elsewhere, the
-app started last.
+``Session.online``, ``Session.verified`` and ``Session.room(name)`` are read-only mappings
+over the backend of the app that is serving, and ``Session.join``, ``leave``, ``broadcast``
+and ``send_to_user`` act through it: inside a connection, the app of that connection;
+elsewhere (a background task), the app started last.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, ValuesView
+from collections.abc import Iterable, Iterator, Mapping, ValuesView
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from .backends.base import Backend, TokenRecord, UserId
 from .exc import AppStateError
+from .security import Token
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -27,19 +29,22 @@ class User:
 
     Until verification only ``socket`` is set. Setting both ``id`` (the user's id, not
     the connection's) and ``token`` verifies the user; any other attribute may be stored
-    too (``user.login = ...``).
+    too (``user.login = ...``). With a shared backend, attributes holding JSON values are
+    readable on every process; names starting with ``_`` stay on this one.
     """
 
     socket: ServerConnection
     id: UserId | None
     token: str | None
     _store: SessionStore
+    _rooms: set[str]
 
     def __init__(self, socket: ServerConnection, store: SessionStore) -> None:
         object.__setattr__(self, "socket", socket)
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "id", None)
         object.__setattr__(self, "token", None)
+        object.__setattr__(self, "_rooms", set())
 
     @property
     def client_id(self) -> UUID:
@@ -51,11 +56,18 @@ class User:
         """Whether both ``id`` and ``token`` are set."""
         return self.id is not None and self.token is not None
 
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this client is in (`Session.join`)."""
+        return frozenset(self._rooms)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "id" or name == "token":
             self._store.change_identity(self, name, value)
         else:
             object.__setattr__(self, name, value)
+            if self._store.shares and not name.startswith("_"):
+                self._store.backend.set_attribute(self, name, value)
 
     def __repr__(self) -> str:
         return f"<User client_id={self.client_id} id={self.id!r} verified={self.verified}>"
@@ -65,13 +77,18 @@ class SessionStore:
     """Connects `User` objects to a backend, for one app.
 
     Besides the backend it remembers which users of this process are verified with each
-    token, so that a revoked or expired token unverifies every connection holding it.
+    token (by the token's digest), so that a token revoked or expired anywhere unverifies
+    every connection holding it.
     """
 
     def __init__(self, backend: Backend, token_ttl: float) -> None:
         self.backend = backend
         self.token_ttl = token_ttl
+        self.shares = backend.shared
+        """Whether attributes set on users go to the backend (decided once, at start)."""
         self._holders: dict[str, set[User]] = {}
+        self._records: dict[str, TokenRecord] = {}
+        backend.sessions = self
 
     def connect(self, socket: ServerConnection) -> User:
         user = User(socket, self)
@@ -103,27 +120,36 @@ class SessionStore:
                 self.revoke(token)
             return
         if (user.id, user.token) != (old_id, old_token):
-            self.backend.remember_token(user.token, TokenRecord(user.id, time.time() + self.token_ttl))
-        self._mark_verified(user)
+            record = TokenRecord(user.id, time.time() + self.token_ttl)
+            self.backend.remember_token(Token.digest(user.token), record)
+            self._mark_verified(user, record)
+        else:
+            self._mark_verified(user, None)
 
     def adopt(self, user: User, token: str, record: TokenRecord) -> None:
         """Verify ``user`` with a token issued earlier (on another connection), keeping its expiry."""
         self._drop_verified(user)
         object.__setattr__(user, "id", record.user_id)
         object.__setattr__(user, "token", token)
-        self._mark_verified(user)
+        self._mark_verified(user, record)
 
     def revoke(self, token: str) -> None:
-        """Make ``token`` invalid and unverify every connection of this process holding it."""
-        self.backend.forget_token(token)
-        for holder in self._holders.pop(token, set()):
-            if holder.token == token:
+        """Make ``token`` invalid everywhere; the backend tells every process's store (`revoked`)."""
+        digest = Token.digest(token)
+        self.backend.forget_token(digest)
+        self.revoked(digest)
+
+    def revoked(self, digest: str) -> None:
+        """A token was revoked (here or on another process): unverify the connections holding it."""
+        self._records.pop(digest, None)
+        for holder in self._holders.pop(digest, set()):
+            if holder.token is not None and Token.digest(holder.token) == digest:
                 self._drop_verified(holder)
                 object.__setattr__(holder, "token", None)
 
     async def find_valid_token(self, token: str) -> TokenRecord | None:
         """The record of a token, if it was issued and has not expired."""
-        record = await self.backend.find_token(token)
+        record = await self.backend.find_token(Token.digest(token))
         if record is None:
             return None
         if record.expires_at <= time.time():
@@ -131,20 +157,30 @@ class SessionStore:
             return None
         return record
 
-    def _mark_verified(self, user: User) -> None:
+    def held_tokens(self) -> list[tuple[str, TokenRecord]]:
+        """The digest and record of each token that a connection of this process is verified with."""
+        return list(self._records.items())
+
+    def _mark_verified(self, user: User, record: TokenRecord | None) -> None:
         assert user.token is not None
         self.backend.add_verified(user)
-        self._holders.setdefault(user.token, set()).add(user)
+        digest = Token.digest(user.token)
+        self._holders.setdefault(digest, set()).add(user)
+        if record is not None:
+            self._records[digest] = record
 
     def _drop_verified(self, user: User) -> None:
         if user.id is not None:
             self.backend.remove_verified(user.id, user)
-        token = user.token
-        holders = self._holders.get(token) if token is not None else None
-        if token is not None and holders is not None:
+        if user.token is None:
+            return
+        digest = Token.digest(user.token)
+        holders = self._holders.get(digest)
+        if holders is not None:
             holders.discard(user)
             if not holders:
-                del self._holders[token]
+                del self._holders[digest]
+                self._records.pop(digest, None)
 
 
 _serving: ContextVar[SessionStore | None] = ContextVar("websuckets_session_store", default=None)
@@ -240,10 +276,81 @@ class _VerifiedUsers(Mapping[UserId, User]):
         return f"Session.verified({dict(self)!r})"
 
 
+class _RoomMembers(Mapping[UUID, User]):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getitem__(self, client_id: UUID) -> User:
+        return current_backend().room_members(self.name)[client_id]
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in current_backend().room_members(self.name)
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(list(current_backend().room_members(self.name)))
+
+    def __len__(self) -> int:
+        return len(current_backend().room_members(self.name))
+
+    def __repr__(self) -> str:
+        return f"Session.room({self.name!r}, {dict(self)!r})"
+
+
 class Session:
-    """Every connected client (``online``) and every verified one (``verified``)."""
+    """Every connected client (``online``), every verified one (``verified``), and rooms."""
 
     online: ClassVar[Mapping[UUID, User]] = _OnlineUsers()
     """Connected clients, keyed by the connection's id (``socket.id``)."""
     verified: ClassVar[Mapping[UserId, User]] = _VerifiedUsers()
     """Verified clients, keyed by the user's id (``User.id``)."""
+
+    @staticmethod
+    async def join(client_id: UUID, room: str) -> None:
+        """Put a connected client in ``room``; it leaves every room when it disconnects.
+
+        Raises `KeyError` if no such client is connected, and `BackendUnavailable` if a
+        shared backend cannot be reached (the client is then in the room on its own process only).
+        """
+        await current_backend().join(client_id, _room_name(room))
+
+    @staticmethod
+    async def leave(client_id: UUID, room: str) -> None:
+        """Take a client out of ``room``; nothing happens if it is not in it."""
+        await current_backend().leave(client_id, _room_name(room))
+
+    @staticmethod
+    def room(name: str) -> Mapping[UUID, User]:
+        """The members of a room, keyed by connection id, on every process; empty if nobody is in it."""
+        return _RoomMembers(_room_name(name))
+
+    @staticmethod
+    async def broadcast(
+        message: str | bytes, room: str | None = None, exclude: UUID | Iterable[UUID] | None = None
+    ) -> None:
+        """Send ``message`` (a `ClientEvent`, or any text) to every member of ``room``, or to every client.
+
+        Waits for no receiver: each gets the message queued at once, and one slow or gone
+        client delays nobody. ``exclude`` takes a client id, or several.
+        """
+        await current_backend().broadcast(message, None if room is None else _room_name(room), _ids(exclude))
+
+    @staticmethod
+    async def send_to_user(user_id: UserId, message: str | bytes) -> None:
+        """Send ``message`` to every connection verified as ``user_id``, on every process."""
+        await current_backend().send_to_user(user_id, message)
+
+
+def _room_name(room: str) -> str:
+    if not isinstance(room, str) or not room:
+        raise ValueError(f"a room's name is a non-empty string, not {room!r}")
+    return room
+
+
+def _ids(exclude: UUID | Iterable[UUID] | None) -> frozenset[UUID]:
+    if exclude is None:
+        return frozenset()
+    if isinstance(exclude, UUID):
+        return frozenset((exclude,))
+    return frozenset(exclude)

@@ -371,6 +371,10 @@ class _MemorySocket:
             raise TypeError(f"data must be str or bytes-like, not {type(message).__name__}")
         if self.state is not State.OPEN:
             raise self._closed_error()
+        self.send_nowait(message)
+
+    def send_nowait(self, message: str | bytes) -> None:
+        """Queue a message for the peer at once: what a broadcast does (`websuckets.delivery.send_now`)."""
         self.peer._inbox.put_nowait(message if isinstance(message, str) else bytes(message))
 
     async def recv(self) -> str | bytes:

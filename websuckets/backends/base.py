@@ -1,26 +1,29 @@
-"""The backend interface: what `Session` reads and writes.
+"""The backend interface: what `Session` reads and writes, and how messages reach clients.
 
 Reads of presence are synchronous, because handlers read ``Session.online`` as a plain
-mapping; a networked backend answers them from a local mirror. Token look-ups are
-asynchronous, because only the authentication middleware makes them.
+mapping; a networked backend answers them from a local mirror. Everything that may have to
+cross a network is asynchronous and fails loudly (`BackendUnavailable`): token look-ups,
+joining and leaving rooms, and every fan-out. Writes of presence are synchronous for the
+caller; a networked backend queues them in order and re-sends them after an outage.
+
+Tokens reach a backend only as digests (`Token.digest`): no backend stores a usable token.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
-    from ..session import User
+    from ..session import SessionStore, User
 
 __all__ = ["Backend", "TokenRecord", "UserId"]
 
 UserId = str | int
 """The id of a user (not of a connection): whatever the application sets on ``User.id``."""
-
 
 @dataclass(slots=True, frozen=True)
 class TokenRecord:
@@ -32,13 +35,16 @@ class TokenRecord:
 
 
 class Backend(ABC):
-    """Stores who is online, who is verified, and which tokens are valid."""
+    """Stores who is online, who is verified, which tokens are valid, and who is in which room."""
 
     shared: ClassVar[bool] = False
     """Whether several processes see one state through this backend (``websuckets run --workers``)."""
 
+    sessions: SessionStore
+    """The app's session store, set when the app starts: told of tokens revoked on other processes."""
+
     async def start(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
-        """Called when the app starts."""
+        """Called when the app starts; raise `BackendUnavailable` if the backend cannot be reached."""
 
     async def close(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
         """Called when the app stops."""
@@ -49,7 +55,8 @@ class Backend(ABC):
     def add_online(self, user: User) -> None: ...
 
     @abstractmethod
-    def remove_online(self, user: User) -> None: ...
+    def remove_online(self, user: User) -> None:
+        """Forget a connection that closed, and take it out of every room."""
 
     @abstractmethod
     def get_online(self, client_id: UUID) -> User | None: ...
@@ -66,6 +73,9 @@ class Backend(ABC):
         This default looks each one up; a backend that holds them together returns them directly.
         """
         return [user for client_id in self.online_ids() if (user := self.get_online(client_id)) is not None]
+
+    def set_attribute(self, user: User, name: str, value: Any) -> None:  # noqa: B027  (a hook)
+        """A handler set ``user.<name> = value`` on a local user: share it, where the backend shares."""
 
     # verified users, keyed by the user's id; one user may be verified on several connections
 
@@ -87,14 +97,38 @@ class Backend(ABC):
     @abstractmethod
     def count_verified(self) -> int: ...
 
-    # tokens
+    # tokens, by digest
 
     @abstractmethod
-    def remember_token(self, token: str, record: TokenRecord) -> None: ...
+    def remember_token(self, digest: str, record: TokenRecord) -> None:
+        """Record an issued token (by its digest) until ``record.expires_at``."""
 
     @abstractmethod
-    def forget_token(self, token: str) -> None: ...
+    def forget_token(self, digest: str) -> None:
+        """Revoke a token everywhere: every other process's `SessionStore.revoked` hears of it."""
 
     @abstractmethod
-    async def find_token(self, token: str) -> TokenRecord | None:
-        """The record of a token issued earlier and not forgotten, expired or not."""
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        """The record of a token issued earlier and not revoked, expired or not."""
+
+    # rooms and delivery
+
+    @abstractmethod
+    async def join(self, client_id: UUID, room: str) -> None:
+        """Put a connected client in a room; `KeyError` if no such client is connected."""
+
+    @abstractmethod
+    async def leave(self, client_id: UUID, room: str) -> None:
+        """Take a client out of a room; nothing happens if it is not in it."""
+
+    @abstractmethod
+    def room_members(self, room: str) -> Mapping[UUID, User]:
+        """The members of a room, on every process the backend reaches."""
+
+    @abstractmethod
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
+        """Send to every member of ``room`` (every client if ``None``) but ``exclude``, waiting for none."""
+
+    @abstractmethod
+    async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
+        """Send to every connection verified as ``user_id``, waiting for none."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ..security import Token
+from ..delivery import send_now
+from ..presence import Presence
 from .base import Backend, TokenRecord, UserId
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
@@ -17,75 +18,95 @@ __all__ = ["MemoryBackend"]
 
 
 class MemoryBackend(Backend):
-    """Keeps session state in this process: enough for one server process."""
+    """Keeps session state in this process: enough for one server process.
+
+    Tokens are kept by digest only, and die with the process.
+    """
 
     PRUNE_MINIMUM = 1024
     """Tokens stored before the first sweep of expired ones."""
 
     def __init__(self) -> None:
-        self._online: dict[UUID, User] = {}
-        self._verified: dict[UserId, list[User]] = {}  # the user's connections, latest verified last
-        self._tokens: dict[str, tuple[str, TokenRecord]] = {}
+        self.presence = Presence()
+        self._tokens: dict[str, TokenRecord] = {}
         self._prune_at = self.PRUNE_MINIMUM
 
+    # presence
+
     def add_online(self, user: User) -> None:
-        self._online[user.client_id] = user
+        self.presence.add(user)
 
     def remove_online(self, user: User) -> None:
-        self._online.pop(user.client_id, None)
+        self.presence.remove(user)
 
     def get_online(self, client_id: UUID) -> User | None:
-        return self._online.get(client_id)
+        return self.presence.online.get(client_id)
 
     def online_ids(self) -> Iterator[UUID]:
-        return iter(list(self._online))
+        return self.presence.online_ids()
 
     def count_online(self) -> int:
-        return len(self._online)
+        return len(self.presence.online)
 
     def online_users(self) -> list[User]:
-        return list(self._online.values())
+        return list(self.presence.online.values())
 
     def add_verified(self, user: User) -> None:
-        assert user.id is not None
-        connections = self._verified.setdefault(user.id, [])
-        if user in connections:
-            connections.remove(user)
-        connections.append(user)
+        self.presence.add_verified(user)
 
     def remove_verified(self, user_id: UserId, user: User) -> None:
-        connections = self._verified.get(user_id, [])
-        if user in connections:
-            connections.remove(user)
-            if not connections:
-                del self._verified[user_id]
+        self.presence.remove_verified(user_id, user)
 
     def get_verified(self, user_id: UserId) -> User | None:
-        connections = self._verified.get(user_id)
-        return connections[-1] if connections else None
+        return self.presence.latest_verified(user_id)
 
     def verified_ids(self) -> Iterator[UserId]:
-        return iter(list(self._verified))
+        return self.presence.verified_ids()
 
     def count_verified(self) -> int:
-        return len(self._verified)
+        return len(self.presence.verified)
 
-    def remember_token(self, token: str, record: TokenRecord) -> None:
-        self._tokens[Token.digest(token)] = (token, record)
+    # tokens
+
+    def remember_token(self, digest: str, record: TokenRecord) -> None:
+        self._tokens[digest] = record
         if len(self._tokens) >= self._prune_at:
             self._prune_expired()
 
     def _prune_expired(self) -> None:
         """Drop expired tokens; amortised, so the store stays proportional to the live ones."""
         now = time.time()
-        self._tokens = {key: value for key, value in self._tokens.items() if value[1].expires_at > now}
+        self._tokens = {digest: record for digest, record in self._tokens.items() if record.expires_at > now}
         self._prune_at = 2 * len(self._tokens) + self.PRUNE_MINIMUM
 
-    def forget_token(self, token: str) -> None:
-        self._tokens.pop(Token.digest(token), None)
+    def forget_token(self, digest: str) -> None:
+        self._tokens.pop(digest, None)
 
-    async def find_token(self, token: str) -> TokenRecord | None:
-        stored = self._tokens.get(Token.digest(token))
-        if stored is None or not Token.matches(stored[0], token):
-            return None
-        return stored[1]
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        return self._tokens.get(digest)
+
+    # rooms and delivery
+
+    async def join(self, client_id: UUID, room: str) -> None:
+        self.presence.join(self._connected(client_id), room)
+
+    async def leave(self, client_id: UUID, room: str) -> None:
+        user = self.presence.online.get(client_id)
+        if user is not None:
+            self.presence.leave(user, room)
+
+    def room_members(self, room: str) -> Mapping[UUID, User]:
+        return self.presence.members(room)
+
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
+        members = self.presence.online if room is None else self.presence.members(room)
+        send_now((user.socket for client_id, user in members.items() if client_id not in exclude), message)
+
+    async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
+        send_now([user.socket for user in self.presence.verified.get(user_id, ())], message)
+
+    def _connected(self, client_id: UUID) -> User:
+        user = self.presence.online.get(client_id)
+        if user is None:
+            raise KeyError(client_id)
+        return user
