@@ -70,9 +70,7 @@ def _close_slow(socket: Connection) -> None:
     if socket.state is not State.OPEN:
         return
     stats.slow_consumers_closed += 1
-    logger.warning(
-        "closing %s: over %d bytes queued and not read (slow consumer)", socket.id, SLOW_CONSUMER_BUFFER
-    )
+    logger.warning("closing %s: over %d bytes queued and not read (slow consumer)", socket.id, SLOW_CONSUMER_BUFFER)
     task = asyncio.get_running_loop().create_task(socket.close(CloseCode.TRY_AGAIN_LATER, "too slow"))
     _closing.add(task)
     task.add_done_callback(_closing.discard)

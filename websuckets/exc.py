@@ -10,7 +10,9 @@ The tree::
     │   ├── PayloadInvalid       validation_error
     │   ├── Unauthorized         unauthorized
     │   ├── MessageTooLarge      message_too_large
+    │   ├── BackendUnavailable   backend_unavailable (the shared backend cannot be reached)
     │   └── UnexpectedError      internal_error (details never reach the client)
+    ├── RemoteUserReadOnly(AttributeError)  an attribute set on a user connected to another process
     ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
     ├── DuplicateCommand(ValueError)    a full command name registered twice
     └── AppStateError(RuntimeError)     the app used before start or changed after it
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AppStateError",
+    "BackendUnavailable",
     "DuplicateCommand",
     "InternalError",
     "InvalidCommand",
@@ -33,6 +36,7 @@ __all__ = [
     "InvalidJSON",
     "MessageTooLarge",
     "PayloadInvalid",
+    "RemoteUserReadOnly",
     "Unauthorized",
     "UnexpectedError",
     "UnknownCommand",
@@ -115,10 +119,34 @@ class MessageTooLarge(_FrameworkError):
     code = "message_too_large"
 
 
+class BackendUnavailable(_FrameworkError):
+    """The shared backend (Redis) did not answer in time; what needed it did not happen.
+
+    The client sees ``backend_unavailable`` with a short reason; the server log has the cause.
+    """
+
+    code = "backend_unavailable"
+
+
 class UnexpectedError(_FrameworkError):
     """What the client sees of any other exception: a name, no details."""
 
     code = "internal_error"
+
+
+class RemoteUserReadOnly(WebSucketsError, AttributeError):
+    """An attribute was set on a `RemoteUser`: only the process a client is connected to writes its user."""
+
+    def __init__(self, client_id: object, worker: str) -> None:
+        super().__init__(client_id, worker)
+        self.client_id = client_id
+        self.worker = worker
+
+    def __str__(self) -> str:
+        return (
+            f"client {self.client_id} is connected to another process ({self.worker}): "
+            "set its attributes in a handler of its own connection"
+        )
 
 
 class InvalidHandler(WebSucketsError, TypeError):

@@ -20,10 +20,11 @@ from uuid import UUID
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
     from ..session import SessionStore, User
 
-__all__ = ["Backend", "TokenRecord", "UserId"]
+__all__ = ["Backend", "BackendHealth", "TokenRecord", "UserId"]
 
 UserId = str | int
 """The id of a user (not of a connection): whatever the application sets on ``User.id``."""
+
 
 @dataclass(slots=True, frozen=True)
 class TokenRecord:
@@ -34,11 +35,30 @@ class TokenRecord:
     """A `time.time` timestamp."""
 
 
+@dataclass(slots=True)
+class BackendHealth:
+    """What a backend can say about its own state: for readiness probes, logs and metrics."""
+
+    connected: bool = True
+    """Whether the shared store answers; always true for a backend without one."""
+    reconnects: int = 0
+    """Times the connection was rebuilt after a loss."""
+    failed_operations: int = 0
+    """Writes and deliveries that failed because the store did not answer."""
+    dropped_deliveries: int = 0
+    """Messages from other processes for clients that had left this one."""
+    listener_errors: int = 0
+    """Messages from the store that could not be handled (each logged with its traceback)."""
+
+
 class Backend(ABC):
     """Stores who is online, who is verified, which tokens are valid, and who is in which room."""
 
     shared: ClassVar[bool] = False
     """Whether several processes see one state through this backend (``websuckets run --workers``)."""
+
+    health: BackendHealth
+    """Counters and the connection state; see `BackendHealth`."""
 
     sessions: SessionStore
     """The app's session store, set when the app starts: told of tokens revoked on other processes."""

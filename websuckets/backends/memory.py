@@ -9,7 +9,7 @@ from uuid import UUID
 
 from ..delivery import send_now
 from ..presence import Presence
-from .base import Backend, TokenRecord, UserId
+from .base import Backend, BackendHealth, TokenRecord, UserId
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
     from ..session import User
@@ -28,6 +28,7 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self.presence = Presence()
+        self.health = BackendHealth()
         self._tokens: dict[str, TokenRecord] = {}
         self._prune_at = self.PRUNE_MINIMUM
 

@@ -1,0 +1,123 @@
+"""Key names, channels and Lua scripts of `RedisBackend`: the data model in one place.
+
+Every key of a namespace carries the hash tag ``{namespace}``, so that all of them live in
+one slot and every script stays valid on Redis Cluster. Each script changes keys *and*
+publishes the matching event in one step, so the mirrors never disagree with the keys.
+
+=========================== ======== ==================================================
+key or channel              type     holds
+=========================== ======== ==================================================
+``{ns}:clients``            HASH     client id -> JSON record: worker, user id, attributes, rooms
+``{ns}:workers``            ZSET     worker id -> last heartbeat (ms, Redis's own clock)
+``{ns}:worker:<wid>``       SET      the client ids connected to that worker (for reaping)
+``{ns}:token:<sha256>``     STRING   JSON ``{"u": user id, "x": expiry}``; expires (PXAT) with the token
+``{ns}:epoch``              STRING   random, set once: a new value means Redis lost its data
+``{ns}:all`` (channel)      pub/sub  presence changes, revocations, room and global fan-out
+``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
+=========================== ======== ==================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["HEARTBEAT", "REASSERT", "REMOVE", "REVOKE", "SCRIPTS", "UPSERT", "Keys", "Script"]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+class Keys:
+    """The names of one namespace's keys and channels."""
+
+    def __init__(self, namespace: str) -> None:
+        prefix = "{" + namespace + "}"
+        self.clients = f"{prefix}:clients"
+        self.workers = f"{prefix}:workers"
+        self.worker_prefix = f"{prefix}:worker:"
+        self.token_prefix = f"{prefix}:token:"
+        self.epoch = f"{prefix}:epoch"
+        self.all = f"{prefix}:all"
+        self.worker_channel_prefix = f"{prefix}:w:"
+
+    def worker(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id
+
+    def token(self, digest: str) -> str:
+        return self.token_prefix + digest
+
+    def worker_channel(self, worker_id: str) -> str:
+        return self.worker_channel_prefix + worker_id
+
+
+UPSERT = Script("""
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return redis.call('PUBLISH', ARGV[3], ARGV[4])
+""")
+"""KEYS clients, worker set; ARGV client id, record, channel, event."""
+
+REMOVE = Script("""
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('PUBLISH', ARGV[2], '{"t":"rm","c":"' .. ARGV[1] .. '"}')
+""")
+"""KEYS clients, worker set; ARGV client id, channel."""
+
+REASSERT = Script("""
+local keep = {}
+for i = 2, #ARGV do keep[ARGV[i]] = true end
+local removed = 0
+for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[cid] then
+    redis.call('SREM', KEYS[1], cid)
+    redis.call('HDEL', KEYS[2], cid)
+    redis.call('PUBLISH', ARGV[1], '{"t":"rm","c":"' .. cid .. '"}')
+    removed = removed + 1
+  end
+end
+return removed
+""")
+"""KEYS worker set, clients; ARGV channel, then the ids of the clients the worker holds now."""
+
+HEARTBEAT = Script("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[6] == '1' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+local reaped = 0
+for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))) do
+  local set = ARGV[3] .. wid
+  for _, cid in ipairs(redis.call('SMEMBERS', set)) do
+    redis.call('HDEL', KEYS[2], cid)
+    redis.call('PUBLISH', ARGV[4], '{"t":"rm","c":"' .. cid .. '"}')
+    reaped = reaped + 1
+  end
+  redis.call('DEL', set)
+  redis.call('ZREM', KEYS[1], wid)
+end
+local heard = redis.call('PUBLISH', ARGV[5], '{"t":"ping"}')
+return {heard, reaped}
+""")
+"""KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel, alive.
+
+Records this worker's heartbeat (when alive is 1), reaps every worker silent for longer
+than dead after, and probes this worker's own channel: the number of subscribers that
+heard the probe is 0 when this worker's listener is not subscribed.
+"""
+
+REVOKE = Script("""
+redis.call('DEL', KEYS[1])
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
+""")
+"""KEYS token; ARGV channel, event."""
+
+SCRIPTS = (UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE)

@@ -1,0 +1,702 @@
+"""``RedisBackend``: one app over many processes and machines, sharing one Redis.
+
+Each process keeps a full mirror of every process's clients (a `Presence` holding its own
+`User` objects beside `RemoteUser` ones), so that ``Session.online``, ``Session.verified``
+and ``Session.room`` stay synchronous reads. Changes are written to Redis by one ordered
+writer and published by the same Lua script (`_redis_keys`), and every process applies
+what it hears to its mirror. A listener, supervised here rather than trusted to redis-py's
+silent retries, reconnects with backoff and then rebuilds: it re-announces this process's
+clients and tokens and reloads the mirror, so a Redis that restarted empty is whole again.
+
+Delivery to a client of another process is a PUBLISH on that process's channel; PUBLISH
+answers how many subscribers heard it, so a send to a process that has died raises like a
+send to a closed socket. Anything that needs Redis and does not get an answer within
+``timeout`` seconds raises `BackendUnavailable`; writes that nobody awaits are logged and
+counted, and re-sent by the rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import random
+import secrets
+import socket as socket_module
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from pydantic_core import to_json
+from websockets.exceptions import ConnectionClosedError
+
+from ..delivery import send_now
+from ..exc import BackendUnavailable
+from ..presence import Presence
+from ..remote import RemoteSocket, RemoteUser
+from ._redis_keys import HEARTBEAT, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
+from .base import Backend, BackendHealth, TokenRecord, UserId
+
+try:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+    from redis.backoff import NoBackoff
+    from redis.exceptions import NoScriptError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised without the extra only
+    raise ImportError("RedisBackend needs redis-py: pip install 'websuckets[redis]'") from exc
+
+if TYPE_CHECKING:
+    from ..session import User
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("websuckets.redis")
+
+_INTERNAL = frozenset(("socket", "id", "token"))
+"""User attributes that never go into the shared record (the token least of all)."""
+
+
+class _Op:
+    """One command for the writer; ``future`` is set when somebody awaits its answer."""
+
+    __slots__ = ("args", "future", "what")
+
+    def __init__(self, args: tuple[Any, ...], future: asyncio.Future[Any] | None, what: str) -> None:
+        self.args = args
+        self.future = future
+        self.what = what
+
+
+class RedisBackend(Backend):
+    """Sessions, tokens, rooms and delivery shared by every process connected to one Redis.
+
+    Args:
+        url: ``redis://[:password@]host:port/db``, ``rediss://`` for TLS, or ``unix://``.
+        namespace: the prefix of every key and channel; apps sharing a namespace share clients.
+        timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
+        heartbeat: seconds between this process's heartbeats (and its listener's probe).
+        dead_after: seconds without a heartbeat after which a process is dead and its clients
+            leave every other process's view (it takes up to ``dead_after + heartbeat``).
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        namespace: str = "websuckets",
+        timeout: float = 2.0,
+        heartbeat: float = 1.0,
+        dead_after: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(namespace)
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.dead_after = dead_after
+        self.presence = Presence()
+        self.health = BackendHealth(connected=False)
+        self.worker_id = ""
+        """``host:pid:random``, chosen when the app starts."""
+        self._local: dict[UUID, User] = {}
+        self._client: Redis | None = None
+        self._queue: deque[_Op] = deque()
+        self._queued = asyncio.Event()
+        self._rebuild = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._epoch: str | None = None
+        self._unwritten_tokens: dict[str, TokenRecord] = {}
+        self._unsent_revocations: set[str] = set()
+        self._unshareable: set[str] = set()
+        self._down_since = 0.0
+        self._last_failure_log = 0.0
+        self._failures_since_log = 0
+
+    def __repr__(self) -> str:
+        return f"RedisBackend({_redacted(self.url)!r})"
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Connect, announce this process, load the mirror; `BackendUnavailable` naming the URL if Redis is away."""
+        self.worker_id = f"{socket_module.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._queued = asyncio.Event()
+        self._rebuild = asyncio.Event()
+        self._client = self._new_client(socket_timeout=self.timeout)
+        try:
+            pubsub = await self._connect()
+        except Exception as exc:
+            await self._client.aclose()
+            raise BackendUnavailable(f"cannot reach Redis at {_redacted(self.url)}: {_reason(exc)}") from exc
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name="websuckets redis writer"),
+            asyncio.create_task(self._listen_forever(pubsub), name="websuckets redis listener"),
+            asyncio.create_task(self._heartbeat_forever(), name="websuckets redis heartbeat"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+        logger.info("connected to Redis at %s as %s", _redacted(self.url), self.worker_id)
+
+    async def close(self) -> None:
+        """Take this process's clients out of every other process's view, then disconnect."""
+        tasks, self._tasks = self._tasks, []
+        if self.health.connected and self._client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await self._client.evalsha(
+                        REASSERT.sha, 2, self.keys.worker(self.worker_id), self.keys.clients, self.keys.all
+                    )
+                    await self._client.zrem(self.keys.workers, self.worker_id)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.health.connected = False
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task not in self._tasks:
+            return  # closing
+        logger.critical("%s stopped: %r; this process no longer shares state", task.get_name(), task.exception())
+
+    # presence
+
+    def add_online(self, user: User) -> None:
+        self._local[user.client_id] = user
+        self.presence.add(user)
+        self._publish(user)
+
+    def remove_online(self, user: User) -> None:
+        self.presence.remove(user)
+        if self._local.pop(user.client_id, None) is not None:
+            args = (user.client_id.hex, self.keys.all)
+            self._enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
+
+    def get_online(self, client_id: UUID) -> User | None:
+        return self.presence.online.get(client_id)
+
+    def online_ids(self) -> Iterator[UUID]:
+        return self.presence.online_ids()
+
+    def count_online(self) -> int:
+        return len(self.presence.online)
+
+    def online_users(self) -> list[User]:
+        return list(self.presence.online.values())
+
+    def set_attribute(self, user: User, name: str, value: Any) -> None:
+        self._publish(user)
+
+    def add_verified(self, user: User) -> None:
+        self.presence.add_verified(user)
+        self._publish(user)
+
+    def remove_verified(self, user_id: UserId, user: User) -> None:
+        self.presence.remove_verified(user_id, user)
+        self._publish(user)
+
+    def get_verified(self, user_id: UserId) -> User | None:
+        return self.presence.latest_verified(user_id)
+
+    def verified_ids(self) -> Iterator[UserId]:
+        return self.presence.verified_ids()
+
+    def count_verified(self) -> int:
+        return len(self.presence.verified)
+
+    def _publish(self, user: User) -> None:
+        """Write a local client's record and tell every process (a no-op once it has left)."""
+        if user.client_id not in self._local:
+            return
+        cid = user.client_id.hex
+        record = self._record(user)
+        event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
+        args = ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+        self._enqueue(args, "presence")
+
+    def _record(self, user: User) -> str:
+        attributes = {}
+        for name, value in vars(user).items():
+            if name.startswith("_") or name in _INTERNAL:
+                continue
+            try:
+                attributes[name] = json.loads(to_json(value))
+            except (ValueError, TypeError):
+                if name not in self._unshareable:
+                    self._unshareable.add(name)
+                    logger.warning("User.%s holds %s, not a JSON value: it stays on this process", name, type(value))
+        address = user.socket.remote_address
+        record = {
+            "w": self.worker_id,
+            "u": user.id if user.verified else None,
+            "a": attributes,
+            "r": sorted(user._rooms),
+            "ra": list(address) if isinstance(address, tuple) else address,
+        }
+        return to_json(record).decode()
+
+    # tokens
+
+    def remember_token(self, digest: str, record: TokenRecord) -> None:
+        self._enqueue(
+            self._token_write(digest, record),
+            "token",
+            on_fail=lambda: self._unwritten_tokens.__setitem__(digest, record),
+        )
+
+    def _token_write(self, digest: str, record: TokenRecord) -> tuple[Any, ...]:
+        value = to_json({"u": record.user_id, "x": record.expires_at}).decode()
+        return ("SET", self.keys.token(digest), value, "PXAT", max(1, int(record.expires_at * 1000)))
+
+    def forget_token(self, digest: str) -> None:
+        self._unwritten_tokens.pop(digest, None)
+        event = '{"t":"rv","d":"' + digest + '"}'
+        args = ("EVALSHA", REVOKE.sha, 1, self.keys.token(digest), self.keys.all, event)
+        self._enqueue(args, "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
+
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        """Look the digest up in Redis; a miss is asked again once after 50 ms (a token just issued elsewhere)."""
+        stored = await self._call(("GET", self.keys.token(digest)), "token look-up")
+        if stored is None:
+            await asyncio.sleep(0.05)
+            stored = await self._call(("GET", self.keys.token(digest)), "token look-up")
+        if stored is None:
+            return None
+        data = json.loads(stored)
+        return TokenRecord(data["u"], data["x"])
+
+    # rooms and delivery
+
+    async def join(self, client_id: UUID, room: str) -> None:
+        user = self._local.get(client_id)
+        if user is None:
+            await self._forward(client_id, {"t": "j", "c": client_id.hex, "r": room})
+            return
+        self.presence.join(user, room)
+        await self._write_now(user, "join")
+
+    async def leave(self, client_id: UUID, room: str) -> None:
+        user = self._local.get(client_id)
+        if user is None:
+            if client_id in self.presence.online:
+                await self._forward(client_id, {"t": "l", "c": client_id.hex, "r": room})
+            return
+        self.presence.leave(user, room)
+        await self._write_now(user, "leave")
+
+    def room_members(self, room: str) -> Mapping[UUID, User]:
+        return self.presence.members(room)
+
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
+        members = self.presence.online if room is None else self.presence.members(room)
+        local = self._local
+        send_now((user.socket for cid, user in members.items() if cid in local and cid not in exclude), message)
+        event = {"t": "b", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id, **_wire(message)}
+        await self._call(("PUBLISH", self.keys.all, to_json(event)), "broadcast")
+
+    async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
+        self._deliver_to_user(user_id, message)
+        event = {"t": "u", "u": user_id, "o": self.worker_id, **_wire(message)}
+        await self._call(("PUBLISH", self.keys.all, to_json(event)), "send to user")
+
+    async def deliver(self, client_id: UUID, worker: str, message: str | bytes) -> None:
+        """Send to a client of another process; raises ``ConnectionClosed`` if that process is gone."""
+        event = to_json({"t": "s", "c": client_id.hex, **_wire(message)})
+        heard = await self._call(("PUBLISH", self.keys.worker_channel(worker), event), "send")
+        if not heard:
+            raise ConnectionClosedError(None, None)
+
+    async def _forward(self, client_id: UUID, event: dict[str, Any]) -> None:
+        user = self.presence.online.get(client_id)
+        if not isinstance(user, RemoteUser):
+            raise KeyError(client_id)
+        heard = await self._call(("PUBLISH", self.keys.worker_channel(user.socket.worker), to_json(event)), "forward")
+        if not heard:
+            raise KeyError(client_id)
+
+    def _deliver_to_user(self, user_id: UserId, message: str | bytes) -> None:
+        connections = self.presence.verified.get(user_id, ())
+        send_now([user.socket for user in connections if user.client_id in self._local], message)
+
+    # the writer: every command of this process, in order, pipelined
+
+    @property
+    def _worker_set(self) -> str:
+        return self.keys.worker(self.worker_id)
+
+    def _enqueue(self, args: tuple[Any, ...], what: str, on_fail: Any = None) -> None:
+        op = _Op(args, None, what)
+        if on_fail is not None:
+            op.future = asyncio.get_running_loop().create_future()
+            op.future.add_done_callback(lambda future: future.exception() is not None and on_fail())
+        self._queue.append(op)
+        self._queued.set()
+
+    async def _call(self, args: tuple[Any, ...], what: str) -> Any:
+        """Run one command after every one queued before it; `BackendUnavailable` past ``timeout``."""
+        op = _Op(args, asyncio.get_running_loop().create_future(), what)
+        self._queue.append(op)
+        self._queued.set()
+        assert op.future is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await op.future
+        except TimeoutError:
+            raise BackendUnavailable(f"{what}: Redis did not answer within {self.timeout} s") from None
+
+    async def _write_now(self, user: User, what: str) -> None:
+        cid = user.client_id.hex
+        record = self._record(user)
+        event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
+        args = ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+        await self._call(args, what)
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 512))]
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Op]) -> None:
+        if not self.health.connected or self._client is None:
+            self._fail(batch, "Redis is not connected")
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = self._client.pipeline(transaction=False)
+                for op in batch:
+                    pipe.execute_command(*op.args)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            self._fail(batch, _reason(exc))
+            self._lost(exc)
+            return
+        for op, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                self._fail([op], _reason(result))
+                if isinstance(result, NoScriptError):
+                    self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
+            elif op.future is not None and not op.future.done():
+                op.future.set_result(result)
+
+    def _fail(self, batch: list[_Op], reason: str) -> None:
+        self.health.failed_operations += len(batch)
+        self._failures_since_log += len(batch)
+        for op in batch:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(BackendUnavailable(f"{op.what}: {reason}"))
+        now = time.monotonic()
+        if now - self._last_failure_log >= 10:
+            logger.error(
+                "%d Redis operations failed in the last %.0f s (the latest: %s, %s)",
+                self._failures_since_log,
+                min(now - self._last_failure_log, 1e4),
+                batch[-1].what,
+                reason,
+            )
+            self._last_failure_log, self._failures_since_log = now, 0
+
+    def _lost(self, exc: BaseException) -> None:
+        """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
+        if self.health.connected:
+            self.health.connected = False
+            self._down_since = time.monotonic()
+            logger.error("lost Redis at %s: %s; reconnecting", _redacted(self.url), _reason(exc))
+        self._rebuild.set()
+
+    # the listener: supervised, rebuilt after any failure
+
+    async def _listen_forever(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                await self._listen(pubsub)
+            except Exception as exc:
+                self._lost(exc)
+            finally:
+                await _close(pubsub)
+            pubsub = await self._reconnect()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        deaf_after = 3 * self.heartbeat + self.timeout
+        last_heard = loop.time()
+        while True:
+            if self._rebuild.is_set():
+                raise ConnectionError("rebuilding the connection")
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(self.heartbeat, 1.0))
+            if message is None:
+                if loop.time() - last_heard > deaf_after:
+                    raise ConnectionError(f"nothing heard for {deaf_after:.1f} s, not even this process's probe")
+                continue
+            last_heard = loop.time()
+            self._handle(message["data"])
+
+    async def _reconnect(self) -> PubSub:
+        delay = 0.05
+        while True:
+            await asyncio.sleep(random.uniform(0, delay))
+            try:
+                pubsub = await self._connect()
+            except Exception as exc:
+                logger.debug("reconnecting to Redis failed: %s", _reason(exc))
+                delay = min(delay * 2, 5.0)
+                continue
+            self.health.reconnects += 1
+            logger.info("reconnected to Redis after %.1f s", time.monotonic() - self._down_since)
+            return pubsub
+
+    async def _connect(self) -> PubSub:
+        """Subscribe, then announce this process and load the mirror; heard events wait in the socket."""
+        assert self._client is not None
+        self._rebuild.clear()
+        subscriber = self._new_client(socket_timeout=None)
+        pubsub = subscriber.pubsub()
+        try:
+            async with asyncio.timeout(2 * self.timeout):
+                await pubsub.subscribe(self.keys.all, self.keys.worker_channel(self.worker_id))
+                early = await _confirmed(pubsub, 2)
+                for script in SCRIPTS:
+                    await self._client.script_load(script.source)
+                await self._rebuild_state()
+        except BaseException:
+            await _close(pubsub)
+            raise
+        self.health.connected = True
+        for data in early:
+            self._handle(data)
+        return pubsub
+
+    async def _rebuild_state(self) -> None:
+        """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
+        assert self._client is not None
+        client = self._client
+        fresh_epoch = secrets.token_hex(8)
+        await client.set(self.keys.epoch, fresh_epoch, nx=True)
+        epoch = str(await client.get(self.keys.epoch))
+        redis_was_emptied = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        local = list(self._local.values())
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *self._heartbeat_args(alive=True))
+        pipe.evalsha(
+            REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *[u.client_id.hex for u in local]
+        )
+        for user in local:
+            cid, record = user.client_id.hex, self._record(user)
+            event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
+            pipe.evalsha(UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+        held = dict(self.sessions.held_tokens()) if redis_was_emptied else {}
+        held.update(self._unwritten_tokens)
+        for digest, token_record in held.items():
+            pipe.execute_command(*self._token_write(digest, token_record))
+        for digest in self._unsent_revocations:
+            pipe.evalsha(REVOKE.sha, 1, self.keys.token(digest), self.keys.all, '{"t":"rv","d":"' + digest + '"}')
+        await pipe.execute()
+        self._unwritten_tokens.clear()
+        self._unsent_revocations.clear()
+        await self._drop_tokens_revoked_meanwhile()
+        self._load_mirror(await client.hgetall(self.keys.clients))  # type: ignore[arg-type]  # decoded
+
+    async def _drop_tokens_revoked_meanwhile(self) -> None:
+        """Unverify local holders of tokens that vanished while this process heard nothing."""
+        assert self._client is not None
+        digests = [digest for digest, _ in self.sessions.held_tokens()]
+        if not digests:
+            return
+        exists = await self._client.mget([self.keys.token(digest) for digest in digests])
+        for digest, value in zip(digests, exists, strict=True):
+            if value is None:
+                self.sessions.revoked(digest)
+
+    def _load_mirror(self, records: Mapping[str, str]) -> None:
+        remote = {UUID(cid): json.loads(record) for cid, record in records.items()}
+        for cid, user in list(self.presence.online.items()):
+            if isinstance(user, RemoteUser) and (cid not in remote or remote[cid]["w"] == self.worker_id):
+                self._forget_remote(cid)
+        for cid, record in remote.items():
+            self._mirror(cid, record)
+
+    def _new_client(self, socket_timeout: float | None) -> Redis:
+        return Redis.from_url(
+            self.url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=self.timeout,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),  # every failure surfaces here: no silent reconnect
+            decode_responses=True,
+        )
+
+    def _heartbeat_args(self, alive: bool) -> tuple[Any, ...]:
+        dead_after_ms = int(self.dead_after * 1000)
+        own = self.keys.worker_channel(self.worker_id)
+        return (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, own, "1" if alive else "0")
+
+    async def _heartbeat_forever(self) -> None:
+        """Beat, reap dead processes, and check that this process's listener hears its own channel."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self.health.connected:
+                continue
+            args = ("EVALSHA", HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *self._heartbeat_args(True))
+            try:
+                heard, reaped = await self._call(args, "heartbeat")
+            except BackendUnavailable:
+                continue  # the writer has marked the connection lost
+            if reaped:
+                logger.warning("removed %d clients of processes that stopped beating", reaped)
+            if not heard and self.health.connected:
+                logger.error("this process's listener is not subscribed in Redis; reconnecting")
+                self._rebuild.set()
+
+    # what the other processes say
+
+    def _handle(self, data: str) -> None:
+        try:
+            event = json.loads(data)
+            kind = event["t"]
+            if kind == "up":
+                self._mirror(UUID(event["c"]), event["d"])
+            elif kind == "rm":
+                self._removed(UUID(event["c"]))
+            elif kind == "b":
+                if event["o"] != self.worker_id:
+                    self._deliver_broadcast(event)
+            elif kind == "u":
+                if event["o"] != self.worker_id:
+                    self._deliver_to_user(event["u"], _unwire(event))
+            elif kind == "s":
+                self._deliver_direct(UUID(event["c"]), _unwire(event))
+            elif kind in ("j", "l"):
+                self._join_forwarded(UUID(event["c"]), event["r"], kind == "j")
+            elif kind == "rv":
+                self.sessions.revoked(event["d"])
+        except Exception:
+            self.health.listener_errors += 1
+            logger.exception("cannot handle a message from Redis (%d bytes)", len(data))
+
+    def _mirror(self, client_id: UUID, record: dict[str, Any]) -> None:
+        """Apply another process's record of one of its clients to the mirror."""
+        if record["w"] == self.worker_id:
+            return
+        user = self.presence.online.get(client_id)
+        if user is None:
+            socket = RemoteSocket(client_id, record["w"], record.get("ra"), self.deliver)
+            user = RemoteUser(socket, None, {})
+            self.presence.add(user)
+        elif not isinstance(user, RemoteUser):
+            return  # a stale record of a client now connected here
+        user_id = record["u"]
+        if user.id != user_id:
+            if user.id is not None:
+                self.presence.remove_verified(user.id, user)
+            user._refresh(user_id, record["a"])
+            if user_id is not None:
+                self.presence.add_verified(user)
+        else:
+            user._refresh(user_id, record["a"])
+        rooms = set(record["r"])
+        for room in user._rooms - rooms:
+            self.presence.leave(user, room)
+        for room in rooms - user._rooms:
+            self.presence.join(user, room)
+
+    def _removed(self, client_id: UUID) -> None:
+        local = self._local.get(client_id)
+        if local is not None:  # reaped while this process could not beat: say it is still here
+            logger.warning("client %s was removed from Redis while connected here; announcing it again", client_id)
+            self._publish(local)
+            return
+        self._forget_remote(client_id)
+
+    def _forget_remote(self, client_id: UUID) -> None:
+        user = self.presence.online.get(client_id)
+        if not isinstance(user, RemoteUser):
+            return
+        user.socket.gone = True
+        if user.id is not None:
+            self.presence.remove_verified(user.id, user)
+        self.presence.remove(user)
+
+    def _deliver_broadcast(self, event: dict[str, Any]) -> None:
+        room = event["r"]
+        members = self.presence.online if room is None else self.presence.members(room)
+        excluded = set(event["x"])
+        local = self._local
+        message = _unwire(event)
+        send_now((u.socket for cid, u in members.items() if cid in local and cid.hex not in excluded), message)
+
+    def _deliver_direct(self, client_id: UUID, message: str | bytes) -> None:
+        user = self._local.get(client_id)
+        if user is None:
+            self.health.dropped_deliveries += 1
+            logger.info("a message for %s arrived after it left this process; dropped", client_id)
+            return
+        send_now((user.socket,), message)
+
+    def _join_forwarded(self, client_id: UUID, room: str, join: bool) -> None:
+        user = self._local.get(client_id)
+        if user is None:
+            return
+        if join:
+            self.presence.join(user, room)
+        else:
+            self.presence.leave(user, room)
+        self._publish(user)
+
+
+def _wire(message: str | bytes) -> dict[str, Any]:
+    if isinstance(message, str):
+        return {"m": message}
+    return {"m": base64.b64encode(message).decode(), "bin": True}
+
+
+def _unwire(event: dict[str, Any]) -> str | bytes:
+    message: str = event["m"]
+    return base64.b64decode(message) if event.get("bin") else message
+
+
+async def _confirmed(pubsub: PubSub, count: int) -> list[str]:
+    """Wait for ``count`` subscribe confirmations; the messages heard meanwhile, to handle after."""
+    early: list[str] = []
+    while count:
+        message = await pubsub.get_message(timeout=1.0)
+        if message is None:
+            continue
+        if message["type"] == "subscribe":
+            count -= 1
+        elif message["type"] == "message":
+            early.append(message["data"])
+    return early
+
+
+async def _close(pubsub: PubSub) -> None:
+    """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    with contextlib.suppress(Exception):
+        await pubsub.connection_pool.disconnect()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
