@@ -67,7 +67,7 @@ class User:
         else:
             object.__setattr__(self, name, value)
             if self._store.shares and not name.startswith("_"):
-                self._store.backend.set_attribute(self, name, value)
+                self._store.backend.user_changed(self)
 
     def __repr__(self) -> str:
         return f"<User client_id={self.client_id} id={self.id!r} verified={self.verified}>"
@@ -106,6 +106,11 @@ class SessionStore:
         A token that is replaced or cleared is revoked; clearing the id of a verified user
         (logging out) revokes its token too.
         """
+        self._change_identity(user, name, value)
+        if self.shares:
+            self.backend.user_changed(user)
+
+    def _change_identity(self, user: User, name: str, value: Any) -> None:
         old_id, old_token = user.id, user.token
         self._drop_verified(user)
         object.__setattr__(user, name, value)
@@ -132,6 +137,8 @@ class SessionStore:
         object.__setattr__(user, "id", record.user_id)
         object.__setattr__(user, "token", token)
         self._mark_verified(user, record)
+        if self.shares:
+            self.backend.user_changed(user)
 
     def revoke(self, token: str) -> None:
         """Make ``token`` invalid everywhere; the backend tells every process's store (`revoked`)."""
@@ -146,6 +153,8 @@ class SessionStore:
             if holder.token is not None and Token.digest(holder.token) == digest:
                 self._drop_verified(holder)
                 object.__setattr__(holder, "token", None)
+                if self.shares:
+                    self.backend.user_changed(holder)
 
     async def find_valid_token(self, token: str) -> TokenRecord | None:
         """The record of a token, if it was issued and has not expired."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
@@ -94,8 +94,8 @@ class Backend(ABC):
         """
         return [user for client_id in self.online_ids() if (user := self.get_online(client_id)) is not None]
 
-    def set_attribute(self, user: User, name: str, value: Any) -> None:  # noqa: B027  (a hook)
-        """A handler set ``user.<name> = value`` on a local user: share it, where the backend shares."""
+    def user_changed(self, user: User) -> None:  # noqa: B027  (a hook: only shared backends need it)
+        """A local user's attributes or identity changed: share them (called only when `shared`)."""
 
     # verified users, keyed by the user's id; one user may be verified on several connections
 

@@ -193,16 +193,14 @@ class RedisBackend(Backend):
     def online_users(self) -> list[User]:
         return list(self.presence.online.values())
 
-    def set_attribute(self, user: User, name: str, value: Any) -> None:
+    def user_changed(self, user: User) -> None:
         self._publish(user)
 
     def add_verified(self, user: User) -> None:
         self.presence.add_verified(user)
-        self._publish(user)
 
     def remove_verified(self, user_id: UserId, user: User) -> None:
         self.presence.remove_verified(user_id, user)
-        self._publish(user)
 
     def get_verified(self, user_id: UserId) -> User | None:
         return self.presence.latest_verified(user_id)
@@ -397,11 +395,10 @@ class RedisBackend(Backend):
             if op.future is not None and not op.future.done():
                 op.future.set_exception(BackendUnavailable(f"{op.what}: {reason}"))
         now = time.monotonic()
-        if now - self._last_failure_log >= 10:
+        if now - self._last_failure_log >= 10:  # one line per 10 s at most
             logger.error(
-                "%d Redis operations failed in the last %.0f s (the latest: %s, %s)",
+                "%d Redis operations failed since the last report (the latest: %s, %s)",
                 self._failures_since_log,
-                min(now - self._last_failure_log, 1e4),
                 batch[-1].what,
                 reason,
             )

@@ -1,0 +1,229 @@
+"""Several processes on one Redis: what a program written for one process does, unchanged, on many.
+
+Two apps in this test process stand for two server processes (each has its own RedisBackend,
+worker id, mirror and listener, and its own real server on 127.0.0.1); one test kills a real
+separate process with SIGKILL. The Redis server is real, and is killed and restarted mid-test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from examples_loader import load_example
+from redis_server import RedisServer
+from test_backends import ask, chat_app, log_in
+
+from websuckets import WebSuckets
+from websuckets.backends.redis import RedisBackend
+from websuckets.exc import BackendUnavailable
+from websuckets.remote import RemoteUser
+from websuckets.testing import TestClient, TestConnection
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def backend(url: str) -> RedisBackend:
+    return RedisBackend(url, heartbeat=0.2, dead_after=1.0, timeout=1.0)
+
+
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> None:
+    """Poll ``check`` until it is true; fail with its last value after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {within} s: {check.__doc__ or check}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def two(redis_url: str) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """Two chat apps, each its own server, sharing one Redis."""
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(TestClient(chat_app(backend(redis_url)), real=True))
+        second = await stack.enter_async_context(TestClient(chat_app(backend(redis_url)), real=True))
+        yield first, second
+
+
+def sees(client: TestClient, connection: TestConnection) -> bool:
+    return client.app.backend.get_online(connection.client_id) is not None
+
+
+async def test_the_documentations_send_message_works_across_processes(redis_url: str) -> None:
+    """The original 'send message' example, unchanged but for its backend, delivers to a client of another process."""
+    apps = [load_example("docs/send_message.py").app for _ in range(2)]
+    for app in apps:
+        app.backend = backend(redis_url)
+    async with TestClient(apps[0], real=True) as first, TestClient(apps[1], real=True) as second:
+        alice, bob = await first.connect(), await second.connect()
+        await eventually(lambda: sees(first, bob))
+        await alice.send("send message", {"to": str(bob.client_id), "text": "hello"})
+        assert (await alice.receive()).event == "message sent"
+        received = await bob.receive()
+        assert (received.event, received.payload) == (
+            "incoming message",
+            {"author": str(alice.client_id), "text": "hello"},
+        )
+
+        for n in range(200):  # in order, per sender
+            await alice.send("send message", {"to": str(bob.client_id), "text": str(n)})
+        assert [(await bob.receive()).payload["text"] for _ in range(200)] == [str(n) for n in range(200)]
+        assert {(await alice.receive()).event for _ in range(200)} == {"message sent"}
+
+        await bob.close()
+        await eventually(lambda: not sees(first, bob))
+        await alice.send("send message", {"to": str(bob.client_id), "text": "anyone?"})
+        assert (await alice.receive_error()).payload["name"] == "такой клиент не подключен"
+
+
+async def test_mirror_shows_remote_clients_with_their_attributes(two: tuple[TestClient, TestClient]) -> None:
+    """A client of one process appears on the other with its verified id and shared attributes, read-only."""
+    first, second = two
+    alice = await first.connect()
+    await log_in(alice, "alice")
+    remote = second.app.backend
+    await eventually(lambda: remote.get_verified("alice") is not None)
+    user = remote.get_verified("alice")
+    assert isinstance(user, RemoteUser)
+    assert (user.client_id, user.id, user.verified, user.token) == (alice.client_id, "alice", True, None)
+    assert user.login == "alice"  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="connected to another process"):
+        user.login = "mallory"  # type: ignore[attr-defined]
+    assert remote.count_online() == 1
+
+
+async def test_tokens_and_revocation_work_everywhere(two: tuple[TestClient, TestClient]) -> None:
+    """A token issued on one process opens protected commands on the other, until it is revoked on the first."""
+    first, second = two
+    alice = await first.connect()
+    token = await log_in(alice, "alice")
+    elsewhere = await second.connect()
+    assert (await ask(elsewhere, "secret", token=token)).payload == "alice"
+    await eventually(lambda: second.app.backend.get_verified("alice") is not None)
+
+    await ask(alice, "logout")
+    await eventually(lambda: second.app.backend.get_verified("alice") is None)
+    await elsewhere.send("secret", token=token)
+    await elsewhere.receive_error("unauthorized")
+
+
+async def test_rooms_and_users_span_processes(two: tuple[TestClient, TestClient]) -> None:
+    """Room broadcasts and sends to a user reach members and connections on both processes."""
+    first, second = two
+    alice, bob, carol = await first.connect(), await second.connect(), await second.connect()
+    for member in (alice, bob):
+        await ask(member, "join", {"room": "lobby"})
+    await eventually(lambda: len(first.app.backend.room_members("lobby")) == 2)
+    assert set(second.app.backend.room_members("lobby")) == {alice.client_id, bob.client_id}
+
+    await ask(alice, "say", {"room": "lobby", "text": "hi"})
+    assert (await bob.receive()).payload == "hi"
+    await ask(carol, "say", {"text": "all"})
+    assert (await alice.receive()).payload == "all"
+    assert (await bob.receive()).payload == "all"
+
+    await log_in(alice, "alice")
+    other_alice = await second.connect()
+    await log_in(other_alice, "alice")
+    await ask(carol, "dm", {"to": "alice", "text": "psst"})
+    assert (await alice.receive()).payload == "psst"
+    assert (await other_alice.receive()).payload == "psst"
+
+    await bob.close()
+    await eventually(lambda: set(first.app.backend.room_members("lobby")) == {alice.client_id})
+
+
+async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis killed mid-test: remote work fails with backend_unavailable, local work goes on; after a restart
+    (empty) both processes see each other again, tokens still work and deliveries resume."""
+    caplog.set_level("INFO", logger="websuckets")
+    url = redis_server.url
+    async with (
+        TestClient(chat_app(backend(url)), real=True) as first,
+        TestClient(chat_app(backend(url)), real=True) as second,
+    ):
+        alice, local_peer, bob = await first.connect(), await first.connect(), await second.connect()
+        token = await log_in(alice, "alice")
+        for member in (alice, local_peer, bob):
+            await ask(member, "join", {"room": "lobby"})
+        await eventually(lambda: len(first.app.backend.room_members("lobby")) == 3)
+
+        redis_server.kill()
+        error = await ask(alice, "say", {"room": "lobby", "text": "anyone?"})
+        assert (error.event, error.payload["name"]) == ("error", "backend_unavailable")
+        assert (await local_peer.receive()).payload == "anyone?"  # the local member got it anyway
+        await eventually(lambda: not first.app.backend.health.connected)
+        assert "lost Redis" in caplog.text
+
+        redis_server.start()  # empty: no persistence
+        await eventually(lambda: first.app.backend.health.connected and second.app.backend.health.connected, 10)
+        await eventually(lambda: sees(first, bob) and sees(second, alice))
+        await eventually(lambda: len(second.app.backend.room_members("lobby")) == 3)
+        assert first.app.backend.health.reconnects >= 1
+        assert "reconnected to Redis" in caplog.text
+
+        elsewhere = await second.connect()
+        assert (await ask(elsewhere, "secret", token=token)).payload == "alice"  # re-announced by its holder
+        await ask(bob, "say", {"room": "lobby", "text": "back"})
+        assert (await alice.receive()).payload == "back"
+        assert (await local_peer.receive()).payload == "back"
+
+
+async def test_redis_down_at_start_names_the_url() -> None:
+    """An app whose Redis is unreachable at start-up fails to start, naming the URL (without password)."""
+    from redis_server import free_port
+
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    app = WebSuckets(backend=RedisBackend(url, timeout=0.5))
+    with pytest.raises(BackendUnavailable, match=r"cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1") as caught:
+        async with app:
+            pass
+    assert "hunter2" not in str(caught.value)
+
+
+PROCESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from websuckets import WebSuckets
+    from websuckets.backends.redis import RedisBackend
+
+    app = WebSuckets(backend=RedisBackend(sys.argv[1], heartbeat=0.2, dead_after=1.0))
+    asyncio.run(app("127.0.0.1", int(sys.argv[2])))
+    """
+)
+
+
+async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path) -> None:
+    """kill -9 of a server process: its clients leave the other process's view within dead_after + heartbeat."""
+    from redis_server import free_port
+    from websockets.asyncio.client import connect
+
+    script = tmp_path / "server.py"
+    script.write_text(PROCESS)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [str(script), redis_url, str(port)]
+    process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        await process.stdout.readline()  # "websuckets: serving on ..."
+        async with TestClient(chat_app(backend(redis_url)), real=True) as survivor:
+            sockets = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
+            await eventually(lambda: survivor.app.backend.count_online() == 3)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            await eventually(lambda: survivor.app.backend.count_online() == 0, within=10)
+            for socket in sockets:
+                socket.transport.abort()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
