@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from examples_loader import load_example
-from redis_server import RedisServer
+from redis_server import RedisServer, free_port
 from test_backends import ask, chat_app, log_in
 
 from websuckets import WebSuckets
@@ -179,8 +180,6 @@ async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, capl
 
 async def test_redis_down_at_start_names_the_url() -> None:
     """An app whose Redis is unreachable at start-up fails to start, naming the URL (without password)."""
-    from redis_server import free_port
-
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     app = WebSuckets(backend=RedisBackend(url, timeout=0.5))
     with pytest.raises(BackendUnavailable, match=r"cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1") as caught:
@@ -203,7 +202,6 @@ PROCESS = textwrap.dedent(
 
 async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path) -> None:
     """kill -9 of a server process: its clients leave the other process's view within dead_after + heartbeat."""
-    from redis_server import free_port
     from websockets.asyncio.client import connect
 
     script = tmp_path / "server.py"
@@ -227,3 +225,98 @@ async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path)
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_listener_comes_back_after_redis_kills_subscribers(
+    two: tuple[TestClient, TestClient], redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CLIENT KILL TYPE pubsub (what an output-buffer overflow does): logged, rebuilt, deliveries resume."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    await ask(bob, "join", {"room": "lobby"})
+    await eventually(lambda: bob.client_id in first.app.backend.room_members("lobby"))
+    reconnects = first.app.backend.health.reconnects
+    killed = redis.Redis.from_url(redis_url).client_kill_filter(_type="pubsub")
+    assert killed == 2
+    await eventually(lambda: first.app.backend.health.reconnects > reconnects)
+    await eventually(lambda: first.app.backend.health.connected and second.app.backend.health.connected)
+    assert "lost Redis" in caplog.text
+    await ask(alice, "say", {"room": "lobby", "text": "still here"})
+    assert (await bob.receive()).payload == "still here"
+
+
+async def test_a_paused_redis_fails_within_the_timeout(redis_server: RedisServer) -> None:
+    """Redis that stops answering (SIGSTOP) makes remote work fail with backend_unavailable, never hang."""
+    async with TestClient(chat_app(RedisBackend(redis_server.url, timeout=0.5)), real=True) as client:
+        alice = await client.connect()
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            error = await ask(alice, "say", {"text": "hello?"})
+            assert error.payload["name"] == "backend_unavailable"
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await eventually(lambda: client.app.backend.health.connected)
+        assert (await ask(alice, "say", {"text": "again"})).event == "sent"
+
+
+async def test_a_malformed_message_is_logged_and_the_listener_goes_on(
+    two: tuple[TestClient, TestClient], redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message the listener cannot handle is logged with its traceback; the next one is delivered."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    await eventually(lambda: sees(first, bob))
+    redis.Redis.from_url(redis_url).publish("{websuckets}:all", '{"t": "up", "c": "not a uuid"}')
+    await ask(alice, "say", {"text": "after"})
+    assert (await bob.receive()).payload == "after"
+    assert second.app.backend.health.listener_errors == 1
+    assert "cannot handle a message from Redis" in caplog.text
+
+
+async def test_a_client_of_another_process_is_joined_by_its_own(two: tuple[TestClient, TestClient]) -> None:
+    """Session.join of a remote client is carried out by its process; both mirrors then show it in the room."""
+    first, second = two
+    bob = await second.connect()
+    await eventually(lambda: sees(first, bob))
+    async with asyncio.timeout(5):
+        await first.app.backend.join(bob.client_id, "lobby")
+    await eventually(lambda: bob.client_id in first.app.backend.room_members("lobby"))
+    assert second.app.backend.get_online(bob.client_id).rooms == {"lobby"}  # type: ignore[union-attr]
+
+
+async def test_a_send_to_a_dead_process_raises_like_a_closed_socket(redis_url: str, tmp_path: Path) -> None:
+    """Until the dead process is reaped, a send to one of its clients raises ConnectionClosed (nobody heard it)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    script = tmp_path / "server.py"
+    script.write_text(PROCESS.replace("dead_after=1.0", "dead_after=30.0"))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [str(script), redis_url, str(port)]
+    process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        await process.stdout.readline()
+        async with TestClient(chat_app(RedisBackend(redis_url, dead_after=30.0)), real=True) as survivor:
+            socket = await connect(f"ws://127.0.0.1:{port}")
+            await eventually(lambda: survivor.app.backend.count_online() == 1)
+            (remote,) = survivor.app.backend.online_users()
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+            with pytest.raises(ConnectionClosed):
+                await remote.socket.send("anyone?")
+            socket.transport.abort()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_welcome_tells_a_client_its_id(redis_url: str) -> None:
+    """WebSuckets(welcome=True) sends each client its socket.id first, so others can address it."""
+    async with TestClient(chat_app(RedisBackend(redis_url), welcome=True), real=True) as client:
+        alice = await client.connect()
+        welcome = await alice.receive()
+        assert (welcome.event, welcome.payload) == ("welcome", {"client_id": str(alice.client_id)})

@@ -52,6 +52,9 @@ class WebSuckets:
         error_middleware: the outermost middleware, mapping exceptions to error events.
         auth_middleware: the middleware that checks tokens of protected commands.
         validation_middleware: the innermost middleware, validating payloads into models.
+        welcome: send each client ``{"event": "welcome", "payload": {"client_id": "<socket.id>"}}``
+            once its connect hooks have accepted it, so that it knows its own id (the key
+            of ``Session.online`` that others address it by).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class WebSuckets:
         error_middleware: Middleware = map_errors,
         auth_middleware: Middleware = authenticate,
         validation_middleware: Middleware = validate_payload,
+        welcome: bool = False,
     ) -> None:
         self.container = container
         self.backend = backend if backend is not None else MemoryBackend()
@@ -74,6 +78,7 @@ class WebSuckets:
         self.error_middleware = error_middleware
         self.auth_middleware = auth_middleware
         self.validation_middleware = validation_middleware
+        self.welcome = welcome
         self.middlewares: list[Middleware] = []
         self.commands: dict[str, Command] = {}
         self._groups: list[CommandGroup] = []
@@ -151,6 +156,7 @@ class WebSuckets:
             self.connect_hooks,
             self.disconnect_hooks,
             self.max_message_size,
+            self.welcome,
         )
         activate(sessions)
         for group in self._groups:

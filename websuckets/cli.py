@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .app import WebSuckets
+from .exc import BackendUnavailable
 
 __all__ = ["load_app", "main", "template_dir"]
 
@@ -86,6 +87,8 @@ def serve(spec: str, host: str, port: int, log_level: str) -> None:
     app = load_app(spec)
     try:
         asyncio.run(app(host, port))
+    except BackendUnavailable as exc:
+        raise click.ClickException(str(exc.details)) from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise click.ClickException(f"port {port} on {host} is already in use") from None

@@ -18,6 +18,7 @@ from websockets.frames import CloseCode
 
 from .context import CallNext, Context
 from .envelope import error_event, parse_envelope
+from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
 from .routing import Command
@@ -70,8 +71,10 @@ class Dispatcher:
         on_connect: Sequence[CallPlan],
         on_disconnect: Sequence[CallPlan],
         max_message_size: int | None,
+        welcome: bool = False,
     ) -> None:
         self.routes = routes
+        self.welcome = welcome
         self.sessions = sessions
         self.container = container
         self.on_connect = on_connect
@@ -115,6 +118,8 @@ class Dispatcher:
             listener(connection)
         if not accepted:
             return
+        if self.welcome:
+            await connection.socket.send(ClientEvent("welcome", {"client_id": str(connection.socket.id)}))
         try:
             async for frame in connection.socket:
                 self.in_flight += 1
