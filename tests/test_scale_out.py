@@ -8,6 +8,7 @@ separate process with SIGKILL. The Redis server is real, and is killed and resta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -164,9 +165,11 @@ async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, capl
         await eventually(lambda: not first.app.backend.health.connected)
         assert "lost Redis" in caplog.text
 
+        late = await second.connect()  # connects while Redis is away: announced once it is back
+
         redis_server.start()  # empty: no persistence
         await eventually(lambda: first.app.backend.health.connected and second.app.backend.health.connected, 10)
-        await eventually(lambda: sees(first, bob) and sees(second, alice))
+        await eventually(lambda: sees(first, bob) and sees(second, alice) and sees(first, late))
         await eventually(lambda: len(second.app.backend.room_members("lobby")) == 3)
         assert first.app.backend.health.reconnects >= 1
         assert "reconnected to Redis" in caplog.text
@@ -320,3 +323,62 @@ async def test_welcome_tells_a_client_its_id(redis_url: str) -> None:
         alice = await client.connect()
         welcome = await alice.receive()
         assert (welcome.event, welcome.payload) == ("welcome", {"client_id": str(alice.client_id)})
+
+
+class DeafeningProxy:
+    """A TCP proxy to Redis that can swallow what Redis sends to subscribers while keeping TCP open."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.deaf = False
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += [writer, upstream_writer]
+        subscriber = [False]
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, to_client: bool) -> None:
+            while data := await source.read(65536):
+                if not to_client and b"SUBSCRIBE" in data.upper():
+                    subscriber[0] = True
+                if to_client and subscriber[0] and self.deaf:
+                    continue  # swallowed: the subscriber hears nothing, and nothing tells it
+                sink.write(data)
+                await sink.drain()
+
+        with contextlib.suppress(Exception):
+            await asyncio.gather(pump(reader, upstream_writer, False), pump(upstream_reader, writer, True))
+        writer.close()
+        upstream_writer.close()
+
+
+async def test_a_deaf_subscriber_is_detected_and_rebuilt(redis_server: RedisServer) -> None:
+    """A subscription whose messages stop arriving while TCP stays up is noticed and rebuilt; deliveries resume."""
+    proxy = DeafeningProxy(redis_server.port)
+    async with (
+        proxy as url,
+        TestClient(chat_app(backend(url)), real=True) as first,
+        TestClient(chat_app(backend(redis_server.url)), real=True) as second,
+    ):
+        alice, bob = await first.connect(), await second.connect()
+        await eventually(lambda: sees(first, bob))
+        proxy.deaf = True
+        await eventually(lambda: not first.app.backend.health.connected, within=10)
+        proxy.deaf = False
+        await eventually(lambda: first.app.backend.health.reconnects >= 1, within=10)
+        await eventually(lambda: sees(second, alice))
+        await ask(bob, "say", {"text": "can you hear me?"})
+        assert (await alice.receive()).payload == "can you hear me?"

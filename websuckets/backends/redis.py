@@ -28,7 +28,7 @@ import secrets
 import socket as socket_module
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisBackend"]
 
 logger = logging.getLogger("websuckets.redis")
+
+MAX_QUEUED = 100_000
+"""Writes nobody waits for that may queue up while Redis is away; the oldest are dropped past it."""
 
 _INTERNAL = frozenset(("socket", "id", "token"))
 """User attributes that never go into the shared record (the token least of all)."""
@@ -111,6 +114,8 @@ class RedisBackend(Backend):
         self._queue: deque[_Op] = deque()
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
+        self._up = asyncio.Event()
+        """Set while Redis answers: the writer waits on it."""
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
         self._unwritten_tokens: dict[str, TokenRecord] = {}
@@ -130,6 +135,7 @@ class RedisBackend(Backend):
         self.worker_id = f"{socket_module.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
+        self._up = asyncio.Event()
         self._client = self._new_client(socket_timeout=self.timeout)
         try:
             pubsub = await self._connect()
@@ -331,16 +337,23 @@ class RedisBackend(Backend):
     def _worker_set(self) -> str:
         return self.keys.worker(self.worker_id)
 
-    def _enqueue(self, args: tuple[Any, ...], what: str, on_fail: Any = None) -> None:
+    def _enqueue(self, args: tuple[Any, ...], what: str, on_fail: Callable[[], None] | None = None) -> None:
+        """Queue a write nobody waits for; while Redis is away it waits in the queue (bounded)."""
         op = _Op(args, None, what)
         if on_fail is not None:
             op.future = asyncio.get_running_loop().create_future()
             op.future.add_done_callback(lambda future: future.exception() is not None and on_fail())
+        if len(self._queue) >= MAX_QUEUED:
+            self._fail([self._queue.popleft()], f"over {MAX_QUEUED} writes queued while Redis is away")
         self._queue.append(op)
         self._queued.set()
 
     async def _call(self, args: tuple[Any, ...], what: str) -> Any:
-        """Run one command after every one queued before it; `BackendUnavailable` past ``timeout``."""
+        """Run one command after every one queued before it; `BackendUnavailable` at once while
+        Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
+        if not self.health.connected:
+            self._fail([], "Redis is not connected")
+            raise BackendUnavailable(f"{what}: Redis is not connected")
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
         self._queue.append(op)
         self._queued.set()
@@ -363,13 +376,14 @@ class RedisBackend(Backend):
             await self._queued.wait()
             self._queued.clear()
             while self._queue:
+                await self._up.wait()  # writes wait out an outage; the rebuild runs first
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), 512))]
-                await self._write(batch)
+                batch = [op for op in batch if op.future is None or not op.future.done()]  # timed out: not sent
+                if batch:
+                    await self._write(batch)
 
     async def _write(self, batch: list[_Op]) -> None:
-        if not self.health.connected or self._client is None:
-            self._fail(batch, "Redis is not connected")
-            return
+        assert self._client is not None
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self._client.pipeline(transaction=False)
@@ -389,23 +403,24 @@ class RedisBackend(Backend):
                 op.future.set_result(result)
 
     def _fail(self, batch: list[_Op], reason: str) -> None:
-        self.health.failed_operations += len(batch)
-        self._failures_since_log += len(batch)
+        count = max(len(batch), 1)
+        self.health.failed_operations += count
+        self._failures_since_log += count
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_exception(BackendUnavailable(f"{op.what}: {reason}"))
         now = time.monotonic()
         if now - self._last_failure_log >= 10:  # one line per 10 s at most
             logger.error(
-                "%d Redis operations failed since the last report (the latest: %s, %s)",
+                "%d Redis operations failed since the last report (the latest: %s)",
                 self._failures_since_log,
-                batch[-1].what,
                 reason,
             )
             self._last_failure_log, self._failures_since_log = now, 0
 
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
+        self._up.clear()
         if self.health.connected:
             self.health.connected = False
             self._down_since = time.monotonic()
@@ -470,6 +485,7 @@ class RedisBackend(Backend):
             await _close(pubsub)
             raise
         self.health.connected = True
+        self._up.set()
         for data in early:
             self._handle(data)
         return pubsub
@@ -588,7 +604,8 @@ class RedisBackend(Backend):
             return
         user = self.presence.online.get(client_id)
         if user is None:
-            socket = RemoteSocket(client_id, record["w"], record.get("ra"), self.deliver)
+            address = record.get("ra")
+            socket = RemoteSocket(client_id, record["w"], tuple(address) if address else address, self.deliver)
             user = RemoteUser(socket, None, {})
             self.presence.add(user)
         elif not isinstance(user, RemoteUser):
