@@ -26,8 +26,12 @@ class Login(BaseModel):
 
 def make_app() -> WebSuckets:
     """Commands for the client to exercise: replies, errors, pushes, a protected one, a dropped connection."""
-    app = WebSuckets()
+    app = WebSuckets(welcome=True)
     group = CommandGroup()
+
+    @group.command("my id")
+    async def my_id(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("your id", str(socket.id))
 
     @group.command("echo")
     async def echo(socket: ServerConnection, ctx: Context) -> None:

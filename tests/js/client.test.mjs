@@ -158,3 +158,10 @@ test("reconnection delays grow exponentially, capped, with jitter", () => {
   steady.close();
   assert.deepEqual([0, 1, 2].map((attempt) => steady._backoff(attempt)), [100, 200, 400]);
 });
+
+test("the client learns its own id from the server's welcome event", async () => {
+  const me = client();
+  const welcome = await next(me, "welcome");
+  assert.equal(me.clientId, welcome.client_id);
+  assert.equal(await me.request("my id"), me.clientId);
+});

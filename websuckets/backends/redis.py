@@ -123,6 +123,7 @@ class RedisBackend(Backend):
         self._unshareable: set[str] = set()
         self._down_since = 0.0
         self._last_failure_log = 0.0
+        self._last_drop_log = 0.0
         self._failures_since_log = 0
 
     def __repr__(self) -> str:
@@ -654,7 +655,14 @@ class RedisBackend(Backend):
         user = self._local.get(client_id)
         if user is None:
             self.health.dropped_deliveries += 1
-            logger.info("a message for %s arrived after it left this process; dropped", client_id)
+            now = time.monotonic()
+            if now - self._last_drop_log >= 10:  # one line per 10 s at most
+                self._last_drop_log = now
+                logger.warning(
+                    "dropped messages for clients that had left this process (%d so far; the latest for %s)",
+                    self.health.dropped_deliveries,
+                    client_id,
+                )
             return
         send_now((user.socket,), message)
 

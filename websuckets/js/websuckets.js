@@ -93,6 +93,9 @@ export class WebSucketsClient {
     };
     /** @type {string|null} the token sent as `"token"` with every command. */
     this.token = options.token ?? null;
+    /** @type {string|null} this connection's id on the server (its `socket.id`), once a
+     * `WebSuckets(welcome=True)` server has said it; a new one after each reconnect. */
+    this.clientId = null;
     /** @type {Map<string, Set<Listener>>} */
     this._listeners = new Map();
     /** @type {Map<number, {resolve: Function, reject: Function, timer: any, sent: boolean}>} */
@@ -237,6 +240,7 @@ export class WebSucketsClient {
     const payload = message.payload;
     const id = message.id ?? (isError ? payload?.id : undefined);
     this._takeToken(message);
+    if (message.event === "welcome" && typeof payload?.client_id === "string") this.clientId = payload.client_id;
     const pending = id === undefined || id === null ? undefined : this._pending.get(id);
     if (pending !== undefined) {
       this._pending.delete(id);
