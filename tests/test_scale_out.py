@@ -382,3 +382,16 @@ async def test_a_deaf_subscriber_is_detected_and_rebuilt(redis_server: RedisServ
         await eventually(lambda: sees(second, alice))
         await ask(bob, "say", {"text": "can you hear me?"})
         assert (await alice.receive()).payload == "can you hear me?"
+
+
+async def test_a_message_for_a_client_that_left_is_counted_and_logged(
+    two: tuple[TestClient, TestClient], redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A direct message arriving after its client left is dropped, counted and logged, not lost silently."""
+    first, _ = two
+    backend = first.app.backend
+    assert isinstance(backend, RedisBackend)
+    channel = backend.keys.worker_channel(backend.worker_id)
+    redis.Redis.from_url(redis_url).publish(channel, '{"t": "s", "c": "%s", "m": "late"}' % ("0" * 32))
+    await eventually(lambda: backend.health.dropped_deliveries == 1)
+    assert "dropped messages for clients that had left" in caplog.text

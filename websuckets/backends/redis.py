@@ -22,6 +22,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -122,8 +123,8 @@ class RedisBackend(Backend):
         self._unsent_revocations: set[str] = set()
         self._unshareable: set[str] = set()
         self._down_since = 0.0
-        self._last_failure_log = 0.0
-        self._last_drop_log = 0.0
+        self._last_failure_log = -math.inf
+        self._last_drop_log = -math.inf
         self._failures_since_log = 0
 
     def __repr__(self) -> str:
