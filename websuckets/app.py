@@ -22,8 +22,9 @@ from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
 from .middleware import authenticate, build_chain, map_errors, validate_payload
 from .routing import Command, CommandGroup
-from .session import SessionStore, activate, deactivate
+from .session import activate, deactivate
 from .static import StaticFiles
+from .store import SessionStore
 
 __all__ = ["WebSuckets"]
 

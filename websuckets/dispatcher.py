@@ -22,7 +22,8 @@ from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
 from .routing import Command
-from .session import SessionStore, User, enter_connection
+from .session import User, enter_connection
+from .store import SessionStore
 
 __all__ = ["Connection", "Dispatcher", "ErrorListener", "Route"]
 

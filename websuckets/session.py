@@ -8,20 +8,20 @@ elsewhere (a background task), the app started last.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping, ValuesView
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from .backends.base import Backend, TokenRecord, UserId
+from .backends.base import Backend, UserId
 from .exc import AppStateError
-from .security import Token
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
-__all__ = ["Session", "SessionStore", "User"]
+    from .store import SessionStore
+
+__all__ = ["Session", "User"]
 
 
 class User:
@@ -71,125 +71,6 @@ class User:
 
     def __repr__(self) -> str:
         return f"<User client_id={self.client_id} id={self.id!r} verified={self.verified}>"
-
-
-class SessionStore:
-    """Connects `User` objects to a backend, for one app.
-
-    Besides the backend it remembers which users of this process are verified with each
-    token (by the token's digest), so that a token revoked or expired anywhere unverifies
-    every connection holding it.
-    """
-
-    def __init__(self, backend: Backend, token_ttl: float) -> None:
-        self.backend = backend
-        self.token_ttl = token_ttl
-        self.shares = backend.shared
-        """Whether attributes set on users go to the backend (decided once, at start)."""
-        self._holders: dict[str, set[User]] = {}
-        self._records: dict[str, TokenRecord] = {}
-        backend.sessions = self
-
-    def connect(self, socket: ServerConnection) -> User:
-        user = User(socket, self)
-        self.backend.add_online(user)
-        return user
-
-    def disconnect(self, user: User) -> None:
-        """Forget a connection that left; its token stays valid for a reconnecting client."""
-        self.backend.remove_online(user)
-        self._drop_verified(user)
-
-    def change_identity(self, user: User, name: str, value: Any) -> None:
-        """Set ``user.id`` or ``user.token``, keeping the verified index and tokens in step.
-
-        A token that is replaced or cleared is revoked; clearing the id of a verified user
-        (logging out) revokes its token too.
-        """
-        self._change_identity(user, name, value)
-        if self.shares:
-            self.backend.user_changed(user)
-
-    def _change_identity(self, user: User, name: str, value: Any) -> None:
-        old_id, old_token = user.id, user.token
-        self._drop_verified(user)
-        object.__setattr__(user, name, value)
-        if old_token is not None and old_token != user.token:
-            self.revoke(old_token)
-        if user.token is None:
-            return
-        if user.id is None:
-            if old_id is not None:  # logging out
-                token = user.token
-                object.__setattr__(user, "token", None)
-                self.revoke(token)
-            return
-        if (user.id, user.token) != (old_id, old_token):
-            record = TokenRecord(user.id, time.time() + self.token_ttl)
-            self.backend.remember_token(Token.digest(user.token), record)
-            self._mark_verified(user, record)
-        else:
-            self._mark_verified(user, None)
-
-    def adopt(self, user: User, token: str, record: TokenRecord) -> None:
-        """Verify ``user`` with a token issued earlier (on another connection), keeping its expiry."""
-        self._drop_verified(user)
-        object.__setattr__(user, "id", record.user_id)
-        object.__setattr__(user, "token", token)
-        self._mark_verified(user, record)
-        if self.shares:
-            self.backend.user_changed(user)
-
-    def revoke(self, token: str) -> None:
-        """Make ``token`` invalid everywhere; the backend tells every process's store (`revoked`)."""
-        digest = Token.digest(token)
-        self.backend.forget_token(digest)
-        self.revoked(digest)
-
-    def revoked(self, digest: str) -> None:
-        """A token was revoked (here or on another process): unverify the connections holding it."""
-        self._records.pop(digest, None)
-        for holder in self._holders.pop(digest, set()):
-            if holder.token is not None and Token.digest(holder.token) == digest:
-                self._drop_verified(holder)
-                object.__setattr__(holder, "token", None)
-                if self.shares:
-                    self.backend.user_changed(holder)
-
-    async def find_valid_token(self, token: str) -> TokenRecord | None:
-        """The record of a token, if it was issued and has not expired."""
-        record = await self.backend.find_token(Token.digest(token))
-        if record is None:
-            return None
-        if record.expires_at <= time.time():
-            self.revoke(token)
-            return None
-        return record
-
-    def held_tokens(self) -> list[tuple[str, TokenRecord]]:
-        """The digest and record of each token that a connection of this process is verified with."""
-        return list(self._records.items())
-
-    def _mark_verified(self, user: User, record: TokenRecord | None) -> None:
-        assert user.token is not None
-        self.backend.add_verified(user)
-        digest = Token.digest(user.token)
-        self._holders.setdefault(digest, set()).add(user)
-        if record is not None:
-            self._records[digest] = record
-
-    def _drop_verified(self, user: User) -> None:
-        if user.id is not None:
-            self.backend.remove_verified(user.id, user)
-        if user.token is None:
-            return
-        digest = Token.digest(user.token)
-        holders = self._holders.get(digest)
-        if holders is not None:
-            holders.discard(user)
-            if not holders:
-                del self._holders[digest]
-                self._records.pop(digest, None)
 
 
 _serving: ContextVar[SessionStore | None] = ContextVar("websuckets_session_store", default=None)

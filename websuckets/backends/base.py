@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
-    from ..session import SessionStore, User
+    from ..session import User
+    from ..store import SessionStore
 
 __all__ = ["Backend", "BackendHealth", "TokenRecord", "UserId"]
 
