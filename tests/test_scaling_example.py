@@ -1,0 +1,56 @@
+"""The Scaling out guide's app (examples/scaling.py): two apps on one Redis, each reporting its health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from examples_loader import load_example
+from redis_server import RedisServer
+
+from websuckets.testing import TestClient, TestConnection
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def health_when(client: TestConnection, wanted: Callable[[Any], bool], within: float = 10.0) -> Any:
+    """Ask `ops health` until its report is ``wanted``; that report."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not wanted(report := (await client.request("ops health")).payload):
+        assert asyncio.get_running_loop().time() < deadline, f"last report: {report}"
+        await asyncio.sleep(0.01)
+    return report
+
+
+async def test_health_reports_the_backend_and_every_process_clients(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ops health` says Redis is connected, names the worker, and counts the clients of both processes."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(TestClient(load_example("scaling.py").app, real=True))
+        second = await stack.enter_async_context(TestClient(load_example("scaling.py").app, real=True))
+        alice, _bob = await first.connect(), await second.connect()
+        report = await health_when(alice, lambda report: report["online"] == 2)
+        assert report["worker"] == first.app.backend.worker_id
+        assert report["backend"] == {
+            "connected": True,
+            "reconnects": 0,
+            "failed_operations": 0,
+            "dropped_deliveries": 0,
+            "listener_errors": 0,
+        }
+        assert report["slow_consumers_closed"] >= 0
+
+
+async def test_health_shows_redis_gone(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Redis killed, the same command still answers (it needs only this process) and says so."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    async with TestClient(load_example("scaling.py").app, real=True) as client:
+        alice = await client.connect()
+        redis_server.kill()
+        report = await health_when(alice, lambda report: not report["backend"]["connected"])
+        assert report["online"] == 1  # the last state this process saw
