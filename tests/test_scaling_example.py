@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from examples_loader import load_example
-from redis_server import RedisServer
+from examples_loader import EXAMPLES, load_example
+from redis_server import RedisServer, free_port
+from websockets.asyncio.client import connect
 
 from websuckets.testing import TestClient, TestConnection
 
@@ -54,3 +59,28 @@ async def test_health_shows_redis_gone(redis_server: RedisServer, monkeypatch: p
         redis_server.kill()
         report = await health_when(alice, lambda report: not report["backend"]["connected"])
         assert report["online"] == 1  # the last state this process saw
+
+
+async def test_the_example_runs_as_a_program(redis_url: str) -> None:
+    """``REDIS_URL=... PORT=... python examples/scaling.py`` serves, answers `ops health`, and exits 0 on SIGINT."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLES / "scaling.py"), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert f"serving on ws://localhost:{port}" in line, line
+        async with connect(f"ws://localhost:{port}") as ws:
+            await ws.send(json.dumps({"event": "ops health", "id": 1}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert (reply["event"], reply["payload"]["backend"]["connected"], reply["payload"]["online"]) == (
+            "health",
+            True,
+            1,
+        )
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
