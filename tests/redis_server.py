@@ -42,10 +42,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server through its unix socket."""
+        return f"unix://{self.dir / 'redis.sock'}?db=0"
+
     def start(self) -> None:
         """Start the server (on the same port as before) and wait until it answers PING."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]
+        args += ["--unixsocket", str(self.dir / "redis.sock"), "--unixsocketperm", "700"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self._answers():

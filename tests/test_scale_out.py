@@ -181,14 +181,26 @@ async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, capl
         assert (await local_peer.receive()).payload == "back"
 
 
-async def test_redis_down_at_start_names_the_url() -> None:
+@pytest.mark.parametrize("secret", ["hunter2@", "?password=hunter2"])
+async def test_redis_down_at_start_names_the_url(secret: str) -> None:
     """An app whose Redis is unreachable at start-up fails to start, naming the URL (without password)."""
-    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    port = free_port()
+    url = f"redis://:hunter2@127.0.0.1:{port}/0" if "@" in secret else f"redis://127.0.0.1:{port}/0{secret}"
     app = WebSuckets(backend=RedisBackend(url, timeout=0.5))
-    with pytest.raises(BackendUnavailable, match=r"cannot reach Redis at redis://:\*\*\*@127\.0\.0\.1") as caught:
+    with pytest.raises(BackendUnavailable, match=rf"cannot reach Redis at redis://.*127\.0\.0\.1:{port}") as caught:
         async with app:
             pass
     assert "hunter2" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+async def test_a_unix_socket_url_works(redis_server: RedisServer) -> None:
+    """RedisBackend("unix:///path/redis.sock?db=0") serves like a TCP URL."""
+    async with TestClient(chat_app(RedisBackend(redis_server.unix_url)), real=True) as client:
+        alice, bob = await client.connect(), await client.connect()
+        await ask(bob, "join", {"room": "lobby"})
+        await ask(alice, "say", {"room": "lobby", "text": "over a unix socket"})
+        assert (await bob.receive()).payload == "over a unix socket"
 
 
 PROCESS = textwrap.dedent(
@@ -257,6 +269,7 @@ async def test_a_paused_redis_fails_within_the_timeout(redis_server: RedisServer
         try:
             error = await ask(alice, "say", {"text": "hello?"})
             assert error.payload["name"] == "backend_unavailable"
+            assert "127.0.0.1" not in error.raw, "no address or cause of the failure reaches the client"
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
         await eventually(lambda: client.app.backend.health.connected)

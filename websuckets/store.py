@@ -106,8 +106,15 @@ class SessionStore:
                     self.backend.user_changed(holder)
 
     async def find_valid_token(self, token: str) -> TokenRecord | None:
-        """The record of a token, if it was issued and has not expired."""
-        record = await self.backend.find_token(Token.digest(token))
+        """The record of a token, if it was issued and has not expired.
+
+        A token that a connection of this process holds is answered here, without the
+        backend: a revocation anywhere reaches `revoked`, which forgets it.
+        """
+        digest = Token.digest(token)
+        record = self._records.get(digest)
+        if record is None:
+            record = await self.backend.find_token(digest)
         if record is None:
             return None
         if record.expires_at <= time.time():

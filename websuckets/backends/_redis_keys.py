@@ -1,7 +1,8 @@
 """Key names, channels and Lua scripts of `RedisBackend`: the data model in one place.
 
 Every key of a namespace carries the hash tag ``{namespace}``, so that all of them live in
-one slot and every script stays valid on Redis Cluster. Each script changes keys *and*
+one slot: the multi-key scripts would stay valid on Redis Cluster, for which a cluster
+client is all that is missing (not supported yet). Each script changes keys *and*
 publishes the matching event in one step, so the mirrors never disagree with the keys.
 
 =========================== ======== ==================================================

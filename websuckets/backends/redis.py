@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 from pydantic_core import to_json
@@ -82,7 +82,8 @@ class RedisBackend(Backend):
     """Sessions, tokens, rooms and delivery shared by every process connected to one Redis.
 
     Args:
-        url: ``redis://[:password@]host:port/db``, ``rediss://`` for TLS, or ``unix://``.
+        url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS, or
+            ``unix:///path/to/redis.sock?db=0``; the password never reaches a log.
         namespace: the prefix of every key and channel; apps sharing a namespace share clients.
         timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
@@ -294,7 +295,8 @@ class RedisBackend(Backend):
         user = self._local.get(client_id)
         if user is None:
             if client_id in self.presence.online:
-                await self._forward(client_id, {"t": "l", "c": client_id.hex, "r": room})
+                with contextlib.suppress(KeyError):  # its process is gone, and the client with it
+                    await self._forward(client_id, {"t": "l", "c": client_id.hex, "r": room})
             return
         self.presence.leave(user, room)
         await self._write_now(user, "leave")
@@ -355,7 +357,7 @@ class RedisBackend(Backend):
         Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
         if not self.health.connected:
             self._fail([], "Redis is not connected")
-            raise BackendUnavailable(f"{what}: Redis is not connected")
+            raise _unavailable(what)
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
         self._queue.append(op)
         self._queued.set()
@@ -364,7 +366,8 @@ class RedisBackend(Backend):
             async with asyncio.timeout(self.timeout):
                 return await op.future
         except TimeoutError:
-            raise BackendUnavailable(f"{what}: Redis did not answer within {self.timeout} s") from None
+            self._fail([], f"no answer within {self.timeout} s")
+            raise _unavailable(what) from None
 
     async def _write_now(self, user: User, what: str) -> None:
         cid = user.client_id.hex
@@ -410,7 +413,7 @@ class RedisBackend(Backend):
         self._failures_since_log += count
         for op in batch:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(BackendUnavailable(f"{op.what}: {reason}"))
+                op.future.set_exception(_unavailable(op.what))
         now = time.monotonic()
         if now - self._last_failure_log >= 10:  # one line per 10 s at most
             logger.error(
@@ -543,13 +546,16 @@ class RedisBackend(Backend):
             self._mirror(cid, record)
 
     def _new_client(self, socket_timeout: float | None) -> Redis:
+        options: dict[str, Any] = {}
+        if urlsplit(self.url).scheme != "unix":  # TCP keepalive: a unix socket has none
+            options["socket_keepalive"] = True
         return Redis.from_url(
             self.url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=self.timeout,
-            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),  # every failure surfaces here: no silent reconnect
             decode_responses=True,
+            **options,
         )
 
     def _heartbeat_args(self, alive: bool) -> tuple[Any, ...]:
@@ -712,13 +718,20 @@ async def _close(pubsub: PubSub) -> None:
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password, for logs and errors."""
+    """The URL without its password (``user:password@`` or ``?password=``), for logs and errors."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else ""))
+    if parts.query:
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        parts = parts._replace(query=urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*"))
+    return urlunsplit(parts)
+
+
+def _unavailable(what: str) -> BackendUnavailable:
+    """The error for the client: what failed, and nothing of Redis's address or the cause (those are logged)."""
+    return BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
 
 
 def _reason(exc: BaseException) -> str:
