@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -28,6 +29,15 @@ from .store import SessionStore
 __all__ = ["Connection", "Dispatcher", "ErrorListener", "Route"]
 
 logger = logging.getLogger("websuckets.dispatcher")
+
+YIELD_EVERY = 16
+"""A connection hands the event loop to others at least once every this many frames..."""
+TIME_SLICE = 0.002
+"""...or once it has spent this many seconds on frames since it last did, whichever comes first.
+
+``websockets`` hands over every frame of one socket read at once; without these yields a client
+pipelining small commands would hold the loop for the whole read (100 ms and more).
+"""
 
 
 class Route(NamedTuple):
@@ -121,6 +131,8 @@ class Dispatcher:
             return
         if self.welcome:
             await connection.socket.send(ClientEvent("welcome", {"client_id": str(connection.socket.id)}))
+        clock = time.perf_counter
+        frames, deadline = 0, clock() + TIME_SLICE
         try:
             async for frame in connection.socket:
                 self.in_flight += 1
@@ -130,6 +142,10 @@ class Dispatcher:
                     self.in_flight -= 1
                     if not self.in_flight and self._idle_waiters:
                         self._wake_idle_waiters()
+                frames += 1
+                if frames >= YIELD_EVERY or clock() >= deadline:  # fairness: let other connections run
+                    await asyncio.sleep(0)
+                    frames, deadline = 0, clock() + TIME_SLICE
         finally:
             await self._run_hooks(self.on_disconnect, connection)
 
