@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from .context import CallNext, Context
-from .envelope import error_event, parse_envelope
+from .envelope import bounded, error_event, parse_envelope
 from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
@@ -162,7 +162,7 @@ class Dispatcher:
             return
         route = self.routes.get(envelope.event)
         if route is None:
-            unknown = UnknownCommand(f"no command is named {envelope.event!r}")
+            unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
             await _refuse(connection, unknown, envelope.event, envelope.id)
             return
         await route.chain(Context(connection, route.command, envelope.payload, envelope.token, envelope.id))
