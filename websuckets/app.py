@@ -19,8 +19,8 @@ from .backends.memory import MemoryBackend
 from .context import CallNext, Middleware
 from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
-from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
-from .middleware import authenticate, build_chain, map_errors, validate_payload
+from .handlers import CallPlan, Handler, HandlerKind, analyse
+from .middleware import authenticate, build_chain, endpoint, map_errors, validate_payload
 from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
