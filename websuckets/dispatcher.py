@@ -54,7 +54,7 @@ class ErrorListener(Protocol):
 class Connection:
     """What websuckets keeps for one open connection."""
 
-    __slots__ = ("container", "dispatcher", "sessions", "socket", "user")
+    __slots__ = ("buckets", "container", "dispatcher", "sessions", "socket", "user")
 
     def __init__(
         self, dispatcher: Dispatcher, socket: ServerConnection, user: User, container: AsyncContainer | None
@@ -65,6 +65,8 @@ class Connection:
         self.container = container
         """The connection's SESSION scope, or ``None`` when the app injects nothing."""
         self.sessions = dispatcher.sessions
+        self.buckets: dict[object, list[float]] = {}
+        """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
         """Log an exception raised while handling ``ctx`` that no middleware mapped."""
@@ -97,11 +99,14 @@ class Dispatcher:
         """Called with every connection once its connect hooks have run (accepted or refused)."""
         self.in_flight = 0
         """Commands being handled right now, over every connection."""
+        self.open_connections = 0
+        """Connections being served right now."""
         self._idle_waiters: list[asyncio.Future[None]] = []
 
     async def serve(self, socket: ServerConnection) -> None:
         """Serve one connection until it closes; a failure outside any command is reported, then 1011."""
         enter_connection(self.sessions)
+        self.open_connections += 1
         try:
             await self._serve(socket)
         except ConnectionClosed:
@@ -109,6 +114,8 @@ class Dispatcher:
         except Exception as exc:  # the backend, a SESSION finalizer, or websuckets itself failed
             self.report_unexpected(exc, "a connection")
             await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self.open_connections -= 1
 
     async def _serve(self, socket: ServerConnection) -> None:
         user = self.sessions.connect(socket)

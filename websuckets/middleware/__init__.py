@@ -4,7 +4,10 @@ A middleware is ``async def middleware(ctx: Context, call_next: CallNext) -> Non
 chain of every command is built once, when the app starts, in this order (outermost
 first)::
 
-    map_errors -> authenticate -> app middlewares -> group middlewares -> validate_payload -> handler
+    map_errors -> RateLimit -> authenticate -> app middlewares -> group middlewares
+        -> CommandTimeouts -> validate_payload -> handler
+
+``RateLimit`` and ``CommandTimeouts`` are in a chain only when the app has them on.
 
 Each built-in is an ordinary middleware: pass your own to ``WebSuckets(...)`` to replace it.
 """
@@ -12,6 +15,17 @@ Each built-in is an ordinary middleware: pass your own to ``WebSuckets(...)`` to
 from .authentication import authenticate
 from .chain import build_chain, endpoint
 from .errors import map_errors
+from .rate_limit import RateLimit
+from .timeout import CommandTimeouts
 from .validation import parse_payload, validate_payload
 
-__all__ = ["authenticate", "build_chain", "endpoint", "map_errors", "parse_payload", "validate_payload"]
+__all__ = [
+    "CommandTimeouts",
+    "RateLimit",
+    "authenticate",
+    "build_chain",
+    "endpoint",
+    "map_errors",
+    "parse_payload",
+    "validate_payload",
+]
