@@ -57,8 +57,8 @@ async def test_listed_origins_and_star() -> None:
         with pytest.raises(InvalidStatus):
             await connect(client.url, origin=f"http://127.0.0.1:{client.port}")  # type: ignore[arg-type]
     async with TestClient(WebSuckets(origins="*"), real=True) as client:
-        async with connect(client.url, origin="https://evil.example"):  # type: ignore[arg-type]
-            pass
+        ws = await connect(client.url, origin="https://evil.example")  # type: ignore[arg-type]
+        await ws.close()
 
 
 async def test_connections_over_the_cap_get_503_with_retry_after() -> None:

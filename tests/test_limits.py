@@ -37,7 +37,7 @@ def make_app(**options: object) -> WebSuckets:
 
 
 async def test_over_the_rate_limit_gets_rate_limited_then_1008(real: bool) -> None:
-    """The burst goes through; the next command gets rate_limited with retry_after; a client that keeps on is closed with 1008."""
+    """The burst goes through, then rate_limited with retry_after; a client that keeps on is closed with 1008."""
     app = make_app(rate_limit=RateLimit(rate=0.001, burst=3, close_after=5))
     async with TestClient(app, real=real) as client:
         alice = await client.connect()
@@ -108,4 +108,5 @@ async def test_without_limits_the_middlewares_are_left_out() -> None:
     app = make_app(rate_limit=None)
     async with app:
         for route in app.dispatcher.routes.values():
-            assert "RateLimit" not in repr(route.chain) and "CommandTimeouts" not in repr(route.chain)
+            assert "RateLimit" not in repr(route.chain)
+            assert "CommandTimeouts" not in repr(route.chain)

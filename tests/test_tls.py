@@ -4,16 +4,16 @@ import json
 import re
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli import websuckets
 from websockets.asyncio.client import connect
 
 from websuckets import WebSuckets
 from websuckets.testing import TestClient
 
-APPS = Path(__file__).parent / "apps"
+RUN = ("run", "cli_app:app", "--host", "127.0.0.1", "--port", "0")
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
@@ -52,15 +54,7 @@ async def test_serve_passes_an_ssl_context_through(certificate: tuple[Path, Path
 async def test_run_with_certfile_and_keyfile_serves_wss(certificate: tuple[Path, Path]) -> None:
     """websuckets run --certfile --keyfile prints a wss:// address and serves TLS there."""
     cert, key = certificate
-    process = subprocess.Popen(
-        [sys.executable, "-m", "websuckets", "run", "cli_app:app", "--host", "127.0.0.1", "--port", "0"]
-        + ["--certfile", str(cert), "--keyfile", str(key)],
-        cwd=APPS,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = websuckets(*RUN, "--certfile", str(cert), "--keyfile", str(key))
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
