@@ -93,6 +93,7 @@ async def test_fuzz_over_a_real_socket() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 3 ms a frame, with the reply and a ping after it: a few minutes
 async def test_fuzz_long() -> None:
     """100,000 generated frames in memory."""
     await fuzz(real=False, examples=100_000)
