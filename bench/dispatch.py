@@ -3,7 +3,9 @@
 No network: both sides get the same JSON frame and send their reply to a socket that drops
 it, so the figures are the framework's own work (parse, route, chain, validate, handler,
 serialise). Run with ``python bench/dispatch.py [--messages N] [--repeat R]``; it prints
-microseconds per message for each, the median of R runs, and the ratio.
+microseconds per message for each, the median of R runs, and the ratio. The websuckets app
+runs without its rate limit (the hand-rolled one has none); a third row gives the cost of the
+default chain with a rate limit that never refuses.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from websockets.asyncio.server import ServerConnection
 
 from websuckets import CommandGroup, Context, WebSuckets
 from websuckets.dispatcher import Connection
+from websuckets.middleware import RateLimit
 
 FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
 
@@ -72,8 +75,8 @@ async def per_message(dispatch: Callable[[str], Awaitable[None]], messages: int)
     return (time.perf_counter() - started) / messages * 1e6
 
 
-async def main(messages: int, repeat: int) -> None:
-    app = WebSuckets()
+def make_app(rate_limit: RateLimit | None) -> WebSuckets:
+    app = WebSuckets(rate_limit=rate_limit)
     group = CommandGroup("user")
 
     @group.command("echo")
@@ -81,16 +84,24 @@ async def main(messages: int, repeat: int) -> None:
         await ctx.reply("echo", model)
 
     app.include_command_group(group)
-    async with app:
+    return app
+
+
+async def main(messages: int, repeat: int) -> None:
+    app, limited = make_app(None), make_app(RateLimit(rate=1e12, burst=1e12))
+    async with app, limited:
         socket = NullSocket()
         ours, theirs = websuckets_dispatch(app, socket), hand_rolled_dispatch(socket)
+        with_limit = websuckets_dispatch(limited, socket)
         ours_us = statistics.median([await per_message(ours, messages) for _ in range(repeat)])
         theirs_us = statistics.median([await per_message(theirs, messages) for _ in range(repeat)])
+        limited_us = statistics.median([await per_message(with_limit, messages) for _ in range(repeat)])
     print(f"messages per run: {messages}, runs: {repeat} (median)")
     print("| server      | µs/message | messages/s |")
     print("|-------------|-----------:|-----------:|")
     print(f"| websuckets  | {ours_us:10.2f} | {1e6 / ours_us:10.0f} |")
     print(f"| hand-rolled | {theirs_us:10.2f} | {1e6 / theirs_us:10.0f} |")
+    print(f"| websuckets with rate limit | {limited_us:10.2f} | {1e6 / limited_us:10.0f} |")
     print(f"ratio websuckets / hand-rolled: {ours_us / theirs_us:.2f}")
 
 

@@ -52,3 +52,49 @@ def test_error_event_shape() -> None:
         "event": "error",
         "payload": {"name": "дубль", "details": {"x": [1]}, "event": "create", "id": 17},
     }
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"event": "e", "payload": NaN}',
+        '{"event": "e", "payload": Infinity}',
+        '{"event": "e", "payload": -Infinity}',
+        '{"event": "e", "payload": 1e999}',
+        '{"event": "e", "payload": {"a": [1, {"b": -1e400}]}}',
+        '{"event": "e", "payload": [' + "9" * 400 + ".0]}",
+    ],
+)
+def test_non_standard_numbers_are_invalid_json(frame: str) -> None:
+    """NaN, Infinity and numbers a double cannot hold are refused, not turned into inf."""
+    with pytest.raises(InvalidJSON):
+        parse_envelope(frame)
+
+
+def test_large_finite_numbers_still_parse() -> None:
+    """The strictness costs nothing to valid JSON: 1e308 and long integers in a payload parse."""
+    assert parse_envelope('{"event": "e", "payload": [1e308, 123456789012345678901234567890]}').payload == [
+        1e308,
+        123456789012345678901234567890,
+    ]
+
+
+@pytest.mark.parametrize("command_id", ["1" * 4000, str(2**63), str(-(2**63) - 1), json.dumps("x" * 129)])
+def test_oversized_id_is_invalid_command_and_not_echoed(command_id: str) -> None:
+    """An id over 128 characters or outside 64 bits is refused, and the error does not carry it."""
+    with pytest.raises(InvalidCommand) as caught:
+        parse_envelope('{"event": "e", "id": ' + command_id + "}")
+    assert caught.value.id is None
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("command_id", [2**63 - 1, -(2**63), "x" * 128])
+def test_ids_at_the_bounds_parse(command_id: str | int) -> None:
+    """The largest accepted ids go through."""
+    assert parse_envelope(json.dumps({"event": "e", "id": command_id})).id == command_id
+
+
+def test_error_event_echoes_a_bounded_prefix_of_the_event() -> None:
+    """A huge event name comes back cut to 128 characters and an ellipsis."""
+    text = error_event(InternalError("x"), "a" * 100_000)
+    assert json.loads(text)["payload"]["event"] == "a" * 128 + "…"

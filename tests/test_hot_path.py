@@ -14,7 +14,7 @@ from dishka import AsyncContainer, FromDishka, Provider, Scope, make_async_conta
 from pydantic import BaseModel, model_validator
 from websockets.asyncio.server import ServerConnection
 
-import websuckets.middleware
+import websuckets.middleware.chain
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
 from websuckets.testing import Received, TestClient, TestConnection
 
@@ -90,7 +90,7 @@ def no_start_up_work() -> Iterator[None]:
     with (
         mock.patch.object(inspect, "signature", refuse),
         mock.patch.object(typing, "get_type_hints", refuse),
-        mock.patch.object(websuckets.middleware, "_link", refuse),
+        mock.patch.object(websuckets.middleware.chain, "_link", refuse),
     ):
         yield
 

@@ -51,6 +51,9 @@ async def still_usable(client: TestConnection) -> None:
         ('{"event": 42, "id": 3}', "invalid_command", None, 3),
         ('{"event": "nope", "id": "a"}', "unknown_command", "nope", "a"),
         ('{"event": "user echo", "id": 9}', "validation_error", "user echo", 9),
+        ('{"event": "user echo", "payload": {"nickname": "a", "n": NaN}, "id": 5}', "invalid_json", None, None),
+        ('{"event": "user echo", "payload": {"nickname": "a", "n": 1e999}, "id": 5}', "invalid_json", "user echo", 5),
+        ('{"event": "user echo", "id": ' + "7" * 4000 + "}", "invalid_command", None, None),
         ('{"event": "user echo", "payload": [1]}', "validation_error", "user echo", None),
         ('{"event": "user echo", "payload": "text"}', "validation_error", "user echo", None),
         ('{"event": "user echo", "payload": {"nickname": 5, "n": "x"}}', "validation_error", "user echo", None),
@@ -209,3 +212,16 @@ async def test_sending_to_a_client_that_left_does_not_break_the_sender(real: boo
         await alice.receive_error("internal_error")
         await still_usable(alice)
     assert len(client.server_errors) == 1
+
+
+async def test_unknown_huge_event_name_is_not_amplified(real: bool) -> None:
+    """A 1 MiB unknown event name gets an error far smaller than the command: no echo of the name."""
+    app = make_app(max_message_size=2**21)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect()
+        name = "\n" + "a" * 2**20
+        await alice.send(name)
+        error = await alice.receive_error("unknown_command")
+        assert len(error.raw) < 1024
+        assert error.payload["event"] == name[:128] + "…"
+        await still_usable(alice)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl as ssl_module
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,11 +17,14 @@ from websockets.asyncio.server import serve as websockets_serve
 
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
+from .connection import guarded_connection
 from .context import CallNext, Middleware
 from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
-from .handlers import CallPlan, Handler, HandlerKind, analyse, endpoint
-from .middleware import authenticate, build_chain, map_errors, validate_payload
+from .handlers import CallPlan, Handler, HandlerKind, analyse
+from .handshake import Check, Handshake, limit_connections
+from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
+from .origin import Origins, check_origin
 from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
@@ -33,6 +37,9 @@ logger = logging.getLogger("websuckets")
 H = TypeVar("H", bound=Handler)
 
 DAY = 24 * 60 * 60
+
+DEFAULT_RATE_LIMIT = RateLimit(rate=100.0, burst=200.0)
+"""100 commands a second per connection, 200 at once: far above what a person or a UI sends."""
 
 
 class WebSuckets:
@@ -56,6 +63,22 @@ class WebSuckets:
         welcome: send each client ``{"event": "welcome", "payload": {"client_id": "<socket.id>"}}``
             once its connect hooks have accepted it, so that it knows its own id (the key
             of ``Session.online`` that others address it by).
+        rate_limit: each connection's `RateLimit` (100 commands/s, bursts of 200); ``None`` for none.
+        command_timeouts: seconds a handler may run before it is cancelled and its client gets
+            ``command_timeout``: a number for every command, or `CommandTimeouts` with limits
+            per command. ``None`` (the default) for no limit.
+        origins: the browser origins allowed to connect: ``None`` (the default) for the same
+            origin as the server's host, a list of origins, or ``"*"`` for any.
+        max_connections: connections served at once by this process; more are refused at the
+            handshake with HTTP 503 and ``Retry-After``. ``None`` for no limit.
+        open_timeout: seconds a client has to complete the opening handshake.
+        ping_interval: seconds between keepalive pings; ``None`` for no pings.
+        ping_timeout: seconds a pong may be late before the connection is dropped as dead.
+        send_timeout: seconds a send may wait for a client that reads nothing before the
+            connection is closed with 1013; ``None`` to wait forever.
+        compression: ``"deflate"`` for permessage-deflate, ``None`` (the default) for none.
+        handshake_checks: ``process_request`` hooks run on every handshake after the built-in
+            checks, for example `websuckets.handshake_auth.authenticate_handshake`.
     """
 
     def __init__(
@@ -70,6 +93,16 @@ class WebSuckets:
         auth_middleware: Middleware = authenticate,
         validation_middleware: Middleware = validate_payload,
         welcome: bool = False,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        command_timeouts: CommandTimeouts | float | None = None,
+        origins: Origins = None,
+        max_connections: int | None = 10_000,
+        open_timeout: float | None = 5.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 15.0,
+        send_timeout: float | None = 10.0,
+        compression: str | None = None,
+        handshake_checks: Sequence[Check] = (),
     ) -> None:
         self.container = container
         self.backend = backend if backend is not None else MemoryBackend()
@@ -80,6 +113,18 @@ class WebSuckets:
         self.auth_middleware = auth_middleware
         self.validation_middleware = validation_middleware
         self.welcome = welcome
+        self.rate_limit = rate_limit
+        self.command_timeouts = (
+            command_timeouts if not isinstance(command_timeouts, int | float) else CommandTimeouts(command_timeouts)
+        )
+        self.origins = origins
+        self.max_connections = max_connections
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.send_timeout = send_timeout
+        self.compression = compression
+        self.handshake_checks = list(handshake_checks)
         self.middlewares: list[Middleware] = []
         self.commands: dict[str, Command] = {}
         self._groups: list[CommandGroup] = []
@@ -180,15 +225,21 @@ class WebSuckets:
                 await self.container.close()
 
     def _chain_for(self, command: Command) -> CallNext:
-        """The command's chain: error mapping, authentication, app and group middlewares, validation, handler.
+        """The command's chain: error mapping, rate limit, authentication, app and group middlewares,
+        time limit, validation, handler.
 
         Built-ins that would do nothing for this command are left out (authentication of a
-        command that is not protected); the built-in validation runs in the handler's step.
+        command that is not protected, a time limit it does not have); the built-in validation
+        runs in the handler's step.
         """
         middlewares = [self.error_middleware]
+        if self.rate_limit is not None:
+            middlewares.append(self.rate_limit)
         if command.protected or self.auth_middleware is not authenticate:
             middlewares.append(self.auth_middleware)
         middlewares += [*self.middlewares, *command.group.middlewares]
+        if self.command_timeouts is not None and self.command_timeouts.limit_for(command.name) is not None:
+            middlewares.append(self.command_timeouts)
         fuse_validation = self.validation_middleware is validate_payload
         if not fuse_validation:
             middlewares.append(self.validation_middleware)
@@ -226,14 +277,37 @@ class WebSuckets:
     def serve(self, host: str | None = "localhost", port: int | None = 9000, **kwargs: Any) -> Server:
         """A ``websockets`` server for this started app; use it as ``async with app.serve(...) as server:``.
 
-        Extra keyword arguments go to `websockets.asyncio.server.serve`; with static routes
-        (`add_static`), ``process_request`` serves them unless you pass your own.
+        Extra keyword arguments go to `websockets.asyncio.server.serve` (``ssl=`` for TLS), over
+        the app's settings. A ``process_request`` you pass runs after the app's handshake
+        checks (connection cap, origin, ``handshake_checks``), in place of the static routes
+        (`add_static`); ``origins=`` replaces the app's ``origins``.
         """
         kwargs.setdefault("max_size", self.protocol_max_size)
-        if self.static is not None:
-            kwargs.setdefault("process_request", self.static)
+        kwargs["process_request"] = self.handshake(kwargs.pop("origins", self.origins), kwargs.get("process_request"))
         kwargs.setdefault("logger", quiet_frames(logging.getLogger("websuckets.server")))
+        kwargs.setdefault("open_timeout", self.open_timeout)
+        kwargs.setdefault("ping_interval", self.ping_interval)
+        kwargs.setdefault("ping_timeout", self.ping_timeout)
+        kwargs.setdefault("compression", self.compression)
+        kwargs.setdefault("create_connection", guarded_connection(self.send_timeout))
         return websockets_serve(self.handler, host, port, **kwargs)
+
+    def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
+        """The ``process_request`` hook of the app's server: static files, then every handshake check."""
+        checks: list[Check] = []
+        if process_request is not None:
+            pass
+        elif self.static is not None:
+            checks.append(self.static)
+        if self.max_connections is not None:
+            dispatcher = self.dispatcher
+            checks.append(limit_connections(lambda: dispatcher.open_connections, self.max_connections))
+        if origins != "*":
+            checks.append(check_origin(None if origins is None else [o for o in origins if o is not None]))
+        checks += self.handshake_checks
+        if process_request is not None:
+            checks.append(process_request)
+        return Handshake(checks)
 
     async def shutdown(self, server: Server) -> None:
         """Stop gracefully: stop accepting, let in-flight commands finish, close connections with 1001.
@@ -253,13 +327,15 @@ class WebSuckets:
                 task.cancel()
             await server.wait_closed()
 
-    async def __call__(self, host: str, port: int) -> None:
-        """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully."""
-        async with self, self.serve(host, port) as server:
-            print(f"websuckets: serving on {_address(server, host)} (press Ctrl+C to stop)", flush=True)
+    async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
+        """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``."""
+        secure = "s" if ssl is not None else ""
+        async with self, self.serve(host, port, ssl=ssl) as server:
+            address = _address(server, host, "ws" + secure)
+            print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
             if self.static is not None:
-                print(f"websuckets: open {_address(server, host, 'http')}/ in a browser", flush=True)
-            logger.info("serving on %s", _address(server, host))
+                print(f"websuckets: open {_address(server, host, 'http' + secure)}/ in a browser", flush=True)
+            logger.info("serving on %s", address)
             await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import importlib
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,25 +69,74 @@ def main() -> None:
 @click.option("--port", default=9000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--reload", is_flag=True, help="Restart when a .py file under the current directory changes.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
-def run(app: str, host: str, port: int, reload: bool, log_level: str) -> None:
+@click.option(
+    "--origin", "origins", multiple=True, help="A browser origin allowed to connect (repeat it); '*' for any."
+)
+@click.option("--max-connections", type=click.IntRange(1), help="Connections served at once; more get HTTP 503.")
+@click.option("--ping-interval", type=click.FloatRange(min=0, min_open=True), help="Seconds between keepalive pings.")
+@click.option(
+    "--ping-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds before a silent peer is dropped."
+)
+@click.option("--compression/--no-compression", default=None, help="permessage-deflate on or off (off by default).")
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM): serve wss://.")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM), with --certfile.")
+def run(
+    app: str,
+    host: str,
+    port: int,
+    reload: bool,
+    log_level: str,
+    certfile: str | None,
+    keyfile: str | None,
+    **options: Any,
+) -> None:
     """Serve APP, given as MODULE:ATTRIBUTE (for example chat.app:app), until Ctrl+C or SIGTERM.
 
     On Ctrl+C or SIGTERM the server stops accepting, lets commands in flight finish (up to the
-    app's shutdown_timeout), then closes connections with code 1001.
+    app's shutdown_timeout), then closes connections with code 1001. Options left out keep the
+    app's own settings (see the "Security and limits" page).
     """
     load_app(app)  # fail here, in the parent, with a one-line error
+    if keyfile is not None and certfile is None:
+        raise click.BadParameter("--keyfile needs --certfile", param_hint="--keyfile")
+    settings = _settings(options)
+    tls = (certfile, keyfile) if certfile is not None else None
     if reload:
-        _run_with_reload(app, host, port, log_level)
+        _run_with_reload(app, host, port, log_level, settings, tls)
     else:
-        serve(app, host, port, log_level)
+        serve(app, host, port, log_level, settings, tls)
 
 
-def serve(spec: str, host: str, port: int, log_level: str) -> None:
+def _settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The app settings given on the command line (the others keep the app's values)."""
+    settings = {name: value for name, value in options.items() if value not in (None, ())}
+    origins = settings.get("origins")
+    if origins is not None:
+        settings["origins"] = "*" if "*" in origins else list(origins)
+    if "compression" in settings:
+        settings["compression"] = "deflate" if settings["compression"] else None
+    return settings
+
+
+def serve(
+    spec: str,
+    host: str,
+    port: int,
+    log_level: str,
+    settings: dict[str, Any] | None = None,
+    tls: tuple[str, str | None] | None = None,
+) -> None:
     """Import the app named by ``spec`` and serve it; the target of ``run`` (and of each reload)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = load_app(spec)
+    for name, value in (settings or {}).items():
+        setattr(app, name, value)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
     try:
-        asyncio.run(app(host, port))
+        asyncio.run(app(host, port, ssl=context))
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc.details)) from None
     except OSError as exc:
@@ -99,13 +149,15 @@ def serve(spec: str, host: str, port: int, log_level: str) -> None:
         pass
 
 
-def _run_with_reload(spec: str, host: str, port: int, log_level: str) -> None:
+def _run_with_reload(
+    spec: str, host: str, port: int, log_level: str, settings: dict[str, Any], tls: tuple[str, str | None] | None
+) -> None:
     watchfiles = _optional("watchfiles", "--reload")
     click.echo("websuckets: watching for changes in .py files under the current directory", err=True)
     watchfiles.run_process(
         Path.cwd(),
         target=serve,
-        args=(spec, host, port, log_level),
+        args=(spec, host, port, log_level, settings, tls),
         watch_filter=watchfiles.PythonFilter(),
         callback=lambda changes: click.echo(f"websuckets: {len(changes)} change(s), restarting", err=True),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -17,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from .context import CallNext, Context
-from .envelope import error_event, parse_envelope
+from .envelope import bounded, error_event, parse_envelope
 from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
@@ -28,6 +29,15 @@ from .store import SessionStore
 __all__ = ["Connection", "Dispatcher", "ErrorListener", "Route"]
 
 logger = logging.getLogger("websuckets.dispatcher")
+
+YIELD_EVERY = 16
+"""A connection hands the event loop to others at least once every this many frames..."""
+TIME_SLICE = 0.002
+"""...or once it has spent this many seconds on frames since it last did, whichever comes first.
+
+``websockets`` hands over every frame of one socket read at once; without these yields a client
+pipelining small commands would hold the loop for the whole read (100 ms and more).
+"""
 
 
 class Route(NamedTuple):
@@ -44,7 +54,7 @@ class ErrorListener(Protocol):
 class Connection:
     """What websuckets keeps for one open connection."""
 
-    __slots__ = ("container", "dispatcher", "sessions", "socket", "user")
+    __slots__ = ("buckets", "container", "dispatcher", "sessions", "socket", "user")
 
     def __init__(
         self, dispatcher: Dispatcher, socket: ServerConnection, user: User, container: AsyncContainer | None
@@ -55,6 +65,8 @@ class Connection:
         self.container = container
         """The connection's SESSION scope, or ``None`` when the app injects nothing."""
         self.sessions = dispatcher.sessions
+        self.buckets: dict[object, list[float]] = {}
+        """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
         """Log an exception raised while handling ``ctx`` that no middleware mapped."""
@@ -87,11 +99,14 @@ class Dispatcher:
         """Called with every connection once its connect hooks have run (accepted or refused)."""
         self.in_flight = 0
         """Commands being handled right now, over every connection."""
+        self.open_connections = 0
+        """Connections being served right now."""
         self._idle_waiters: list[asyncio.Future[None]] = []
 
     async def serve(self, socket: ServerConnection) -> None:
         """Serve one connection until it closes; a failure outside any command is reported, then 1011."""
         enter_connection(self.sessions)
+        self.open_connections += 1
         try:
             await self._serve(socket)
         except ConnectionClosed:
@@ -99,6 +114,8 @@ class Dispatcher:
         except Exception as exc:  # the backend, a SESSION finalizer, or websuckets itself failed
             self.report_unexpected(exc, "a connection")
             await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self.open_connections -= 1
 
     async def _serve(self, socket: ServerConnection) -> None:
         user = self.sessions.connect(socket)
@@ -121,6 +138,8 @@ class Dispatcher:
             return
         if self.welcome:
             await connection.socket.send(ClientEvent("welcome", {"client_id": str(connection.socket.id)}))
+        clock = time.perf_counter
+        frames, deadline = 0, clock() + TIME_SLICE
         try:
             async for frame in connection.socket:
                 self.in_flight += 1
@@ -130,6 +149,10 @@ class Dispatcher:
                     self.in_flight -= 1
                     if not self.in_flight and self._idle_waiters:
                         self._wake_idle_waiters()
+                frames += 1
+                if frames >= YIELD_EVERY or clock() >= deadline:  # fairness: let other connections run
+                    await asyncio.sleep(0)
+                    frames, deadline = 0, clock() + TIME_SLICE
         finally:
             await self._run_hooks(self.on_disconnect, connection)
 
@@ -146,7 +169,7 @@ class Dispatcher:
             return
         route = self.routes.get(envelope.event)
         if route is None:
-            unknown = UnknownCommand(f"no command is named {envelope.event!r}")
+            unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
             await _refuse(connection, unknown, envelope.event, envelope.id)
             return
         await route.chain(Context(connection, route.command, envelope.payload, envelope.token, envelope.id))

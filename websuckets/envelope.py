@@ -13,7 +13,14 @@ from pydantic_core import from_json
 from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
 
-__all__ = ["MISSING", "Envelope", "error_event", "parse_envelope"]
+__all__ = ["ECHO_LIMIT", "ID_MAX_LENGTH", "MISSING", "Envelope", "bounded", "error_event", "parse_envelope"]
+
+ID_MAX_LENGTH: Final = 128
+"""The longest string ``id`` a command may carry; an integer ``id`` must fit in 64 bits."""
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+ECHO_LIMIT: Final = 128
+"""At most this many characters of what a client sent (an event name) come back in an error."""
 
 
 class _Missing:
@@ -46,13 +53,14 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     """Turn one frame into an `Envelope`.
 
     Raises `InvalidJSON` for a binary frame or text that is not
-    JSON, and `InvalidCommand` for JSON of the wrong shape.
-    Unknown extra keys are ignored.
+    strict JSON (``NaN``, ``Infinity`` and numbers too large for a double are refused), and
+    `InvalidCommand` for JSON of the wrong shape, including an ``id`` that is neither a string
+    of at most `ID_MAX_LENGTH` characters nor a 64-bit integer. Unknown extra keys are ignored.
     """
     if not isinstance(frame, str):
         raise InvalidJSON("binary frames are not accepted: send JSON in a text frame")
     try:
-        data = from_json(frame)
+        data = from_json(frame, allow_inf_nan=False)
     except ValueError as exc:
         raise InvalidJSON(f"not valid JSON: {exc}") from None
     # from_json builds exact dict, str and int objects (a boolean is not an int here): type() is enough
@@ -60,22 +68,57 @@ def parse_envelope(frame: str | bytes) -> Envelope:
         raise InvalidCommand(f"a command is a JSON object, not {_json_type(data)}")
     get = data.get
     command_id = get("id")
-    if command_id is not None and type(command_id) is not str and type(command_id) is not int:
-        raise InvalidCommand("'id' must be a string or an integer")
+    if command_id is not None and not _valid_id(command_id):
+        raise InvalidCommand(f"'id' must be a string of at most {ID_MAX_LENGTH} characters or a 64-bit integer")
     event = get("event")
     if type(event) is not str:
         raise InvalidCommand("the command needs an 'event' key holding a string", id=command_id)
     token = get("token")
     if token is not None and type(token) is not str:
         raise InvalidCommand("'token' must be a string", event=event, id=command_id)
-    return Envelope(event, get("payload", MISSING), token, command_id)
+    payload = get("payload", MISSING)
+    if (type(payload) is dict or type(payload) is list) and _holds_infinity(payload):
+        raise InvalidJSON("not valid JSON: a number is out of range", event=event, id=command_id)
+    if type(payload) is float and payload - payload:  # a bare 1e999: inf - inf is nan, which is true
+        raise InvalidJSON("not valid JSON: a number is out of range", event=event, id=command_id)
+    return Envelope(event, payload, token, command_id)
+
+
+def _valid_id(command_id: object) -> bool:
+    if type(command_id) is str:
+        return len(command_id) <= ID_MAX_LENGTH
+    return type(command_id) is int and _INT64_MIN <= command_id <= _INT64_MAX
+
+
+def _holds_infinity(value: dict[str, Any] | list[Any]) -> bool:
+    """Whether a parsed value holds a float that overflowed to infinity (``1e999``): a loop, no recursion."""
+    stack: list[Any] = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            push(item.values())
+        elif kind is list:
+            push(item)
+        elif kind is float and item - item:  # finite - itself is 0.0; inf - inf is nan
+            return True
+    return False
+
+
+def bounded(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters and an ellipsis: what an error may echo."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def error_event(error: InternalError, event: str | None = None, id: str | int | None = None) -> str:
     """The wire form of an error: an event named ``error``.
 
-    Details that JSON cannot hold (an exception, a set) are sent as their ``str``.
+    Details that JSON cannot hold (an exception, a set) are sent as their ``str``. The event
+    name is cut to `ECHO_LIMIT` characters: an error never echoes much of what the client sent.
     """
+    if event is not None and len(event) > ECHO_LIMIT:
+        event = bounded(event)
     payload = {"name": error.name, "details": error.details, "event": event, "id": id}
     return dump_event("error", payload, fallback=str)
 

@@ -11,6 +11,8 @@ The tree::
     │   ├── Unauthorized         unauthorized
     │   ├── MessageTooLarge      message_too_large
     │   ├── BackendUnavailable   backend_unavailable (the shared backend cannot be reached)
+    │   ├── RateLimited          rate_limited
+    │   ├── CommandTimeout       command_timeout
     │   └── UnexpectedError      internal_error (details never reach the client)
     ├── RemoteUserReadOnly(AttributeError)  an attribute set on a user connected to another process
     ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
@@ -29,6 +31,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AppStateError",
     "BackendUnavailable",
+    "CommandTimeout",
     "DuplicateCommand",
     "InternalError",
     "InvalidCommand",
@@ -36,6 +39,7 @@ __all__ = [
     "InvalidJSON",
     "MessageTooLarge",
     "PayloadInvalid",
+    "RateLimited",
     "RemoteUserReadOnly",
     "Unauthorized",
     "UnexpectedError",
@@ -126,6 +130,18 @@ class BackendUnavailable(_FrameworkError):
     """
 
     code = "backend_unavailable"
+
+
+class RateLimited(_FrameworkError):
+    """The connection sent commands faster than its rate limit allows; ``details`` says when to retry."""
+
+    code = "rate_limited"
+
+
+class CommandTimeout(_FrameworkError):
+    """The handler ran longer than its time limit and was cancelled."""
+
+    code = "command_timeout"
 
 
 class UnexpectedError(_FrameworkError):

@@ -21,10 +21,9 @@ from websockets.asyncio.server import ServerConnection
 
 from .context import Context
 from .exc import InvalidHandler
-from .middleware import parse_payload
 from .session import User
 
-__all__ = ["CallPlan", "Dependency", "HandlerKind", "Role", "analyse", "endpoint"]
+__all__ = ["CallPlan", "Dependency", "HandlerKind", "Role", "analyse"]
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -219,35 +218,3 @@ def _check_roles(handler: str, parameters: tuple[Parameter, ...], kind: HandlerK
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__qualname__", None) or repr(annotation)
-
-
-def endpoint(plan: CallPlan, *, validate: bool = False) -> Callable[[Context], Awaitable[None]]:
-    """The last step of a command's chain: call the handler, in a REQUEST scope only if it injects.
-
-    With ``validate``, the step first validates the payload into ``ctx.model``, as the
-    built-in `validate_payload` middleware would: the app fuses the two when that
-    middleware is in place, saving a step per message.
-    """
-    model = plan.model if validate else None
-    # The steps below are plain functions returning the handler's coroutine: a payload that
-    # fails validation raises where the previous step calls them, inside its ``await``.
-    if plan.needs_container:
-
-        def call_in_scope(ctx: Context) -> Awaitable[None]:
-            if model is not None:
-                ctx.model = parse_payload(model, ctx.payload)
-            container = ctx.connection.container
-            assert container is not None, "checked when the app started"
-            return plan.call_in_scope(ctx, container, {Context: ctx})
-
-        return call_in_scope
-
-    invoke = plan.invoke
-    if model is None:
-        return invoke  # the handler's own coroutine is the step
-
-    def validate_and_call(ctx: Context) -> Awaitable[None]:
-        ctx.model = parse_payload(model, ctx.payload)
-        return invoke(ctx)
-
-    return validate_and_call

@@ -1,0 +1,58 @@
+"""Bounded waits on peers: a silent peer is dropped when its ping times out; a stuck reader when a send times out."""
+
+import asyncio
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from websuckets import CommandGroup, User, WebSuckets
+
+
+async def test_a_silent_peer_leaves_session_online_when_its_ping_times_out() -> None:
+    """A peer that stops answering leaves Session.online (its disconnect hook runs) after ping interval
+    and timeout, not a close timeout later: here the close timeout is far longer than the test's limit."""
+    app = WebSuckets(ping_interval=0.1, ping_timeout=0.2)
+    left = asyncio.Event()
+
+    @app.on_disconnect
+    async def gone(user: User) -> None:
+        left.set()
+
+    async with app, app.serve("127.0.0.1", 0, close_timeout=60) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", ping_interval=None, close_timeout=0.1) as ws:
+            assert ws.transport is not None
+            ws.transport.pause_reading()  # the client goes silent: it answers no ping any more
+            await asyncio.wait_for(left.wait(), 10)
+            assert app.dispatcher.open_connections == 0
+            ws.transport.abort()
+
+
+async def test_a_send_to_a_client_that_reads_nothing_times_out_and_closes_with_1013() -> None:
+    """A handler sending to a stuck client waits send_timeout at most, then gets ConnectionClosed (1013 sent)."""
+    app = WebSuckets(send_timeout=0.3)
+    outcome: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    group = CommandGroup("x")
+
+    @group.command("flood")
+    async def flood(socket: ServerConnection) -> None:
+        chunk = "x" * 2**20
+        try:
+            for _ in range(256):  # bounded: 256 MiB at most, far more than the socket buffers hold
+                await socket.send(chunk)
+        except ConnectionClosed as exc:
+            outcome.set_result(exc.sent.code if exc.sent else None)
+            raise
+        outcome.set_result(None)
+
+    app.include_command_group(group)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None, close_timeout=0.1) as ws:
+            await ws.send('{"event": "x flood"}')
+            assert ws.transport is not None
+            ws.transport.pause_reading()
+            assert await asyncio.wait_for(outcome, 20) == CloseCode.TRY_AGAIN_LATER
+            ws.transport.abort()

@@ -1,0 +1,45 @@
+"""``map_errors``: the outermost middleware, turning exceptions into ``error`` events."""
+
+from __future__ import annotations
+
+import logging
+
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from ..context import CallNext, Context
+from ..envelope import error_event
+from ..exc import InternalError, UnexpectedError
+
+__all__ = ["map_errors"]
+
+logger = logging.getLogger("websuckets.commands")
+
+
+async def map_errors(ctx: Context, call_next: CallNext) -> None:
+    """Turn exceptions into ``error`` events for the client; the connection stays open.
+
+    An `InternalError` is sent with its name and details. Any other
+    exception is logged with its traceback and sent as ``internal_error`` with no details.
+    """
+    try:
+        await call_next(ctx)
+    except InternalError as error:
+        logger.debug("command %r from %s: %s", ctx.event, ctx.socket.id, error.name)
+        try:
+            text = error_event(error, ctx.event, ctx.id)
+        except ValueError as exc:  # details JSON cannot hold, even as text (invalid UTF-8 bytes)
+            await _report(ctx, exc)
+            return
+        await ctx.socket.send(text)
+    except ConnectionClosed as exc:
+        if ctx.socket.state is not State.OPEN:
+            raise  # this client left: nobody to tell
+        await _report(ctx, exc)  # another client's socket closed under the handler
+    except Exception as exc:
+        await _report(ctx, exc)
+
+
+async def _report(ctx: Context, exc: Exception) -> None:
+    ctx.connection.report_unexpected(exc, ctx)
+    await ctx.socket.send(error_event(UnexpectedError(), ctx.event, ctx.id))

@@ -1,0 +1,34 @@
+"""``validate_payload``: the payload, validated against the handler's model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from ..context import CallNext, Context
+from ..envelope import MISSING
+from ..exc import PayloadInvalid
+
+__all__ = ["parse_payload", "validate_payload"]
+
+
+async def validate_payload(ctx: Context, call_next: CallNext) -> None:
+    """Validate ``ctx.payload`` against the handler's model into ``ctx.model``."""
+    model = ctx.command.model
+    if model is not None:
+        ctx.model = parse_payload(model, ctx.payload)
+    await call_next(ctx)
+
+
+def parse_payload(model: type[BaseModel], payload: object) -> BaseModel:
+    """Validate a payload, raising `PayloadInvalid` with pydantic's errors.
+
+    The details name each failing field under ``payload`` and never echo the input.
+    """
+    if payload is MISSING:
+        raise PayloadInvalid([{"loc": ["payload"], "msg": "Field required", "type": "missing"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        details = [{"loc": ["payload", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in errors]
+        raise PayloadInvalid(details) from None
