@@ -197,3 +197,13 @@ def test_load_app_finds_the_app_and_keeps_an_inner_import_error(
 def test_the_template_is_found_beside_a_checkout() -> None:
     """From a checkout, ``websuckets new`` renders the repository's app_template/."""
     assert (template_dir() / "copier.yml").is_file()
+
+
+def test_new_says_copier_is_missing_before_asking_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the ``cli`` extra, ``websuckets new`` names what to install at once, without asking for a name."""
+    monkeypatch.setitem(sys.modules, "copier", None)  # what `import copier` finds when it is not installed
+    result = CliRunner().invoke(main, ["new", str(tmp_path / "p")], input="")
+    assert result.exit_code == 1
+    assert "websuckets new needs copier, which is not installed" in result.output
+    assert "Project name" not in result.output
+    assert not (tmp_path / "p").exists()

@@ -168,11 +168,11 @@ def _run_with_reload(
 @click.option("--name", help="The project's name (asked for when missing).")
 def new(path: Path, name: str | None) -> None:
     """Create a project at PATH from the websuckets template: app, commands, services, tests."""
+    copier = _optional("copier", "websuckets new")  # before any question: a missing extra is the first thing to fix
     if path.exists() and any(path.iterdir()):
         raise click.ClickException(f"{path} is not empty: choose a new directory")
     if name is None:
         name = click.prompt("Project name", default=path.resolve().name)
-    copier = _optional("copier", "websuckets new")
     try:
         copier.run_copy(
             str(template_dir()), str(path), data={"project_name": name}, defaults=True, unsafe=False, quiet=True
