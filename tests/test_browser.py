@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "browser-demo.png"
+DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "browser-demo.png"
+UPDATE_SCREENSHOTS = "WEBSUCKETS_UPDATE_SCREENSHOTS"
 WAIT_MS = 5000
+VIEWPORT = {"width": 1200, "height": 400}
+
+
+def screenshot_path(tmp_path: Path) -> Path:
+    """Where the test saves its screenshot: the documentation's image only when asked to update it."""
+    if os.environ.get(UPDATE_SCREENSHOTS) == "1":
+        return DOCS_SCREENSHOT
+    return tmp_path / DOCS_SCREENSHOT.name
 
 
 class DemoServer(threading.Thread):
@@ -87,6 +97,21 @@ def sign_up_and_log_in(page: Page, url: str, login: str) -> None:
     expect(page.locator("#status")).to_have_text(f"logged in as {login}", timeout=WAIT_MS)
 
 
+def assert_fits_its_longest_option(page: Page, selector: str) -> None:
+    """The list is as wide as its longest option needs: no option's text is cut off."""
+    width, needed = page.eval_on_selector(
+        selector,
+        """select => {
+            const width = select.getBoundingClientRect().width;
+            select.style.width = "max-content";
+            const needed = select.getBoundingClientRect().width;
+            select.style.width = "";
+            return [width, needed];
+        }""",
+    )
+    assert width >= needed - 0.5, f"{selector} is {width:.0f} px wide; its longest option needs {needed:.0f} px"
+
+
 def send(page: Page, to: str, text: str) -> None:
     page.click(f"#users li[data-login='{to}']")
     expect(page.locator("#to")).to_have_value(to)
@@ -94,19 +119,32 @@ def send(page: Page, to: str, text: str) -> None:
     page.click("#send")
 
 
-def test_two_browsers_chat(demo_url: str) -> None:
+def test_the_screenshot_goes_to_the_docs_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite leaves docs/img/browser-demo.png alone unless WEBSUCKETS_UPDATE_SCREENSHOTS=1."""
+    monkeypatch.delenv(UPDATE_SCREENSHOTS, raising=False)
+    assert screenshot_path(tmp_path) == tmp_path / "browser-demo.png"
+    monkeypatch.setenv(UPDATE_SCREENSHOTS, "0")
+    assert screenshot_path(tmp_path).parent == tmp_path
+    monkeypatch.setenv(UPDATE_SCREENSHOTS, "1")
+    assert screenshot_path(tmp_path) == DOCS_SCREENSHOT
+
+
+def test_two_browsers_chat(demo_url: str, tmp_path: Path) -> None:
     """Alice and Bob sign up and log in on two pages, see each other online, and exchange messages."""
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
         try:
-            alice = browser.new_page(viewport={"width": 1100, "height": 400})
-            bob = browser.new_page(viewport={"width": 1100, "height": 400})
+            alice = browser.new_page(viewport=VIEWPORT)
+            bob = browser.new_page(viewport=VIEWPORT)
             page_errors: list[str] = []
             for page in (alice, bob):
                 page.on("pageerror", lambda error: page_errors.append(str(error)))
                 page.on("console", lambda message: message.type == "error" and page_errors.append(message.text))
+            alice.goto(demo_url)
+            expect(alice.locator("#to option")).to_have_text(["choose someone online"], timeout=WAIT_MS)
+            assert_fits_its_longest_option(alice, "#to")  # the hint is the longest option before anyone logs in
             sign_up_and_log_in(alice, demo_url, "alice")
             sign_up_and_log_in(bob, demo_url, "bob")
 
@@ -122,8 +160,11 @@ def test_two_browsers_chat(demo_url: str) -> None:
                 ["you → bobhi bob, this came through websuckets.js", "bob → youhello alice!"], timeout=WAIT_MS
             )
 
+            assert_fits_its_longest_option(alice, "#to")
             assert page_errors == []
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            alice.screenshot(path=SCREENSHOT)
+            screenshot = screenshot_path(tmp_path)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            alice.screenshot(path=screenshot)
+            assert screenshot.stat().st_size > 0
         finally:
             browser.close()
