@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -23,6 +24,44 @@ def test_not_json_text_is_invalid_json(frame: str | bytes) -> None:
     """Text that is not JSON, and any binary frame, raise InvalidJSON."""
     with pytest.raises(InvalidJSON):
         parse_envelope(frame)
+
+
+@pytest.mark.parametrize(
+    ("frame", "details"),
+    [
+        ("not json", "not valid JSON at line 1, column 2: an unknown word: strings go in double quotes"),
+        ("{", "not valid JSON at line 1, column 1: the text ends inside an object: a '}' is missing"),
+        ('{"event": "e",}', "at line 1, column 15: a ',' before the closing bracket: JSON allows no trailing comma"),
+        ("{'event': 'e'}", "at line 1, column 2: the keys of an object are strings in double quotes"),
+        ('{"event" "e"}', "at line 1, column 10: a ':' should follow the key"),
+        ('{\n"event": "e"\n"id": 1}', "at line 3, column 1: a ',' or the closing '}' should follow a value"),
+        ('{"event": "e"} {}', "at line 1, column 16: more text after the end of the JSON value"),
+        ('{"é": "è",}', "at line 1, column 11: a ',' before the closing bracket"),  # characters, not bytes
+        ("", "not valid JSON: the frame is empty"),
+        ("  ", "not valid JSON: the frame is empty"),
+    ],
+)
+def test_invalid_json_says_what_is_wrong_and_where(frame: str, details: str) -> None:
+    """The details of `invalid_json` say in plain words what is wrong, at which line and column."""
+    with pytest.raises(InvalidJSON) as raised:
+        parse_envelope(frame)
+    assert details in raised.value.details
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        *("nul", "[1 2]", '{"a": }', '{"a": -}', '{"a": 1e}', '{"a": "b', "[" * 300 + "]" * 300),
+        *('{"a": "\\x"}', '{"a": "\\ud800"}', '"\\udfff"', '"a\tb"'),
+    ],
+)
+def test_invalid_json_never_shows_the_parsers_own_words(frame: str) -> None:
+    """Whatever the mistake, the details carry a position and none of the JSON parser's internal phrasing."""
+    with pytest.raises(InvalidJSON) as raised:
+        parse_envelope(frame)
+    details = str(raised.value.details)
+    assert re.match(r"not valid JSON at line \d+, column \d+: ", details), details
+    assert not re.search(r"EOF|ident|expected|while parsing|hex escape|recursion", details), details
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ No I/O here: everything is a pure function of its arguments.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -62,7 +63,7 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     try:
         data = from_json(frame, allow_inf_nan=False)
     except ValueError as exc:
-        raise InvalidJSON(f"not valid JSON: {exc}") from None
+        raise InvalidJSON(_explain_json_error(str(exc), frame)) from None
     # from_json builds exact dict, str and int objects (a boolean is not an int here): type() is enough
     if type(data) is not dict:
         raise InvalidCommand(f"a command is a JSON object, not {_json_type(data)}")
@@ -121,6 +122,50 @@ def error_event(error: InternalError, event: str | None = None, id: str | int | 
         event = bounded(event)
     payload = {"name": error.name, "details": error.details, "event": event, "id": id}
     return dump_event("error", payload, fallback=str)
+
+
+_POSITION = re.compile(r"(?P<problem>.+) at line (?P<line>\d+) column (?P<column>\d+)")
+
+# The parser's words for what it found (pydantic-core's JSON parser, jiter), in a client developer's words
+_JSON_PROBLEMS: Final = {
+    "EOF while parsing a value": "the text ends where a value should be",
+    "EOF while parsing a list": "the text ends inside an array: a ']' is missing",
+    "EOF while parsing an object": "the text ends inside an object: a '}' is missing",
+    "EOF while parsing a string": "the text ends inside a string: its closing '\"' is missing",
+    "expected value": "a value should be here: an object, an array, a string, a number, true, false or null",
+    "expected ident": "an unknown word: strings go in double quotes, and the only bare words are true, false and null",
+    "expected `:`": "a ':' should follow the key",
+    "expected `,` or `]`": "a ',' or the closing ']' should follow an item of the array",
+    "expected `,` or `}`": "a ',' or the closing '}' should follow a value of the object",
+    "key must be a string": "the keys of an object are strings in double quotes",
+    "trailing comma": "a ',' before the closing bracket: JSON allows no trailing comma",
+    "trailing characters": "more text after the end of the JSON value: send one command a frame",
+    "invalid number": "a malformed number",
+    "number out of range": "a number too large to read",
+    "invalid escape": "an unknown escape after '\\' in a string",
+    "invalid unicode code point": "a '\\u' escape that is not a Unicode character",
+    "lone leading surrogate in hex escape": "a '\\u' escape that is half of a surrogate pair",
+    "unexpected end of hex escape": "a '\\u' escape that is half of a surrogate pair",
+    "control character (\\u0000-\\u001F) found while parsing a string": (
+        "a control character (such as a tab or a line break) inside a string: escape it, as \\t or \\n"
+    ),
+    "recursion limit exceeded": "arrays and objects nested too deeply",
+}
+
+
+def _explain_json_error(message: str, frame: str) -> str:
+    """The parser's ``message`` in words a client developer reads, with its line and column."""
+    if not frame.strip():
+        return "not valid JSON: the frame is empty"
+    found = _POSITION.fullmatch(message)
+    if found is None:
+        return f"not valid JSON: {message}"
+    problem = _JSON_PROBLEMS.get(found["problem"], found["problem"])
+    line, column = int(found["line"]), int(found["column"])
+    lines = frame.split("\n")
+    if 0 < line <= len(lines):  # the parser counts bytes of UTF-8; an editor counts characters
+        column = len(lines[line - 1].encode()[:column].decode(errors="ignore"))
+    return f"not valid JSON at line {line}, column {column}: {problem}"
 
 
 def _json_type(value: object) -> str:
