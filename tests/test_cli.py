@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -120,6 +121,35 @@ async def test_run_serves_then_finishes_commands_in_flight_and_closes_with_1001(
         _, stderr = process.communicate(timeout=15)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_run_says_where_it_serves_in_one_line() -> None:
+    """Start-up announces the address once: the printed line, not also a log line saying the same."""
+    with serving("--log-level", "info") as (process, url):
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=15)
+    port = url.rsplit(":", 1)[1]
+    printed = f"websuckets: serving on {url} (press Ctrl+C to stop)"  # the line `serving` has read already
+    announcements = [line for line in [printed, *(stdout + stderr).splitlines()] if f":{port}" in line]
+    assert announcements == [printed], stdout + stderr
+    assert "app stopped" in stderr  # the log is on: the line is not missing because nothing was logged
+
+
+async def test_ctrl_c_drops_a_connection_that_never_sent_its_request() -> None:
+    """A TCP connection still waiting to send its opening request (a browser's preconnect) does not hold up Ctrl+C."""
+    with serving() as (process, url):
+        host, port = url.removeprefix("ws://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        async with connect(url) as ws:  # accepted after the bare one, so the server holds both now
+            assert json.loads(await ws.recv())["event"] == "welcome"
+        process.send_signal(signal.SIGINT)
+        try:
+            assert await asyncio.wait_for(reader.read(), 15) == b""  # the server closed it
+        finally:
+            writer.close()
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr
+    assert "cancelling" not in stderr  # the shutdown did not have to wait for it, then cancel it
 
 
 def test_new_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:

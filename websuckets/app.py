@@ -17,7 +17,7 @@ from websockets.asyncio.server import serve as websockets_serve
 
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
-from .connection import guarded_connection
+from .connection import drop_waiting_handshakes, guarded_connection
 from .context import CallNext, Middleware
 from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
@@ -316,8 +316,11 @@ class WebSuckets:
         cancelled once connections have had as long again to close.
         """
         server.server.close()  # stop listening; open connections go on
+        await asyncio.sleep(0)  # connections accepted just before are registered now
+        drop_waiting_handshakes(server)
         if not await self.dispatcher.wait_idle(self.shutdown_timeout):
             logger.warning("shutdown: commands still running after %.1f s", self.shutdown_timeout)
+        drop_waiting_handshakes(server)
         server.close()
         try:
             await asyncio.wait_for(asyncio.shield(server.wait_closed()), self.shutdown_timeout)
@@ -330,12 +333,13 @@ class WebSuckets:
     async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``."""
         secure = "s" if ssl is not None else ""
-        async with self, self.serve(host, port, ssl=ssl) as server:
+        # the printed line says where it serves: websockets' own "server listening on" would repeat it
+        quiet = _QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
+        async with self, self.serve(host, port, ssl=ssl, logger=quiet) as server:
             address = _address(server, host, "ws" + secure)
             print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
             if self.static is not None:
                 print(f"websuckets: open {_address(server, host, 'http' + secure)}/ in a browser", flush=True)
-            logger.info("serving on %s", address)
             await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
@@ -352,8 +356,18 @@ def _settle_malloc() -> None:
 
 
 class _QuietFrames(logging.LoggerAdapter[logging.Logger]):
+    """``logger`` without DEBUG records, and without the messages (format strings) in ``skip``."""
+
+    def __init__(self, logger: logging.Logger, skip: frozenset[str] | set[str] = frozenset()) -> None:
+        super().__init__(logger)
+        self.skip = frozenset(skip)
+
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (the logging API's name)
         return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if msg not in self.skip:
+            super().log(level, msg, *args, **kwargs)
 
 
 def quiet_frames(logger: logging.Logger) -> logging.LoggerAdapter[logging.Logger]:

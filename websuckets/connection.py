@@ -10,19 +10,26 @@ wait on it for long:
 - slow consumers: a ``send`` that waits more than ``send_timeout`` seconds for a client to
   read (its write buffer full) closes the connection with 1013 (try again later) and raises
   ``ConnectionClosedError``. Only a send that must wait pays for the timer.
+
+And one addition: a shutdown can find the connections that have not sent their opening request
+yet (`drop_waiting_handshakes`), so that a TCP connection that never sends one (a browser's
+speculative preconnect, a probe that only connects) does not hold the shutdown for
+``open_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import ClassVar
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+from websockets.protocol import State
 
-__all__ = ["GuardedConnection", "SendTimeout", "guarded_connection"]
+__all__ = ["GuardedConnection", "SendTimeout", "drop_waiting_handshakes", "guarded_connection"]
 
 logger = logging.getLogger("websuckets.connection")
 
@@ -36,6 +43,10 @@ class GuardedConnection(ServerConnection):
 
     send_timeout: ClassVar[float | None] = None
     """Seconds a send may wait for the client to read, or ``None`` to wait forever."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        _opening.add(self)
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its limit, at most ``send_timeout`` seconds."""
@@ -77,3 +88,19 @@ class GuardedConnection(ServerConnection):
 def guarded_connection(send_timeout: float | None) -> type[GuardedConnection]:
     """A `GuardedConnection` class with this ``send_timeout``, for ``serve(create_connection=...)``."""
     return type("GuardedConnection", (GuardedConnection,), {"send_timeout": send_timeout})
+
+
+_opening: weakref.WeakSet[GuardedConnection] = weakref.WeakSet()
+"""Connections that may not have sent their opening request yet (the others leave when collected)."""
+
+
+def drop_waiting_handshakes(server: Server) -> None:
+    """Close the connections of ``server`` that have not sent their opening request: nothing of theirs is in flight.
+
+    The server has stopped listening; websockets would refuse their request with a 503 anyway,
+    and one that never comes would hold the shutdown until ``open_timeout``.
+    """
+    for connection in list(_opening):
+        if connection.server is server and connection.request is None and connection.state is State.CONNECTING:
+            _opening.discard(connection)
+            connection.transport.close()
