@@ -1,7 +1,11 @@
-"""The documentation shows the programs the suite runs: every snippet include is well formed."""
+"""The documentation shows the programs the suite runs, and the Reference page the public API only."""
 
+import importlib
 import re
 from pathlib import Path
+from types import ModuleType
+
+import websuckets
 
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = re.compile(r'^--8<-- "([^"]+)"$')
@@ -25,3 +29,67 @@ def test_every_snippet_include_is_well_formed_and_points_at_a_file() -> None:
         f"examples/docs/{name}.py" for name in ("app", "say_ok", "user_create", "send_message", "protected")
     } <= set(includes)
     assert {"examples/rooms.py", "examples/scaling.py"} <= set(includes)
+
+
+DIRECTIVE = re.compile(r"^::: (\S+)$")
+MEMBERS = re.compile(r"^\s+members: \[(.*)\]$")
+# the parts of the package that are not API: whatever they hold, users do not import it
+INTERNAL_MODULES = (
+    "websuckets.cli",
+    "websuckets.dispatcher",
+    "websuckets.envelope",
+    "websuckets.handlers",
+    "websuckets.store",
+    "websuckets.presence",
+)
+# names that modules export for the package's own use: the app's plumbing, not the users'
+INTERNAL_NAMES = {
+    "websuckets.middleware.build_chain",
+    "websuckets.middleware.endpoint",
+    "websuckets.middleware.parse_payload",
+    "websuckets.events.dump_event",
+    "websuckets.static.CLIENT_JS",
+    "websuckets.delivery.send_now",
+    "websuckets.backends.base.UserId",
+}
+
+
+def reference_entries() -> set[str]:
+    """The dotted names the Reference page documents: each ``::: target``, or the members listed of a module."""
+    entries: set[str] = set()
+    target = None
+    for line in (ROOT / "docs" / "reference.md").read_text().splitlines():
+        if directive := DIRECTIVE.match(line):
+            target = directive.group(1)
+            entries.add(target)
+        elif target is not None and (members := MEMBERS.match(line)) and isinstance(resolve(target), ModuleType):
+            entries.discard(target)  # a module shows the members listed; a class shows itself, whatever its members
+            entries |= {f"{target}.{name.strip()}" for name in members.group(1).split(",")}
+    return entries
+
+
+def shown_names(entry: str) -> set[str]:
+    """A module documented whole shows every name of its ``__all__``; anything else shows itself."""
+    module = resolve(entry)
+    if not isinstance(module, ModuleType):
+        return {entry}
+    return {entry} | {f"{entry}.{name}" for name in module.__all__}
+
+
+def test_the_reference_shows_the_public_api_and_nothing_internal() -> None:
+    """The Reference page documents every name the package exports, and nothing of its internals."""
+    shown = {name for entry in reference_entries() for name in shown_names(entry)}
+    internal = sorted(name for name in shown if name.startswith(INTERNAL_MODULES) or name in INTERNAL_NAMES)
+    assert internal == []
+    documented = [resolve(name) for name in shown]
+    exported = [name for name in websuckets.__all__ if name != "__version__"]
+    assert [name for name in exported if not any(getattr(websuckets, name) is obj for obj in documented)] == []
+
+
+def resolve(dotted: str) -> object:
+    """The module or the object named ``dotted``."""
+    module, _, name = dotted.rpartition(".")
+    parent = importlib.import_module(module) if module else None
+    if parent is not None and hasattr(parent, name) and not isinstance(getattr(parent, name), ModuleType):
+        return getattr(parent, name)
+    return importlib.import_module(dotted)
