@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +38,7 @@ GENERATED_FILES = {
     "PACKAGE/settings.py",
     "tests/conftest.py",
     "tests/test_notes.py",
+    "tests/test_settings.py",
     "tests/test_system.py",
 }
 
@@ -71,6 +73,25 @@ def test_the_template_renders_the_documented_layout(tmp_path: Path) -> None:
         if marker in (dst / name).read_text()
     ]
     assert leftovers == []
+
+
+def test_the_settings_are_read_from_variables_named_after_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project reads CHAT_ROOM_HOST, CHAT_ROOM_PORT, ...; a bare HOST (csh sets it) or PORT changes nothing."""
+    dst = tmp_path / "chat"
+    render(dst, "Chat Room")
+    spec = importlib.util.spec_from_file_location("chat_room_settings", dst / "chat_room" / "settings.py")
+    assert spec is not None
+    assert spec.loader is not None
+    settings = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, settings)
+    spec.loader.exec_module(settings)
+    found = settings.Settings.from_env({"HOST": "the-machine", "PORT": "1", "CHAT_ROOM_PORT": "8080"})
+    assert (found.host, found.port) == ("localhost", 8080)
+    readme = (dst / "README.md").read_text()
+    assert "| `CHAT_ROOM_HOST` | `localhost` |" in readme
+    assert "| `HOST`" not in readme
 
 
 def test_files_without_the_jinja_suffix_are_copied_as_they_are(tmp_path: Path) -> None:
@@ -173,7 +194,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_the_generated_project_passes_its_own_tests(installed: Installed) -> None:
     """Installed with this checkout of websuckets, the generated project's suite passes as generated."""
     result = run([installed.python, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=installed.project)
-    tests = sum(path.read_text().count("\nasync def test_") for path in (installed.project / "tests").glob("test_*.py"))
+    tests = sum(
+        len(re.findall(r"^(?:async )?def test_", path.read_text(), re.MULTILINE))
+        for path in (installed.project / "tests").glob("test_*.py")
+    )
     summary = re.search(r"(\d+) passed", result.stdout)
     assert summary is not None, result.stdout
     assert int(summary.group(1)) == tests > 0, result.stdout
@@ -189,7 +213,8 @@ async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -
         "-m",
         installed.package,
         cwd=installed.project,
-        env=clean_env(HOST="127.0.0.1", PORT="0", LOG_LEVEL="INFO"),
+        # a bare HOST, as csh sets it, must not matter: the settings are named after the package
+        env=clean_env(HOST="not-an-interface", DEMO_APP_HOST="127.0.0.1", DEMO_APP_PORT="0", DEMO_APP_LOG_LEVEL="INFO"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
