@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -22,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from websuckets import WebSuckets, __version__
-from websuckets.cli import load_app, main, template_dir
+from websuckets.cli import _source_from_direct_url, _websuckets_source, load_app, main, template_dir
 
 APPS = Path(__file__).parent / "apps"
 
@@ -237,3 +238,31 @@ def test_new_says_copier_is_missing_before_asking_anything(tmp_path: Path, monke
     assert "websuckets new needs copier, which is not installed" in result.output
     assert "Project name" not in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_new_records_this_checkout_as_where_websuckets_comes_from() -> None:
+    """Run from a checkout, ``websuckets new`` gives the project the checkout's root to install websuckets from."""
+    assert _websuckets_source() == str(Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "source"),
+    [
+        ({"url": "file:///home/me/websuckets", "dir_info": {}}, "/home/me/websuckets"),
+        (
+            {"url": "file:///srv/my%20wheels/websuckets-0.1.0-py3-none-any.whl", "archive_info": {}},
+            "/srv/my wheels/websuckets-0.1.0-py3-none-any.whl",
+        ),
+        (
+            {"url": "https://example.org/ws.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}},
+            "websuckets @ git+https://example.org/ws.git@abc123",
+        ),
+        (
+            {"url": "https://example.org/websuckets-0.1.0.tar.gz", "archive_info": {}},
+            "websuckets @ https://example.org/websuckets-0.1.0.tar.gz",
+        ),
+    ],
+)
+def test_the_source_of_an_installed_websuckets_is_what_pip_recorded(direct_url: dict[str, Any], source: str) -> None:
+    """A path for a local directory or wheel, a direct reference for a repository or a remote archive."""
+    assert _source_from_direct_url(direct_url) == source

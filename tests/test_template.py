@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import copier
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+import websuckets
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "app_template"
@@ -43,11 +46,10 @@ GENERATED_FILES = {
 }
 
 
-def render(dst: Path, project_name: str) -> None:
+def render(dst: Path, project_name: str, websuckets_source: str = "") -> None:
     """Render the template the way `websuckets new PATH --name NAME` does."""
-    copier.run_copy(
-        str(TEMPLATE), str(dst), data={"project_name": project_name}, defaults=True, unsafe=False, quiet=True
-    )
+    answers = {"project_name": project_name, "websuckets_source": websuckets_source}
+    copier.run_copy(str(TEMPLATE), str(dst), data=answers, defaults=True, unsafe=False, quiet=True)
 
 
 def files(root: Path) -> set[str]:
@@ -92,6 +94,41 @@ def test_the_settings_are_read_from_variables_named_after_the_project(
     readme = (dst / "README.md").read_text()
     assert "| `CHAT_ROOM_HOST` | `localhost` |" in readme
     assert "| `HOST`" not in readme
+
+
+@pytest.mark.parametrize(
+    ("source", "setup"),
+    [
+        ("/home/me/websuckets", 'python -m venv .venv && .venv/bin/pip install "/home/me/websuckets" -e ".[dev]"'),
+        ("/tmp/websuckets-0.1.0-py3-none-any.whl", '.venv/bin/pip install "/tmp/websuckets-0.1.0-py3-none-any.whl" -e'),
+        ("", 'python -m venv .venv && .venv/bin/pip install -e ".[dev]"\n```'),
+    ],
+)
+def test_the_readme_installs_websuckets_from_where_the_project_was_created(
+    tmp_path: Path, source: str, setup: str
+) -> None:
+    """The set-up line installs websuckets from the recorded clone or wheel; with none recorded, from PyPI."""
+    render(tmp_path / "p", "Chat Room", source)
+    readme = (tmp_path / "p" / "README.md").read_text()
+    assert setup in readme
+    assert ("not on PyPI yet" in readme) == bool(source)
+    assert f"websuckets_source: {source or chr(39) * 2}\n" in (tmp_path / "p" / ".copier-answers.yml").read_text()
+
+
+def test_the_readme_walkthrough_installs_what_its_commands_need(tmp_path: Path) -> None:
+    """The README's own project set-up is the generated README's line, and its dev extra brings `--reload`'s extra."""
+    walkthrough = readme_block((ROOT / "README.md").read_text(), "## Your own project")
+    assert '.venv/bin/pip install "$websuckets_clone" -e ".[dev]"' in walkthrough
+    assert "run my_chat.app:app --reload" in walkthrough
+    render(tmp_path / "p", "My Chat", "/clone")
+    assert 'pip install "/clone" -e ".[dev]"' in (tmp_path / "p" / "README.md").read_text()
+    assert '"websuckets[cli]",' in (tmp_path / "p" / "pyproject.toml").read_text()
+
+
+def test_the_install_section_names_the_wheel_this_version_builds() -> None:
+    """The docs' wheel commands name the file that `pip wheel` writes for the current version."""
+    install = (ROOT / "docs" / "index.md").read_text()
+    assert f"dist/websuckets-{websuckets.__version__}-py3-none-any.whl" in install
 
 
 def test_files_without_the_jinja_suffix_are_copied_as_they_are(tmp_path: Path) -> None:
@@ -147,14 +184,14 @@ def test_names_that_cannot_work_are_refused(tmp_path: Path, project_name: str, m
     assert not (tmp_path / "p").exists()
 
 
-# --- the generated project, installed with this checkout in a venv of its own ---
+# --- the generated project, set up as its README says, with websuckets from this checkout ---
 
 
 @dataclass(frozen=True)
 class Installed:
     project: Path
     package: str
-    python: Path
+    readme: str
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -166,34 +203,57 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def run(command: list[str | Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``command``; a failure shows its output."""
     result = subprocess.run(
-        [str(part) for part in command], capture_output=True, text=True, check=False, env=clean_env(), cwd=cwd
+        [str(part) for part in command], capture_output=True, text=True, check=False, env=env or clean_env(), cwd=cwd
     )
     assert result.returncode == 0, f"{command} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result
 
 
+def readme_block(readme: str, after: str) -> str:
+    """The first ``sh`` code block of the README after the text ``after``."""
+    found = re.search(re.escape(after) + r".*?```sh\n(.*?)\n```", readme, re.DOTALL)
+    assert found is not None, f"no sh block after {after!r} in:\n{readme}"
+    return found.group(1)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """A venv with this checkout installed as a wheel; its own ``websuckets new``; the project installed there."""
+    """This checkout built as a wheel and installed as the docs say; its ``websuckets new``; the project set up
+    as its README says."""
     base = tmp_path_factory.mktemp("new")
     project = base / "demo"
     venv = base / "venv"
+    dist = base / "dist"
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", ".", "-w", dist], cwd=ROOT)
+    wheel = dist / f"websuckets-{websuckets.__version__}-py3-none-any.whl"  # the name the Install section gives
     run([sys.executable, "-m", "venv", venv])
-    python = venv / "bin" / "python"
-    run([python, "-m", "pip", "install", "--quiet", f"{ROOT}[cli]"])  # a wheel: the template it ships
+    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", f"{wheel}[cli]"])  # with the template it ships
     run([venv / "bin" / "websuckets", "new", project, "--name", "Demo App"])
-    run([python, "-m", "pip", "install", "--quiet", "--editable", f"{project}[dev]"])
-    return Installed(project, "demo_app", python)
+    assert f"websuckets_source: {wheel}\n" in (project / ".copier-answers.yml").read_text()
+    readme = (project / "README.md").read_text()
+    setup = readme_block(readme, "Set up once")
+    assert setup == f'python -m venv .venv && .venv/bin/pip install "{wheel}" -e ".[dev]"'
+    # run the line as written, with this test's interpreter as the `python` it names
+    tools = base / "bin"
+    tools.mkdir()
+    (tools / "python").symlink_to(sys.executable)
+    env = clean_env(PATH=f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
+    run(["bash", "-c", setup.replace(".venv/bin/pip install", ".venv/bin/pip install --quiet")], cwd=project, env=env)
+    return Installed(project, "demo_app", readme)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # includes creating the venv and installing into it: some tens of seconds
 def test_the_generated_project_passes_its_own_tests(installed: Installed) -> None:
-    """Installed with this checkout of websuckets, the generated project's suite passes as generated."""
-    result = run([installed.python, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=installed.project)
+    """Set up as its README says, the generated project's suite passes as generated, with the README's command."""
+    command = readme_block(installed.readme, "Run the tests")
+    assert command == ".venv/bin/python -m pytest"
+    result = run([*shlex.split(command), "-p", "no:cacheprovider", "-q"], cwd=installed.project)
     tests = sum(
         len(re.findall(r"^(?:async )?def test_", path.read_text(), re.MULTILINE))
         for path in (installed.project / "tests").glob("test_*.py")
@@ -206,12 +266,22 @@ def test_the_generated_project_passes_its_own_tests(installed: Installed) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_the_generated_project_can_reload_as_its_readme_says(installed: Installed) -> None:
+    """The README's set-up brings the `cli` extra, so the `websuckets run --reload` it shows can run."""
+    assert f".venv/bin/websuckets run {installed.package}.app:app --reload" in installed.readme
+    run([".venv/bin/python", "-c", "import watchfiles"], cwd=installed.project)
+    result = run([".venv/bin/websuckets", "run", "--help"], cwd=installed.project)
+    assert "--reload" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -> None:
-    """`python -m PACKAGE` serves on the settings from the environment and exits cleanly on SIGINT."""
+    """The README's `python -m PACKAGE` serves on the settings from the environment and exits cleanly on SIGINT."""
+    command = readme_block(installed.readme, "Run the app")
+    assert command == f".venv/bin/python -m {installed.package}"
     process = await asyncio.create_subprocess_exec(
-        installed.python,
-        "-m",
-        installed.package,
+        *shlex.split(command),
         cwd=installed.project,
         # a bare HOST, as csh sets it, must not matter: the settings are named after the package
         env=clean_env(HOST="not-an-interface", DEMO_APP_HOST="127.0.0.1", DEMO_APP_PORT="0", DEMO_APP_LOG_LEVEL="INFO"),

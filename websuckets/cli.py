@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib
+import importlib.metadata
+import json
 import logging
 import ssl
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +177,43 @@ def new(path: Path, name: str | None) -> None:
         raise click.ClickException(f"{path} is not empty: choose a new directory")
     if name is None:
         name = click.prompt("Project name", default=path.resolve().name)
+    answers = {"project_name": name, "websuckets_source": _websuckets_source()}
     try:
-        copier.run_copy(
-            str(template_dir()), str(path), data={"project_name": name}, defaults=True, unsafe=False, quiet=True
-        )
+        copier.run_copy(str(template_dir()), str(path), data=answers, defaults=True, unsafe=False, quiet=True)
     except ValueError as exc:  # copier's answer validation: a blank name, one that shadows a dependency
         raise click.ClickException(str(exc)) from None
-    click.echo(f"websuckets: created {name!r} in {path}; see {path / 'README.md'} to run and test it")
+    click.echo(f"websuckets: created {name!r} in {path}; see {path / 'README.md'} to set it up, run and test it")
+
+
+def _websuckets_source() -> str:
+    """Where pip installs this websuckets from, for a new project's set-up line; empty if from an index.
+
+    Until websuckets is released on PyPI, a project installs it from where ``websuckets new``
+    ran: this checkout, or the wheel, directory or repository that pip recorded (PEP 610's
+    ``direct_url.json``) when it installed this copy.
+    """
+    package = Path(__file__).resolve().parent
+    if template_dir() == package.parent / "app_template":  # a checkout: its root is what pip installs
+        return str(package.parent)
+    try:
+        distribution = importlib.metadata.distribution("websuckets")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+    if Path(str(distribution.locate_file("websuckets/cli.py"))).resolve() != Path(__file__).resolve():
+        return ""  # the metadata found is another copy's
+    recorded = distribution.read_text("direct_url.json")
+    return _source_from_direct_url(json.loads(recorded)) if recorded else ""
+
+
+def _source_from_direct_url(direct_url: dict[str, Any]) -> str:
+    """A ``pip install`` argument for what PEP 610's ``direct_url.json`` records: a path, or a direct reference."""
+    url = str(direct_url.get("url", ""))
+    vcs = direct_url.get("vcs_info")
+    if vcs is not None:
+        return f"websuckets @ {vcs['vcs']}+{url}@{vcs['commit_id']}"
+    if url.startswith("file://"):
+        return urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+    return f"websuckets @ {url}" if url else ""
 
 
 def _optional(module: str, feature: str) -> Any:
