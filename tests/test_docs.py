@@ -93,3 +93,11 @@ def resolve(dotted: str) -> object:
     if parent is not None and hasattr(parent, name) and not isinstance(getattr(parent, name), ModuleType):
         return getattr(parent, name)
     return importlib.import_module(dotted)
+
+
+def test_the_systemd_example_sets_the_port_in_one_place() -> None:
+    """The deployment guide's unit gives the port once, where `websuckets run` reads it: its --port option."""
+    guide = (ROOT / "docs" / "guide" / "deployment.md").read_text()
+    unit = re.search(r"```ini\n(.*?)```", guide, re.DOTALL)
+    assert unit is not None
+    assert re.findall(r"PORT|--port \d+", unit.group(1)) == ["--port 9000"]
