@@ -1,4 +1,4 @@
-"""What `bench/run.py` prints: the machine, medians, ratios, the issue's targets, and the plot."""
+"""What `bench/run.py` prints: the machine, medians, ratios, the targets, and the plots."""
 
 from __future__ import annotations
 
@@ -138,8 +138,12 @@ def _idle_table(summary: Summary) -> list[str]:
     return lines
 
 
+STATUSES = ("PASS", "FAIL", "SKIP", "MET", "MISS")
+"""The first word of each line of `targets`: a target passed or failed (or was not measured), the aim met or missed."""
+
+
 def targets(summary: Summary) -> list[str]:
-    """The issue's targets as PASS / FAIL lines; SKIP when this run lacks the figures."""
+    """The targets as PASS / FAIL lines (SKIP when this run lacks the figures); the aim as MET / MISS."""
     c = summary.reference_c()
     lines = []
 
@@ -159,7 +163,10 @@ def targets(summary: Summary) -> list[str]:
     check(f"websuckets replies/s vs hand-rolled at C={c}", speed, 1.0)
     check(f"websuckets p99 vs hand-rolled at C={c}", summary.ratio(plain, hand, c, "p99_ms"), 1.05, at_most=True)
     if speed is not None:
-        lines.append(f"{'AIM ' if speed >= 1.15 else 'MISS'}  aim: websuckets replies/s ≥ 1.15x hand-rolled")
+        lines.append(
+            f"{'MET ' if speed >= 1.15 else 'MISS'}  aim: websuckets replies/s vs hand-rolled at C={c}: "
+            f"{speed:.2f}x (aim ≥ 1.15x)"
+        )
     di = summary.ratio(("command", "websuckets_di"), ("command", "handrolled_dishka"), c)
     check(f"websuckets DI vs hand-rolled + dishka at C={c}", di, 1.0)
     container = summary.ratio(("command", "websuckets_container"), plain, c)
@@ -210,48 +217,62 @@ def render(header: dict[str, str], summary: Summary) -> str:
     if summary.has("idle"):
         lines += ["", "### Idle: server memory per idle connection (VmRSS growth)", ""]
         lines += _idle_table(summary)
-    lines += ["", "### Targets (issue 6)", "", "```", *targets(summary), "```", ""]
+    lines += ["", "### Targets", "", "```", *targets(summary), "```", ""]
     return "\n".join(lines)
 
 
-def write_plot(summary: Summary, path: Path) -> None:
-    """Replies/s and p99 against concurrency for every server (and fan-out if measured), as a PNG."""
+PLOTS = (
+    ("performance-replies.png", "command", "rate", "Command: replies per second", "replies/s"),
+    ("performance-p99.png", "command", "p99_ms", "Command: p99 latency", "p99 latency (ms, log scale)"),
+    ("performance-fanout.png", "fanout", "rate", "Fan-out: deliveries per second", "deliveries/s"),
+)
+"""One PNG each: (file name, workload, measure, title, y label)."""
+
+
+def write_plots(summary: Summary, directory: Path) -> list[Path]:
+    """One figure per plot, each against concurrency with a line per server, as PNGs in ``directory``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("command", "rate", "command: replies/s"), ("command", "p99_ms", "command: p99 latency (ms)")]
-    if summary.has("fanout"):
-        panels.append(("fanout", "rate", "fan-out: deliveries/s"))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors = {server: palette[index % len(palette)] for index, server in enumerate(summary.labels)}
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), layout="constrained")
-    for axis, (workload, measure, title) in zip(axes, panels, strict=True):
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, workload, measure, title, unit in PLOTS:
+        if not summary.has(workload):
+            continue
         levels = summary.concurrency(workload)
-        for server in summary.servers(workload):
-            values = [summary.get(workload, server, c, measure) for c in levels]
-            ours = server.startswith("websuckets")
-            axis.plot(
-                levels,
-                values,
-                marker="o",
-                color=colors[server],
-                linewidth=2.4 if ours else 1.4,
-                linestyle="-" if ours else "--",
-                label=summary.labels[server],
-            )
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(levels, [str(c) for c in levels])
-        axis.set_xlabel("concurrent connections")
-        axis.set_title(title)
-        axis.grid(True, alpha=0.3)
-        if measure == "p99_ms":
-            axis.set_yscale("log")
-        else:
-            axis.set_ylim(bottom=0)
-    for axis in axes[:: len(axes) - 1 or 1]:  # the first panel, and fan-out's own servers on the last
-        axis.legend(fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+        with plt.rc_context({"font.size": 13}):
+            figure, axis = plt.subplots(figsize=(10, 5.6), layout="constrained")
+            for server in summary.servers(workload):
+                ours = server.startswith("websuckets")
+                axis.plot(
+                    levels,
+                    [summary.get(workload, server, c, measure) for c in levels],
+                    marker="o",
+                    markersize=7 if ours else 5,
+                    color=colors[server],
+                    linewidth=3 if ours else 1.6,
+                    linestyle="-" if ours else "--",
+                    label=summary.labels[server],
+                )
+            axis.set_xscale("log", base=2)
+            axis.set_xticks(levels, [str(c) for c in levels])
+            axis.set_xlabel("concurrent connections")
+            axis.set_ylabel(unit)
+            axis.set_title(title, fontsize=15)
+            axis.grid(True, alpha=0.3)
+            if measure == "p99_ms":
+                axis.set_yscale("log")
+                axis.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:g}"))
+            else:
+                axis.set_ylim(bottom=0)
+                axis.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+            axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+            path = directory / name
+            figure.savefig(path, dpi=100)
+            plt.close(figure)
+        written.append(path)
+    return written

@@ -6,8 +6,10 @@
 Every server in ``bench/servers/`` runs in its own process, pinned to CPU 0, and the load
 generator (``bench/client.py``, picows) in another, pinned to CPU 1, when ``taskset``
 exists. Everything listens on 127.0.0.1 only. The table goes to stdout and
-``bench/results/latest.md`` (figures also as ``latest.json``), the plot to
-``docs/img/performance.png``; ``--out DIR`` puts all three in ``DIR`` instead.
+``bench/results/latest.md`` (figures also as ``latest.json``), the plots to
+``docs/img/performance-*.png``; ``--out DIR`` puts them all in ``DIR`` instead.
+``--from bench/results/latest.json`` renders the table and the plots again from a run's
+figures, without running anything.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from report import Summary, machine, render, write_plot
+from report import Summary, machine, render, write_plots
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -272,8 +274,15 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
         help="how servers avoid glibc's mmap trap: a throw-away connection (default), GLIBC_TUNABLES, or not at all",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate CPUs")
-    parser.add_argument("--out", type=Path, help="directory for latest.md, latest.json and performance.png")
+    parser.add_argument("--out", type=Path, help="directory for latest.md, latest.json and the plots")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="JSON",
+        help="render the table and the plots from a run's latest.json instead of running anything",
+    )
     options = parser.parse_args(argv)
     quick = options.quick
     options.concurrency = [int(c) for c in (options.concurrency or ("1,16,64" if quick else "1,16,64,256")).split(",")]
@@ -307,6 +316,9 @@ def trap_note(trap: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
+    if options.source is not None:
+        run = json.loads(options.source.read_text())
+        return report(options, run["header"], run["records"])
     raise_file_limit()
     bench = Bench(options)
     started = time.monotonic()
@@ -326,18 +338,25 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {options.repeat} repetition(s); idle: {options.idle_connections} connections",
         "elapsed": f"{time.monotonic() - started:.0f} s",
     }
-    summary = Summary(bench.records, {name: server.label for name, server in SERVERS.items()})
+    out = options.out
+    results = out if out else BENCH / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "latest.json").write_text(json.dumps({"header": header, "records": bench.records}, indent=1))
+    return report(options, header, bench.records)
+
+
+def report(options: argparse.Namespace, header: dict[str, str], records: list[dict[str, Any]]) -> int:
+    """Print the table and write it to latest.md, and draw the plots."""
+    summary = Summary(records, {name: server.label for name, server in SERVERS.items()})
     text = render(header, summary)
     print(text)
     out = options.out
     markdown = (out / "latest.md") if out else BENCH / "results" / "latest.md"
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(text)
-    markdown.with_suffix(".json").write_text(json.dumps({"header": header, "records": bench.records}, indent=1))
-    if not options.no_plot and summary.has("command"):
-        plot = (out / "performance.png") if out else ROOT / "docs" / "img" / "performance.png"
-        write_plot(summary, plot)
-        print(f"plot: {plot}", file=sys.stderr)
+    if not options.no_plot:
+        for plot in write_plots(summary, out or ROOT / "docs" / "img"):
+            print(f"plot: {plot}", file=sys.stderr)
     print(f"table: {markdown}", file=sys.stderr)
     return 0
 

@@ -1,10 +1,21 @@
 """The benchmarks still run (their figures are printed, never asserted)."""
 
+import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PLOTS = ("performance-replies.png", "performance-p99.png", "performance-fanout.png")
+STATUSES = ("PASS", "FAIL", "SKIP", "MET", "MISS")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, from its IHDR chunk."""
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    return width, height
 
 
 def test_dispatch_benchmark_runs_and_prints_a_ratio() -> None:
@@ -19,3 +30,31 @@ def test_dispatch_benchmark_runs_and_prints_a_ratio() -> None:
     assert "| websuckets  |" in result.stdout
     assert "| hand-rolled |" in result.stdout
     assert "ratio websuckets / hand-rolled:" in result.stdout
+
+
+def test_the_committed_results_render_from_their_figures_as_the_docs_show(tmp_path: Path) -> None:
+    """`--from latest.json` gives the committed table; one readable plot a file; the statuses the docs name."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--from", str(BENCH / "results" / "latest.json"), f"--out={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    table = (tmp_path / "latest.md").read_text()
+    assert table == (BENCH / "results" / "latest.md").read_text()  # the committed table is today's rendering
+    assert re.search(r"issue \d", table, re.IGNORECASE) is None  # no tracker numbers
+    targets = table.split("### Targets", 1)[1]
+    statuses = re.findall(r"^([A-Z]+)\s", targets, re.MULTILINE)
+    assert statuses
+    assert set(statuses) <= set(STATUSES), statuses
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert all(f"`{status}`" in page for status in STATUSES)
+    assert re.search(r"issue \d", page, re.IGNORECASE) is None
+    for name in PLOTS:
+        assert f"](img/{name})" in page
+        width, height = png_size(tmp_path / name)
+        assert width >= 900
+        assert height >= 500
+        assert (ROOT / "docs" / "img" / name).is_file()
+    assert result.stdout.strip() == table.strip()

@@ -27,4 +27,5 @@ def test_smallest_run_prints_a_table_of_positive_figures(tmp_path: Path) -> None
             assert int(match.group(1).replace(",", "")) > 0
     assert "websuckets replies/s vs hand-rolled at C=4" in result.stdout
     assert (tmp_path / "latest.md").read_text().strip() == result.stdout.strip()
-    assert (tmp_path / "performance.png").stat().st_size > 0
+    assert (tmp_path / "performance-replies.png").stat().st_size > 0
+    assert (tmp_path / "performance-p99.png").stat().st_size > 0
