@@ -28,7 +28,7 @@ def test_every_snippet_include_is_well_formed_and_points_at_a_file() -> None:
     assert {
         f"examples/docs/{name}.py" for name in ("app", "say_ok", "user_create", "send_message", "protected")
     } <= set(includes)
-    assert {"examples/rooms.py", "examples/scaling.py"} <= set(includes)
+    assert {"examples/rooms.py", "examples/scaling.py", "examples/push.py"} <= set(includes)
 
 
 DIRECTIVE = re.compile(r"^::: (\S+)$")
