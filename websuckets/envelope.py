@@ -132,7 +132,10 @@ _JSON_PROBLEMS: Final = {
     "EOF while parsing a list": "the text ends inside an array: a ']' is missing",
     "EOF while parsing an object": "the text ends inside an object: a '}' is missing",
     "EOF while parsing a string": "the text ends inside a string: its closing '\"' is missing",
-    "expected value": "a value should be here: an object, an array, a string, a number, true, false or null",
+    "expected value": (
+        "a value should be here: an object, an array, a string, a number, true, false or null"
+        " (NaN and Infinity are not JSON)"
+    ),
     "expected ident": "an unknown word: strings go in double quotes, and the only bare words are true, false and null",
     "expected `:`": "a ':' should follow the key",
     "expected `,` or `]`": "a ',' or the closing ']' should follow an item of the array",
