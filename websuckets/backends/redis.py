@@ -60,6 +60,9 @@ __all__ = ["RedisBackend"]
 
 logger = logging.getLogger("websuckets.redis")
 
+TOKEN_RETRIES = (0.05, 0.2)
+"""Seconds to wait before asking Redis again for a token it does not know (issued a moment ago?)."""
+
 MAX_QUEUED = 100_000
 """Writes nobody waits for that may queue up while Redis is away; the oldest are dropped past it."""
 
@@ -271,10 +274,13 @@ class RedisBackend(Backend):
         self._enqueue(args, "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
 
     async def find_token(self, digest: str) -> TokenRecord | None:
-        """Look the digest up in Redis; a miss is asked again once after 50 ms (a token just issued elsewhere)."""
+        """Look the digest up in Redis; a miss is asked again after 50 and 200 ms (a token just
+        issued on another process, whose write may still be on its way)."""
         stored = await self._call(("GET", self.keys.token(digest)), "token look-up")
-        if stored is None:
-            await asyncio.sleep(0.05)
+        for delay in TOKEN_RETRIES:
+            if stored is not None:
+                break
+            await asyncio.sleep(delay)
             stored = await self._call(("GET", self.keys.token(digest)), "token look-up")
         if stored is None:
             return None
