@@ -23,6 +23,7 @@ from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
+from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
 from .routing import Command, CommandGroup
@@ -132,6 +133,9 @@ class WebSuckets:
         self.disconnect_hooks: list[CallPlan] = []
         self._dispatcher: Dispatcher | None = None
         self.static: StaticFiles | None = None
+        self.instruments: list[Instrument] = []
+        self.server_events: dict[str, Any] = {}
+        """Events the server pushes, by name, with the type of their payload (see `server_event`)."""
 
     # configuration, before the app starts
 
@@ -171,6 +175,29 @@ class WebSuckets:
             self.static = StaticFiles()
         self.static.add(url_path, path)
 
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Turn on an instrument: `websuckets.metrics.Metrics`, `websuckets.tracing.Tracing`,
+        `websuckets.health.Health`, `websuckets.asyncapi.AsyncAPIPage`, or your own."""
+        self._check_not_started("add an instrument")
+        self.instruments.append(instrument)
+        instrument.install(self)
+
+    def server_event(self, name: str, payload: Any = None) -> None:
+        """Declare an event the server sends (``ClientEvent(name, ...)``) and the type of its payload.
+
+        ``payload`` is a pydantic model or any type pydantic can describe (``list[str]``); ``None``
+        for an event without payload. Declared events appear in `asyncapi` and the TypeScript
+        declarations; declaring none changes nothing at run time.
+        """
+        self.server_events[name] = payload
+
+    def asyncapi(self, **info: Any) -> dict[str, Any]:
+        """The app's AsyncAPI 3.0 document, as a dict; ``info`` overrides its ``info`` object
+        (``title``, ``version``, ``description``). See `websuckets.asyncapi.document`."""
+        from .asyncapi import document  # the generator is only needed here
+
+        return document(self, **info)
+
     def _add_command(self, command: Command) -> None:
         self._check_not_started("register a command")
         if command.name in self.commands:
@@ -203,10 +230,13 @@ class WebSuckets:
             self.disconnect_hooks,
             self.max_message_size,
             self.welcome,
+            trace=any(instrument.traces_envelopes for instrument in self.instruments),
         )
         activate(sessions)
         for group in self._groups:
             group.seal()
+        for instrument in self.instruments:
+            await instrument.startup(self)
         logger.info("app started with %d commands", len(routes))
         return self
 
@@ -214,6 +244,9 @@ class WebSuckets:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """Stop the app: close the backend and the container (running APP finalizers)."""
+        if self._dispatcher is not None:
+            for instrument in reversed(self.instruments):
+                await instrument.shutdown(self)
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             deactivate(dispatcher.sessions)
@@ -225,14 +258,18 @@ class WebSuckets:
                 await self.container.close()
 
     def _chain_for(self, command: Command) -> CallNext:
-        """The command's chain: error mapping, rate limit, authentication, app and group middlewares,
-        time limit, validation, handler.
+        """The command's chain: error mapping, instruments, rate limit, authentication, app and group
+        middlewares, time limit, validation, handler.
 
         Built-ins that would do nothing for this command are left out (authentication of a
         command that is not protected, a time limit it does not have); the built-in validation
         runs in the handler's step.
         """
         middlewares = [self.error_middleware]
+        for instrument in self.instruments:
+            middleware = instrument.command_middleware(command)
+            if middleware is not None:
+                middlewares.append(middleware)
         if self.rate_limit is not None:
             middlewares.append(self.rate_limit)
         if command.protected or self.auth_middleware is not authenticate:
@@ -289,12 +326,15 @@ class WebSuckets:
         kwargs.setdefault("ping_interval", self.ping_interval)
         kwargs.setdefault("ping_timeout", self.ping_timeout)
         kwargs.setdefault("compression", self.compression)
-        kwargs.setdefault("create_connection", guarded_connection(self.send_timeout))
+        connection_class = guarded_connection(self.send_timeout)
+        for instrument in self.instruments:
+            connection_class = instrument.connection_class(connection_class)
+        kwargs.setdefault("create_connection", connection_class)
         return websockets_serve(self.handler, host, port, **kwargs)
 
     def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
         """The ``process_request`` hook of the app's server: static files, then every handshake check."""
-        checks: list[Check] = []
+        checks: list[Check] = [instrument.http for instrument in self.instruments]
         if process_request is not None:
             pass
         elif self.static is not None:

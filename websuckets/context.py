@@ -25,7 +25,7 @@ class Context:
     Middlewares read it and may write ``state``; the validation middleware sets ``model``.
     """
 
-    __slots__ = ("_state", "command", "connection", "event", "id", "model", "payload", "socket", "token", "user")
+    __slots__ = ("_state", "command", "connection", "event", "id", "model", "payload", "socket", "token", "traceparent", "user")
 
     def __init__(
         self,
@@ -34,6 +34,7 @@ class Context:
         payload: Any,
         token: str | None,
         id: str | int | None,
+        traceparent: str | None = None,
     ) -> None:
         self.connection = connection
         self.socket: ServerConnection = connection.socket
@@ -44,6 +45,8 @@ class Context:
         """The command's ``payload`` as parsed JSON, or `MISSING`."""
         self.token = token
         self.id = id
+        self.traceparent = traceparent
+        """The W3C ``traceparent`` the client sent, read only when an instrument traces commands."""
         self.model: BaseModel | None = None
         """The payload validated against the handler's model, once validation has run."""
         self._state: dict[str, Any] | None = None

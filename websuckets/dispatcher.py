@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from .context import CallNext, Context
-from .envelope import bounded, error_event, parse_envelope
+from .envelope import bounded, error_event, parse_envelope, parse_traced_envelope
 from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
@@ -85,14 +85,20 @@ class Dispatcher:
         on_disconnect: Sequence[CallPlan],
         max_message_size: int | None,
         welcome: bool = False,
+        *,
+        trace: bool = False,
     ) -> None:
         self.routes = routes
+        self.parse = parse_traced_envelope if trace else parse_envelope
+        """How frames become envelopes: with their ``traceparent`` only when an instrument traces."""
         self.welcome = welcome
         self.sessions = sessions
         self.container = container
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.max_message_size = max_message_size
+        self.refusal_listeners: list[Callable[[InternalError], None]] = []
+        """Called with every error answered before a command's chain (unknown command, invalid JSON...)."""
         self.error_listeners: list[ErrorListener] = []
         """Called with every exception that no middleware turned into an error for the client."""
         self.ready_listeners: list[Callable[[Connection], None]] = []
@@ -160,19 +166,30 @@ class Dispatcher:
         """Route one frame: errors before routing are answered here, the rest by the chain."""
         limit = self.max_message_size
         if limit is not None and len(frame) * 4 > limit and _too_large(frame, limit):  # UTF-8: 4 bytes at most
-            await _refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
+            await self._refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
             return
         try:
-            envelope = parse_envelope(frame)
+            envelope = self.parse(frame)
         except (InvalidJSON, InvalidCommand) as error:
-            await _refuse(connection, error, error.event, error.id)
+            await self._refuse(connection, error, error.event, error.id)
             return
         route = self.routes.get(envelope.event)
         if route is None:
             unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
-            await _refuse(connection, unknown, envelope.event, envelope.id)
+            await self._refuse(connection, unknown, envelope.event, envelope.id)
             return
-        await route.chain(Context(connection, route.command, envelope.payload, envelope.token, envelope.id))
+        await route.chain(
+            Context(connection, route.command, envelope.payload, envelope.token, envelope.id, envelope.traceparent)
+        )
+
+    async def _refuse(
+        self, connection: Connection, error: InternalError, event: str | None = None, id: str | int | None = None
+    ) -> None:
+        """Answer a frame that never reached a command's chain."""
+        for listener in self.refusal_listeners:
+            listener(error)
+        logger.debug("frame from %s refused: %s", connection.socket.id, error.name)
+        await connection.socket.send(error_event(error, event, id))
 
     async def wait_idle(self, limit: float) -> bool:
         """Wait until no command is being handled; ``False`` if ``limit`` seconds ran out first."""
@@ -222,14 +239,6 @@ class Dispatcher:
                 await _call_hook(plan, connection)
             except Exception as exc:
                 self.report_unexpected(exc, "a disconnect hook")
-
-
-async def _refuse(
-    connection: Connection, error: InternalError, event: str | None = None, id: str | int | None = None
-) -> None:
-    """Answer a frame that never reached a command's chain."""
-    logger.debug("frame from %s refused: %s", connection.socket.id, error.name)
-    await connection.socket.send(error_event(error, event, id))
 
 
 async def _call_hook(plan: CallPlan, connection: Connection) -> Any:

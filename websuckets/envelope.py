@@ -14,7 +14,17 @@ from pydantic_core import from_json
 from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
 
-__all__ = ["ECHO_LIMIT", "ID_MAX_LENGTH", "MISSING", "Envelope", "bounded", "error_event", "parse_envelope"]
+__all__ = [
+    "ECHO_LIMIT",
+    "ID_MAX_LENGTH",
+    "MISSING",
+    "TRACEPARENT_MAX_LENGTH",
+    "Envelope",
+    "bounded",
+    "error_event",
+    "parse_envelope",
+    "parse_traced_envelope",
+]
 
 ID_MAX_LENGTH: Final = 128
 """The longest string ``id`` a command may carry; an integer ``id`` must fit in 64 bits."""
@@ -48,6 +58,8 @@ class Envelope:
     payload: Any = MISSING
     token: str | None = None
     id: str | int | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the command, read by `parse_traced_envelope` only."""
 
 
 def parse_envelope(frame: str | bytes) -> Envelope:
@@ -64,6 +76,34 @@ def parse_envelope(frame: str | bytes) -> Envelope:
         data = from_json(frame, allow_inf_nan=False)
     except ValueError as exc:
         raise InvalidJSON(_explain_json_error(str(exc), frame)) from None
+    return _envelope_of(data)
+
+
+TRACEPARENT_MAX_LENGTH: Final = 128
+"""A ``traceparent`` is 55 characters today; longer ones (or non-strings) are ignored."""
+
+
+def parse_traced_envelope(frame: str | bytes) -> Envelope:
+    """`parse_envelope`, keeping the command's optional ``traceparent`` (a W3C trace context string).
+
+    A ``traceparent`` that is not a short string is ignored, not an error: tracing never refuses
+    a command.
+    """
+    if not isinstance(frame, str):
+        raise InvalidJSON("binary frames are not accepted: send JSON in a text frame")
+    try:
+        data = from_json(frame, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidJSON(_explain_json_error(str(exc), frame)) from None
+    envelope = _envelope_of(data)
+    traceparent = data.get("traceparent")
+    if type(traceparent) is str and len(traceparent) <= TRACEPARENT_MAX_LENGTH:
+        envelope.traceparent = traceparent
+    return envelope
+
+
+def _envelope_of(data: Any) -> Envelope:
+    """The `Envelope` of a parsed frame, or `InvalidCommand` / `InvalidJSON` for the wrong shape."""
     # from_json builds exact dict, str and int objects (a boolean is not an int here): type() is enough
     if type(data) is not dict:
         raise InvalidCommand(f"a command is a JSON object, not {_json_type(data)}")

@@ -1,0 +1,89 @@
+"""``Health``: liveness and readiness probes over plain HTTP, on the app's own port.
+
+::
+
+    app.add_instrument(Health())      # GET /healthz and GET /readyz
+
+- ``/healthz`` answers ``200 ok`` while the process serves: its event loop runs the handshake.
+- ``/readyz`` answers ``200 ready`` while the app is started and its backend answers
+  (``app.backend.health.connected``), ``503`` otherwise: a load balancer stops sending new
+  clients to a process whose Redis is away, and sends them again once it has reconnected.
+
+Both are handshake checks (see `websuckets.handshake`): they run per HTTP request, never per
+message, and websocket upgrades pass through them untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .instrument import Instrument, is_upgrade, url_path
+
+if TYPE_CHECKING:
+    from .app import WebSuckets
+
+__all__ = ["Health", "json_response"]
+
+
+class Health(Instrument):
+    """Answer ``GET live_path`` (the process serves) and ``GET ready_path`` (the backend answers).
+
+    Args:
+        live_path: the liveness probe's path; ``None`` for none.
+        ready_path: the readiness probe's path; ``None`` for none.
+    """
+
+    def __init__(self, live_path: str | None = "/healthz", ready_path: str | None = "/readyz") -> None:
+        self.live_path = live_path
+        self.ready_path = ready_path
+        self.app: WebSuckets | None = None
+
+    def install(self, app: WebSuckets) -> None:
+        self.app = app
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the app can take new clients, and why not."""
+        app = self.app
+        if app is None or not app.started:
+            return False, "the app is not started"
+        if not app.backend.health.connected:
+            return False, f"the backend ({type(app.backend).__name__}) does not answer"
+        return True, "ready"
+
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        if is_upgrade(request):
+            return None
+        path = url_path(request)
+        if path == self.live_path:
+            return json_response(HTTPStatus.OK, {"status": "ok"})
+        if path == self.ready_path:
+            ready, reason = self.ready()
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return json_response(status, {"status": "ready" if ready else "unavailable", "reason": reason})
+        return None
+
+
+def json_response(status: HTTPStatus, body: object, content_type: str = "application/json") -> Response:
+    """A response holding ``body`` as JSON (or as text, when it is ``str`` or ``bytes``), never cached."""
+    if isinstance(body, bytes):
+        data = body
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        data = json.dumps(body).encode()
+    headers = Headers(
+        [
+            ("Connection", "close"),
+            ("Content-Length", str(len(data))),
+            ("Content-Type", content_type),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, data)

@@ -1,0 +1,79 @@
+"""``Instrument``: what an observability add-on may plug into an app, decided once at start-up.
+
+Metrics (`websuckets.metrics.Metrics`), tracing (`websuckets.tracing.Tracing`), health probes
+(`websuckets.health.Health`) and the published schema (`websuckets.asyncapi.AsyncAPIPage`) are
+instruments. Each is turned on in one line::
+
+    app.add_instrument(Metrics())
+
+and each hook below is consulted when the app starts: an instrument that adds nothing to a
+command (``command_middleware`` returns ``None``) costs that command nothing, and an app without
+instruments runs exactly the chains and connections it ran before.
+
+Where the hooks sit:
+
+- ``command_middleware(command)``: a middleware right inside error mapping (before the rate
+  limit and authentication), so that it sees every outcome of the command, errors included;
+- ``http(connection, request)``: a ``process_request`` check run before every other one
+  (static files, the connection cap, the origin check), for plain HTTP endpoints such as
+  ``/metrics``; it must return ``None`` for a websocket upgrade;
+- ``connection_class(base)``: a subclass of the server's connection class, to count frames
+  and bytes;
+- ``startup(app)`` / ``shutdown(app)``: once the app has started (the dispatcher exists) and
+  before it stops;
+- ``install(app)``: at `WebSuckets.add_instrument` time, to register hooks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from .context import Middleware
+
+if TYPE_CHECKING:  # the app imports this module
+    from .app import WebSuckets
+    from .connection import GuardedConnection
+    from .routing import Command
+
+__all__ = ["Instrument"]
+
+
+class Instrument:
+    """Base class of instruments: every hook does nothing; override the ones you need."""
+
+    traces_envelopes: bool = False
+    """Whether commands' ``traceparent`` must be read from the envelope into ``Context.traceparent``."""
+
+    def install(self, app: WebSuckets) -> None:
+        """Called by `WebSuckets.add_instrument`, before the app starts."""
+
+    def command_middleware(self, command: Command) -> Middleware | None:
+        """The middleware to put in ``command``'s chain, right inside error mapping; ``None`` for none."""
+        return None
+
+    def http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer a plain HTTP request, or ``None`` to pass it on (always for websocket upgrades)."""
+        return None
+
+    def connection_class(self, base: type[GuardedConnection]) -> type[GuardedConnection]:
+        """The connection class to serve with: ``base`` or a subclass of it."""
+        return base
+
+    async def startup(self, app: WebSuckets) -> None:
+        """Called once the app has started."""
+
+    async def shutdown(self, app: WebSuckets) -> None:
+        """Called when the app stops, before its backend closes."""
+
+
+def is_upgrade(request: Request) -> bool:
+    """Whether ``request`` asks for a websocket (instruments leave those alone)."""
+    return "websocket" in request.headers.get("Upgrade", "").lower()
+
+
+def url_path(request: Request) -> str:
+    """The path of ``request``, without its query string."""
+    return request.path.partition("?")[0]
