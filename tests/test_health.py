@@ -78,7 +78,7 @@ async def test_readyz_fails_while_redis_is_away(redis_server: RedisServer) -> No
             return (await http_get(port, "/readyz"))[0] == 503
 
         await eventually(unready)
-        status, _, body = await http_get(port, "/readyz")
+        _, _, body = await http_get(port, "/readyz")
         assert json.loads(body) == {"status": "unavailable", "reason": "the backend (RedisBackend) does not answer"}
         assert (await http_get(port, "/healthz"))[0] == 200
 

@@ -25,7 +25,19 @@ class Context:
     Middlewares read it and may write ``state``; the validation middleware sets ``model``.
     """
 
-    __slots__ = ("_state", "command", "connection", "event", "id", "model", "payload", "socket", "token", "traceparent", "user")
+    __slots__ = (
+        "_state",
+        "command",
+        "connection",
+        "event",
+        "id",
+        "model",
+        "payload",
+        "socket",
+        "token",
+        "traceparent",
+        "user",
+    )
 
     def __init__(
         self,
