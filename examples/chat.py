@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets.asyncapi import AsyncAPIPage
 from websuckets.di import WebSucketsProvider
 from websuckets.exc import InternalError
 from websuckets.security import Token
@@ -40,6 +41,20 @@ class Message(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
 
 
+class Login(BaseModel):
+    login: str
+
+
+class NewToken(BaseModel):
+    login: str
+    token: str
+
+
+class IncomingMessage(BaseModel):
+    sender: str = Field(alias="from")
+    text: str
+
+
 class Accounts:
     """Registered users, login -> password. A real app would keep them in a database."""
 
@@ -55,16 +70,18 @@ users = CommandGroup("user")
 chat = CommandGroup("chat")
 
 
-@users.command("create")
+@users.command("create", replies={"user created": Login})
 async def create(socket: ServerConnection, model: Credentials, ctx: Context, accounts: FromDishka[Accounts]) -> None:
+    """Sign up: a new login and its password."""
     if model.login in accounts.passwords:
         raise InternalError("login_taken", f"the login {model.login!r} is taken")
     accounts.passwords[model.login] = model.password
     await ctx.reply("user created", {"login": model.login})
 
 
-@users.command("auth")
+@users.command("auth", replies={"new token": NewToken})
 async def auth(socket: ServerConnection, model: Credentials, ctx: Context, accounts: FromDishka[Accounts]) -> None:
+    """Log in: the reply carries the token that protected commands need."""
     expected = accounts.passwords.get(model.login)
     if expected is None or not Token.matches(expected, model.password):
         raise InternalError("bad_credentials", "unknown login or wrong password")
@@ -73,13 +90,15 @@ async def auth(socket: ServerConnection, model: Credentials, ctx: Context, accou
     await ctx.reply("new token", {"login": model.login, "token": ctx.user.token})
 
 
-@users.command("list", protected=True)
+@users.command("list", protected=True, replies={"users list": list[str]})
 async def list_users(socket: ServerConnection, ctx: Context) -> None:
+    """The logins of the users online."""
     await ctx.reply("users list", sorted(str(login) for login in Session.verified))
 
 
-@chat.command("send", protected=True)
+@chat.command("send", protected=True, replies={"message sent": None})
 async def send(socket: ServerConnection, model: Message, ctx: Context) -> None:
+    """Send a message to a user online; they get "incoming message"."""
     if model.to not in Session.verified:
         raise InternalError("not_online", f"{model.to!r} is not online")
     receiver = Session.verified[model.to]
@@ -93,6 +112,8 @@ def create_app() -> WebSuckets:
     app.include_command_group(users)
     app.include_command_group(chat)
     app.add_static("/", WEB)  # the browser page at /, and the client at /websuckets.js
+    app.server_event("incoming message", IncomingMessage)  # pushed to the receiver of "chat send"
+    app.add_instrument(AsyncAPIPage(title="websuckets chat"))  # the schema at /asyncapi and /asyncapi.json
     return app
 
 

@@ -182,11 +182,11 @@ class WebSuckets:
         self.instruments.append(instrument)
         instrument.install(self)
 
-    def server_event(self, name: str, payload: Any = None) -> None:
+    def server_event(self, name: str, payload: Any) -> None:
         """Declare an event the server sends (``ClientEvent(name, ...)``) and the type of its payload.
 
         ``payload`` is a pydantic model or any type pydantic can describe (``list[str]``); ``None``
-        for an event without payload. Declared events appear in `asyncapi` and the TypeScript
+        for a ``null`` payload, ``typing.Any`` for any. Declared events appear in `asyncapi` and the TypeScript
         declarations; declaring none changes nothing at run time.
         """
         self.server_events[name] = payload

@@ -1,4 +1,4 @@
-"""The ``websuckets`` command: ``run`` an app, scaffold a project with ``new``.
+"""The ``websuckets`` command: ``run`` an app, scaffold a project with ``new``, print its schema.
 
 Built on click. ``websuckets run`` imports ``MODULE:ATTRIBUTE`` the way uvicorn does (the
 current directory first on ``sys.path``) and serves it with `WebSuckets.__call__`, so the app's
@@ -168,6 +168,31 @@ def _run_with_reload(
 
 
 @main.command()
+@click.argument("app")
+@click.option("--yaml", "as_yaml", is_flag=True, help="YAML instead of JSON (needs PyYAML).")
+def asyncapi(app: str, as_yaml: bool) -> None:
+    """Print the AsyncAPI 3.0 document of APP (MODULE:ATTRIBUTE): its commands, events and errors."""
+    spec = load_app(app).asyncapi()
+    if as_yaml:
+        yaml = _optional("yaml", "--yaml", extra="schema")
+        click.echo(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        click.echo(json.dumps(spec, indent=2))
+
+
+@main.command()
+@click.argument("app")
+def typescript(app: str) -> None:
+    """Print TypeScript declarations for websuckets.js typed by APP's commands and events.
+
+    Save them beside the client: websuckets typescript chat:app > web/websuckets.d.ts
+    """
+    from .typescript import declarations
+
+    click.echo(declarations(load_app(app).asyncapi(), source=f"websuckets typescript {app}"), nl=False)
+
+
+@main.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="The project's name (asked for when missing).")
 def new(path: Path, name: str | None) -> None:
@@ -216,11 +241,11 @@ def _source_from_direct_url(direct_url: dict[str, Any]) -> str:
     return f"websuckets @ {url}" if url else ""
 
 
-def _optional(module: str, feature: str) -> Any:
-    """Import a module of the ``cli`` extra, or say how to install it."""
+def _optional(module: str, feature: str, extra: str = "cli") -> Any:
+    """Import a module of an extra (``cli`` by default), or say how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
         raise click.ClickException(
-            f"{feature} needs {module}, which is not installed: pip install 'websuckets[cli]'"
+            f"{feature} needs {module}, which is not installed: pip install 'websuckets[{extra}]'"
         ) from None

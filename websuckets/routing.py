@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,6 +28,11 @@ class Command:
     """Whether the command needs the token of a verified user."""
     plan: CallPlan
     group: CommandGroup
+    replies: Mapping[str, Any] = field(default_factory=dict)
+    """The events the command answers with, by name, with the type of their payload (``Any``: unsaid).
+
+    Only documentation (`websuckets.asyncapi`, the TypeScript declarations): nothing checks them.
+    """
 
     @property
     def model(self) -> type[BaseModel] | None:
@@ -49,15 +54,21 @@ class CommandGroup:
         self._listeners: list[Callable[[Command], None]] = []
         self._sealed = False
 
-    def command(self, name: str, protected: bool = False) -> Callable[[H], H]:
+    def command(
+        self, name: str, protected: bool = False, *, replies: Sequence[str] | Mapping[str, Any] = ()
+    ) -> Callable[[H], H]:
         """Register the decorated async function as the handler of ``name``.
 
-        Its signature is checked here; the function is returned unchanged.
+        Its signature is checked here; the function is returned unchanged. ``replies`` declares
+        the events it answers with, for the app's schema: names (``["user created"]``, their
+        payloads declared with `WebSuckets.server_event` or left open) or names with the type
+        of their payload (``{"user created": UserCreated}``; ``None`` for a ``null`` payload).
         """
+        declared = dict(replies) if isinstance(replies, Mapping) else dict.fromkeys(replies, Any)
 
         def register(handler: H) -> H:
             plan = analyse(handler, HandlerKind.COMMAND)
-            command = Command(self.full_name(name), handler, protected, plan, self)
+            command = Command(self.full_name(name), handler, protected, plan, self, declared)
             if command.name in self._commands:
                 raise DuplicateCommand(command.name)
             for listener in self._listeners:
