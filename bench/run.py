@@ -58,6 +58,8 @@ SERVERS = {
     "websuckets": Server("websuckets", ("websuckets_app.py", "--variant", "plain")),
     "websuckets_di": Server("websuckets DI", ("websuckets_app.py", "--variant", "di")),
     "websuckets_container": Server("websuckets + container", ("websuckets_app.py", "--variant", "container")),
+    "websuckets_metrics": Server("websuckets + metrics", ("websuckets_app.py", "--variant", "metrics")),
+    "websuckets_tracing": Server("websuckets + tracing (no exporter)", ("websuckets_app.py", "--variant", "tracing")),
 }
 WORKLOADS = {
     "command": list(SERVERS),

@@ -247,3 +247,16 @@ async def test_the_page_serves_the_document_and_html() -> None:
         assert (status, headers["content-type"]) == (200, "text/html; charset=utf-8")
         assert b"<code>chat send</code> <span class='tag'>needs a token</span>" in body
         assert (await http_get(port, "/"))[0] == 200  # the chat's page is still there
+
+
+@pytest.mark.parametrize(
+    ("file", "render"),
+    [
+        ("chat.asyncapi.json", lambda spec: json.dumps(spec, indent=2) + "\n"),
+        ("chat.d.ts", lambda spec: declarations(spec, source="websuckets typescript chat:create_app")),
+    ],
+)
+def test_the_guides_copies_are_up_to_date(file: str, render: Any) -> None:
+    """docs/schema/ holds what the commands print for the demo chat (regenerate them when this fails)."""
+    docs = Path(__file__).resolve().parent.parent / "docs" / "schema"
+    assert (docs / file).read_text() == render(chat_spec())

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import importlib
 import importlib.metadata
+import inspect
 import json
 import logging
 import ssl
@@ -32,7 +33,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def load_app(spec: str) -> WebSuckets:
-    """The `WebSuckets` named by ``"module:attribute"``; a `click.ClickException` saying what is wrong."""
+    """The `WebSuckets` named by ``"module:attribute"``, or made by a function so named that takes no
+    arguments; a `click.ClickException` saying what is wrong."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise click.BadParameter(f"expected MODULE:ATTRIBUTE, like 'chat.app:app', got {spec!r}", param_hint="APP")
@@ -50,9 +52,16 @@ def load_app(spec: str) -> WebSuckets:
             app = getattr(app, name)
         except AttributeError:
             raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if inspect.isfunction(app) and not _required_parameters(app):
+        app = app()  # a factory, such as examples/chat.py's create_app
     if not isinstance(app, WebSuckets):
         raise click.ClickException(f"{spec} is not a WebSuckets app: its type is {type(app).__name__}")
     return app
+
+
+def _required_parameters(function: Any) -> list[str]:
+    parameters = inspect.signature(function).parameters.values()
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def template_dir() -> Path:

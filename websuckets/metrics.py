@@ -20,29 +20,19 @@ writable directory in the environment of every worker before it starts (before
 ``prometheus_client`` is imported); ``/metrics`` then serves the sum over the workers (gauges:
 the sum of open connections over live workers, the lowest backend state).
 
-The metrics (see the "Observability" guide for queries):
+The metrics (labels in brackets; see the "Observability" guide for queries):
 
-=================================================== ========= ==================================
-name                                                type      labels
-=================================================== ========= ==================================
-``websuckets_connections``                          gauge
-``websuckets_commands_total``                       counter   ``event``, ``outcome`` (``ok`` or
-                                                              an error name)
-``websuckets_command_duration_seconds``             histogram ``event``
-``websuckets_refused_frames_total``                 counter   ``error`` (frames that reached no
-                                                              command: ``unknown_command``...)
-``websuckets_messages_received_total``              counter
-``websuckets_messages_sent_total``                  counter
-``websuckets_received_bytes_total``                 counter
-``websuckets_sent_bytes_total``                     counter
-``websuckets_rate_limited_total``                   counter
-``websuckets_slow_consumers_closed_total``          counter
-``websuckets_backend_connected``                    gauge
-``websuckets_backend_reconnects_total``             counter
-``websuckets_backend_failed_operations_total``      counter
-``websuckets_backend_dropped_deliveries_total``     counter
-``websuckets_backend_listener_errors_total``        counter
-=================================================== ========= ==================================
+- ``websuckets_connections`` (gauge): open websocket connections;
+- ``websuckets_commands_total`` [``event``, ``outcome``: ``ok`` or the error name];
+- ``websuckets_command_duration_seconds`` [``event``] (histogram);
+- ``websuckets_refused_frames_total`` [``error``]: frames that reached no command
+  (``unknown_command``, ``invalid_json``, ``invalid_command``, ``message_too_large``);
+- ``websuckets_messages_received_total``, ``websuckets_messages_sent_total``,
+  ``websuckets_received_bytes_total``, ``websuckets_sent_bytes_total``;
+- ``websuckets_rate_limited_total``, ``websuckets_slow_consumers_closed_total``;
+- ``websuckets_backend_connected`` (gauge), ``websuckets_backend_reconnects_total``,
+  ``websuckets_backend_failed_operations_total``, ``websuckets_backend_dropped_deliveries_total``,
+  ``websuckets_backend_listener_errors_total``.
 """
 
 from __future__ import annotations
@@ -58,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import DATA_OPCODES
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -205,8 +194,12 @@ class Metrics(Instrument):
         return measure
 
     def connection_class(self, base: type[GuardedConnection]) -> type[GuardedConnection]:
-        """``base``, counting messages and bytes in and out."""
+        """``base``, counting bytes in, and (through its protocol) messages and bytes out.
+
+        Messages in are not counted here: each one is a command or a refused frame, counted already.
+        """
         meter, protocols = self.meter, self._protocol_classes
+        base_data_received = base.data_received
 
         class MeteredConnection(base):  # type: ignore[valid-type,misc]  # a class made at run time
             def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
@@ -218,12 +211,7 @@ class Metrics(Instrument):
 
             def data_received(self, data: bytes) -> None:
                 meter.bytes_in += len(data)
-                super().data_received(data)
-
-            def process_event(self, event: Any) -> None:
-                if self.request is not None and event.fin and event.opcode in DATA_OPCODES:
-                    meter.messages_in += 1
-                super().process_event(event)
+                base_data_received(self, data)
 
         return MeteredConnection
 
@@ -259,6 +247,7 @@ class Metrics(Instrument):
     def sync(self) -> None:
         """Bring ``prometheus_client``'s metrics up to date with the meter and the app's own counters."""
         meter = self.meter
+        outcomes_seen: list[dict[str, int]] = []
         for event, stats in meter.commands.items():
             if not stats.outcomes:
                 continue
@@ -268,6 +257,7 @@ class Metrics(Instrument):
             counts = list(stats.buckets)
             stats.buckets[:] = [0] * len(counts)
             seconds, stats.seconds = stats.seconds, 0.0
+            outcomes_seen.append(outcomes)
             for outcome, count in outcomes.items():
                 self.commands.labels(event, outcome).inc(count)
                 if outcome == RateLimited.code:
@@ -276,6 +266,7 @@ class Metrics(Instrument):
         refused, meter.refused = meter.refused, {}
         for name, count in refused.items():
             self.refused.labels(name).inc(count)
+        meter.messages_in += sum(sum(o.values()) for o in outcomes_seen) + sum(refused.values())
         moved = {
             "messages_received": meter.messages_in,
             "messages_sent": meter.messages_out,
@@ -342,28 +333,30 @@ def _add_to_histogram(child: Histogram, counts: list[int], seconds: float) -> No
 
 
 def _metered_protocol(base: type[ServerProtocol], meter: Meter) -> type[ServerProtocol]:
-    """A subclass of ``base`` counting the messages it frames and the bytes it hands to the transport."""
+    """A subclass of ``base`` counting the messages it frames and the bytes it hands to the transport.
+
+    The base methods are bound here, once: no ``super()`` look-up per message.
+    """
+    send_text, send_binary, send_continuation = base.send_text, base.send_binary, base.send_continuation
+    data_to_send = base.data_to_send
 
     class MeteredProtocol(base):  # type: ignore[valid-type,misc]  # a class made at run time
         def send_text(self, data: Any, fin: bool = True) -> None:
-            if fin:
-                meter.messages_out += 1
-            super().send_text(data, fin)
+            meter.messages_out += fin
+            send_text(self, data, fin)
 
         def send_binary(self, data: Any, fin: bool = True) -> None:
-            if fin:
-                meter.messages_out += 1
-            super().send_binary(data, fin)
+            meter.messages_out += fin
+            send_binary(self, data, fin)
 
         def send_continuation(self, data: Any, fin: bool) -> None:
-            if fin:
-                meter.messages_out += 1
-            super().send_continuation(data, fin)
+            meter.messages_out += fin
+            send_continuation(self, data, fin)
 
         def data_to_send(self) -> list[bytes]:
-            writes: list[bytes] = super().data_to_send()
-            for data in writes:
-                meter.bytes_out += len(data)
+            writes: list[bytes] = data_to_send(self)
+            if writes:
+                meter.bytes_out += sum(map(len, writes))
             return writes
 
     return MeteredProtocol

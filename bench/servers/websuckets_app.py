@@ -1,9 +1,12 @@
-"""websuckets serving the benchmark's commands, in three variants chosen with ``--variant``.
+"""websuckets serving the benchmark's commands, in the variants chosen with ``--variant``.
 
 - ``plain``: the documented ``(socket, model)`` handler, no container (the client sends each
   request's id as the payload's ``n`` too, so the handler tags its reply with ``model.n``);
 - ``container``: the same handlers in an app that has a dishka container (DI unused);
-- ``di``: ``user echo`` also takes one REQUEST- and one SESSION-scoped service.
+- ``di``: ``user echo`` also takes one REQUEST- and one SESSION-scoped service;
+- ``metrics``: ``plain`` with `websuckets.metrics.Metrics` on (``/metrics`` served, never scraped);
+- ``tracing``: ``plain`` with `websuckets.tracing.Tracing` on and no SDK: OpenTelemetry's API alone,
+  as an app that turns tracing on without exporting anything pays it.
 
 ``chat say`` sends ``chat`` to every other connection, iterating ``Session.online``.
 """
@@ -52,10 +55,18 @@ async def say(socket: ServerConnection, model: Echo) -> None:
 
 def create_app(variant: str) -> WebSuckets:
     user.command("echo")(echo_di if variant == "di" else echo)
-    container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant != "plain" else None
+    container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant in ("di", "container") else None
     app = WebSuckets(container=container, rate_limit=None)  # the other servers limit nothing either
     app.include_command_group(user)
     app.include_command_group(chat)
+    if variant == "metrics":
+        from websuckets.metrics import Metrics
+
+        app.add_instrument(Metrics())
+    elif variant == "tracing":
+        from websuckets.tracing import Tracing
+
+        app.add_instrument(Tracing())
     return app
 
 
@@ -68,6 +79,6 @@ async def main(port: int, variant: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--variant", choices=["plain", "di", "container"], default="plain")
+    parser.add_argument("--variant", choices=["plain", "di", "container", "metrics", "tracing"], default="plain")
     arguments = parser.parse_args()
     asyncio.run(main(arguments.port, arguments.variant))
