@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import CommandGroup, Context, InternalError, WebSuckets
+from websuckets import CallNext, CommandGroup, Context, InternalError, WebSuckets
 from websuckets.metrics import Metrics
-from websuckets.middleware import RateLimit
+from websuckets.middleware import RateLimit, map_errors
 
 APPS = Path(__file__).parent / "apps"
 
@@ -161,3 +161,31 @@ async def test_multiprocess_mode_sums_over_processes(tmp_path: Path) -> None:
         for process in processes:
             process.terminate()
             process.communicate(timeout=10)
+
+
+async def test_a_custom_error_middleware_keeps_its_place_and_outcomes_are_counted() -> None:
+    """With an error middleware of the app's own, Metrics measures in a step of its own, right inside it."""
+    seen: list[str] = []
+
+    async def my_errors(ctx: Context, call_next: CallNext) -> None:
+        seen.append(ctx.event)
+        await map_errors(ctx, call_next)
+
+    metrics = Metrics()
+    app = WebSuckets(error_middleware=my_errors)
+    group = CommandGroup()
+
+    @group.command("fail")
+    async def fail(socket: ServerConnection) -> None:
+        raise InternalError("nope")
+
+    app.include_command_group(group)
+    app.add_instrument(metrics)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as websocket:
+            await websocket.send(json.dumps({"event": "fail"}))
+            assert json.loads(await websocket.recv())["payload"]["name"] == "nope"
+        samples = await scrape(port)
+    assert seen == ["fail"]
+    assert samples[("websuckets_commands_total", (("event", "fail"), ("outcome", "nope")))] == 1

@@ -265,7 +265,10 @@ class WebSuckets:
         command that is not protected, a time limit it does not have); the built-in validation
         runs in the handler's step.
         """
-        middlewares = [self.error_middleware]
+        error_middleware = self.error_middleware
+        for instrument in self.instruments:
+            error_middleware = instrument.error_middleware(command, error_middleware)
+        middlewares = [error_middleware]
         for instrument in self.instruments:
             middleware = instrument.command_middleware(command)
             if middleware is not None:

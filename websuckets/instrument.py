@@ -12,6 +12,8 @@ instruments runs exactly the chains and connections it ran before.
 
 Where the hooks sit:
 
+- ``error_middleware(command, error_middleware)``: the outermost step, which maps exceptions to
+  ``error`` events; an instrument may fuse its own work into it;
 - ``command_middleware(command)``: a middleware right inside error mapping (before the rate
   limit and authentication), so that it sees every outcome of the command, errors included;
 - ``http(connection, request)``: a ``process_request`` check run before every other one
@@ -49,6 +51,11 @@ class Instrument:
 
     def install(self, app: WebSuckets) -> None:
         """Called by `WebSuckets.add_instrument`, before the app starts."""
+
+    def error_middleware(self, command: Command, error_middleware: Middleware) -> Middleware:
+        """The outermost middleware of ``command``'s chain: ``error_middleware`` (the app's), or one
+        doing its work and more in the same step (a step less per message)."""
+        return error_middleware
 
     def command_middleware(self, command: Command) -> Middleware | None:
         """The middleware to put in ``command``'s chain, right inside error mapping; ``None`` for none."""

@@ -11,7 +11,7 @@ from ..context import CallNext, Context
 from ..envelope import error_event
 from ..exc import InternalError, UnexpectedError
 
-__all__ = ["map_errors"]
+__all__ = ["answer_error", "map_errors"]
 
 logger = logging.getLogger("websuckets.commands")
 
@@ -24,19 +24,28 @@ async def map_errors(ctx: Context, call_next: CallNext) -> None:
     """
     try:
         await call_next(ctx)
-    except InternalError as error:
-        logger.debug("command %r from %s: %s", ctx.event, ctx.socket.id, error.name)
+    except Exception as exc:
+        await answer_error(ctx, exc)
+
+
+async def answer_error(ctx: Context, exc: Exception) -> None:
+    """What `map_errors` does with an exception: the ``error`` event for the client, a log line.
+
+    Re-raises ``ConnectionClosed`` when it is this client that left: nobody to tell.
+    """
+    if isinstance(exc, InternalError):
+        logger.debug("command %r from %s: %s", ctx.event, ctx.socket.id, exc.name)
         try:
-            text = error_event(error, ctx.event, ctx.id)
-        except ValueError as exc:  # details JSON cannot hold, even as text (invalid UTF-8 bytes)
-            await _report(ctx, exc)
+            text = error_event(exc, ctx.event, ctx.id)
+        except ValueError as unencodable:  # details JSON cannot hold, even as text (invalid UTF-8 bytes)
+            await _report(ctx, unencodable)
             return
         await ctx.socket.send(text)
-    except ConnectionClosed as exc:
+    elif isinstance(exc, ConnectionClosed):
         if ctx.socket.state is not State.OPEN:
-            raise  # this client left: nobody to tell
+            raise exc  # this client left: nobody to tell
         await _report(ctx, exc)  # another client's socket closed under the handler
-    except Exception as exc:
+    else:
         await _report(ctx, exc)
 
 
