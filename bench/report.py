@@ -171,8 +171,6 @@ def targets(summary: Summary) -> list[str]:
     check(f"websuckets DI vs hand-rolled + dishka at C={c}", di, 1.0)
     container = summary.ratio(("command", "websuckets_container"), plain, c)
     check(f"websuckets + unused container vs websuckets at C={c}", container, 0.97)
-    metrics = summary.ratio(("command", "websuckets_metrics"), plain, c)
-    check(f"websuckets + metrics vs websuckets at C={c}", metrics, 0.95)
     ours, raw = summary.idle("websuckets"), summary.idle("raw")
     check("websuckets idle memory over raw websockets", ours and raw and ours["kib"] - raw["kib"], 2.0, True, "KiB")
     errors = summary.ratio(("errors", "websuckets"), plain, c)
@@ -194,7 +192,7 @@ def render(header: dict[str, str], summary: Summary) -> str:
         lines += ["", "### Command: replies/s (closed loop, one request in flight per connection)", ""]
         lines += _rate_table(summary, "command", lambda server: ("command", "handrolled"), "hand-rolled")
         lines += ["", *_latency_table(summary, "command")]
-        lines += ["", "### Command with DI, an unused container, metrics, tracing", ""]
+        lines += ["", "### Command with DI, and an unused container", ""]
         c = summary.reference_c()
         pairs = [
             ("websuckets_di", "handrolled_dishka"),
