@@ -167,9 +167,11 @@ class Client(WSListener):
         self.transport.send(WSMsgType.TEXT, self.template % (self.n, self.n))
 
 
-async def connect(url: str, count: int, run: Run, template: bytes) -> list[Client]:
-    """Open ``count`` connections, at most `CONNECT_CONCURRENCY` handshakes at a time."""
-    limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+async def connect(
+    url: str, count: int, run: Run, template: bytes, concurrency: int = CONNECT_CONCURRENCY
+) -> list[Client]:
+    """Open ``count`` connections, at most ``concurrency`` handshakes at a time."""
+    limit = asyncio.Semaphore(concurrency)
 
     async def one() -> Client:
         async with limit:
@@ -217,7 +219,7 @@ async def measure(arguments: argparse.Namespace) -> None:
     run = Run(workload, protocol, expected, arguments.connections, arguments.window)
 
     template = REQUESTS.get((workload, protocol), b"")
-    clients = await connect(url, arguments.connections, run, template)
+    clients = await connect(url, arguments.connections, run, template, arguments.connect_concurrency)
     if workload == "idle":
         emit(phase="connected", connections=len(clients))
         await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline), 120)
@@ -285,4 +287,7 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--window", type=int, default=8, help="fan-out messages in flight")
+    parser.add_argument(
+        "--connect-concurrency", type=int, default=CONNECT_CONCURRENCY, help="handshakes in flight while connecting"
+    )
     asyncio.run(measure(parser.parse_args()))

@@ -2,7 +2,9 @@
 
 Built on click. ``websuckets run`` imports ``MODULE:ATTRIBUTE`` the way uvicorn does (the
 current directory first on ``sys.path``) and serves it with `WebSuckets.__call__`, so the app's
-container, hooks and graceful shutdown are exactly those of ``asyncio.run(app(host, port))``.
+container, hooks and graceful shutdown are exactly those of ``asyncio.run(app(host, port))``
+(on the event loop ``--loop`` names). With ``--workers N`` above 1, a `Supervisor` runs N
+worker processes that each serve it that way (see `websuckets.supervisor`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import asyncio
 import errno
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import logging
-import ssl
 import sys
 import urllib.parse
 import urllib.request
@@ -25,11 +27,14 @@ import click
 
 from . import __version__
 from .app import WebSuckets
-from .exc import BackendUnavailable
+from .exc import BackendUnavailable, WorkerBootError
+from .supervisor import Balance, Supervisor, listening_socket
+from .worker import loop_factory, prepare
 
 __all__ = ["load_app", "main", "template_dir"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def load_app(spec: str) -> WebSuckets:
@@ -80,6 +85,32 @@ def main() -> None:
 @click.argument("app")
 @click.option("--host", default="localhost", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=9000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes serving the port, supervised; more than 1 needs a shared backend.",
+)
+@click.option(
+    "--loop",
+    default="auto",
+    show_default=True,
+    type=click.Choice(LOOPS),
+    help="The event loop: auto is uvloop when it is installed, asyncio otherwise.",
+)
+@click.option(
+    "--balance",
+    type=click.Choice([b.value for b in Balance]),
+    help="With --workers: a socket per worker (reuse-port, the default on Linux) or one shared socket.",
+)
+@click.option(
+    "--worker-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.5),
+    help="With --workers: seconds without a heartbeat after which a worker's event loop is stuck and it is killed.",
+)
 @click.option("--reload", is_flag=True, help="Restart when a .py file under the current directory changes.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
 @click.option(
@@ -97,6 +128,10 @@ def run(
     app: str,
     host: str,
     port: int,
+    workers: int,
+    loop: str,
+    balance: str | None,
+    worker_timeout: float,
     reload: bool,
     log_level: str,
     certfile: str | None,
@@ -109,15 +144,38 @@ def run(
     app's shutdown_timeout), then closes connections with code 1001. Options left out keep the
     app's own settings (see the "Security and limits" page).
     """
-    load_app(app)  # fail here, in the parent, with a one-line error
+    application = load_app(app)  # fail here, in the parent, with a one-line error
     if keyfile is not None and certfile is None:
         raise click.BadParameter("--keyfile needs --certfile", param_hint="--keyfile")
     settings = _settings(options)
     tls = (certfile, keyfile) if certfile is not None else None
-    if reload:
-        _run_with_reload(app, host, port, log_level, settings, tls)
+    loop = _event_loop(loop)
+    if workers > 1:
+        if reload:
+            raise click.UsageError("--reload runs one process: leave out --workers")
+        if not application.backend.shared:
+            raise click.ClickException(
+                f"--workers {workers} needs a backend shared between processes; this app uses "
+                f'{type(application.backend).__name__}: WebSuckets(backend=RedisBackend("redis://..."))'
+            )
+        balancing = Balance(balance) if balance else Balance.default()
+        supervisor = Supervisor(
+            app,
+            workers,
+            balancing,
+            loop,
+            log_level,
+            load=load_app,
+            settings=settings,
+            tls=tls,
+            worker_timeout=worker_timeout,
+            drain_timeout=2 * application.shutdown_timeout + 5,  # commands, then the closing handshakes
+        )
+        _supervise(supervisor, host, port, log_level)
+    elif reload:
+        _run_with_reload(app, host, port, log_level, settings, tls, loop)
     else:
-        serve(app, host, port, log_level, settings, tls)
+        serve(app, host, port, log_level, settings, tls, loop)
 
 
 def _settings(options: dict[str, Any]) -> dict[str, Any]:
@@ -138,39 +196,80 @@ def serve(
     log_level: str,
     settings: dict[str, Any] | None = None,
     tls: tuple[str, str | None] | None = None,
+    loop: str = "asyncio",
 ) -> None:
     """Import the app named by ``spec`` and serve it; the target of ``run`` (and of each reload)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(log_level)
     app = load_app(spec)
-    for name, value in (settings or {}).items():
-        setattr(app, name, value)
-    context = None
-    if tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*tls)
+    context = prepare(app, settings or {}, tls)
     try:
-        asyncio.run(app(host, port, ssl=context))
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            runner.run(app(host, port, ssl=context))
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc.details)) from None
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(f"port {port} on {host} is already in use") from None
-        if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        raise
+        raise _listen_error(exc, host, port) from None
     except KeyboardInterrupt:  # a second Ctrl+C during shutdown
         pass
 
 
+def _supervise(supervisor: Supervisor, host: str, port: int, log_level: str) -> None:
+    if sys.platform == "win32":
+        raise click.ClickException("--workers needs a POSIX system: run several processes behind a load balancer")
+    if supervisor.balance is Balance.REUSE_PORT and sys.platform != "linux":
+        raise click.ClickException("--balance reuse-port spreads connections on Linux only: use --balance shared")
+    _configure_logging(log_level)
+    try:
+        sock = listening_socket(host, port, supervisor.balance)
+    except OSError as exc:
+        raise _listen_error(exc, host, port) from None
+    try:
+        supervisor.run(sock)
+    except WorkerBootError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        sock.close()
+
+
+def _configure_logging(log_level: str) -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> Exception:
+    if exc.errno == errno.EADDRINUSE:
+        return click.ClickException(f"port {port} on {host} is already in use")
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+        return click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}")
+    return exc
+
+
+def _event_loop(loop: str) -> str:
+    """``asyncio`` or ``uvloop``: what ``--loop`` means here; an error when uvloop is asked for and missing."""
+    installed = importlib.util.find_spec("uvloop") is not None
+    if loop == "auto":
+        return "uvloop" if installed else "asyncio"
+    if loop == "uvloop" and not installed:
+        raise click.ClickException(
+            "--loop uvloop needs uvloop, which is not installed: pip install 'websuckets[uvloop]'"
+        )
+    return loop
+
+
 def _run_with_reload(
-    spec: str, host: str, port: int, log_level: str, settings: dict[str, Any], tls: tuple[str, str | None] | None
+    spec: str,
+    host: str,
+    port: int,
+    log_level: str,
+    settings: dict[str, Any],
+    tls: tuple[str, str | None] | None,
+    loop: str,
 ) -> None:
     watchfiles = _optional("watchfiles", "--reload")
     click.echo("websuckets: watching for changes in .py files under the current directory", err=True)
     watchfiles.run_process(
         Path.cwd(),
         target=serve,
-        args=(spec, host, port, log_level, settings, tls),
+        args=(spec, host, port, log_level, settings, tls, loop),
         watch_filter=watchfiles.PythonFilter(),
         callback=lambda changes: click.echo(f"websuckets: {len(changes)} change(s), restarting", err=True),
     )

@@ -17,7 +17,8 @@ The tree::
     ├── RemoteUserReadOnly(AttributeError)  an attribute set on a user connected to another process
     ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
     ├── DuplicateCommand(ValueError)    a full command name registered twice
-    └── AppStateError(RuntimeError)     the app used before start or changed after it
+    ├── AppStateError(RuntimeError)     the app used before start or changed after it
+    └── WorkerBootError(RuntimeError)   a worker of ``websuckets run --workers`` failed before serving
 
 An `InternalError` is *external*: its ``name`` and ``details`` are what the client
 sees. Any other exception raised while handling a command is *internal*: the client
@@ -45,6 +46,7 @@ __all__ = [
     "UnexpectedError",
     "UnknownCommand",
     "WebSucketsError",
+    "WorkerBootError",
 ]
 
 
@@ -190,3 +192,19 @@ class DuplicateCommand(WebSucketsError, ValueError):
 
 class AppStateError(WebSucketsError, RuntimeError):
     """The app was used in a way its lifecycle does not allow."""
+
+
+class WorkerBootError(WebSucketsError, RuntimeError):
+    """A worker process failed before it served: restarting it would fail the same way.
+
+    ``slot`` is the worker's number (``worker[1]``), ``reason`` one line saying why: the
+    backend's own message (``cannot reach Redis at ...``), or an exception's type and message.
+    """
+
+    def __init__(self, slot: int, reason: str) -> None:
+        super().__init__(slot, reason)
+        self.slot = slot
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"worker[{self.slot}] could not start: {self.reason}"

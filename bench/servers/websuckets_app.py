@@ -20,6 +20,7 @@ from services import BenchProvider, Trace, Visitor
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Session, WebSuckets
+from websuckets.backends.base import Backend
 from websuckets.di import WebSucketsProvider
 
 
@@ -53,10 +54,10 @@ async def say(socket: ServerConnection, model: Echo) -> None:
             await other.socket.send(event)
 
 
-def create_app(variant: str) -> WebSuckets:
+def create_app(variant: str, backend: Backend | None = None) -> WebSuckets:
     user.command("echo")(echo_di if variant == "di" else echo)
     container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant in ("di", "container") else None
-    app = WebSuckets(container=container, rate_limit=None)  # the other servers limit nothing either
+    app = WebSuckets(container=container, backend=backend, rate_limit=None)  # the other servers limit nothing either
     app.include_command_group(user)
     app.include_command_group(chat)
     if variant == "metrics":

@@ -1,0 +1,328 @@
+"""``websuckets run --workers N``: N supervised processes on one port, over a real Redis.
+
+Every test runs the command in a subprocess, with tests/apps/workers_app.py on a RedisBackend
+of the test's own redis-server, and talks to it over real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from redis_server import free_port
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from websuckets import cli
+from websuckets.supervisor import Balance, listening_socket
+
+APPS = Path(__file__).parent / "apps"
+BALANCES = ["reuse-port", "shared"]
+
+
+@dataclass
+class Supervised:
+    process: subprocess.Popen[str]
+    url: str
+    banner: str
+    log: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+    def worker_pids(self) -> set[int]:
+        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return {int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+def websuckets(
+    *args: str, redis_url: str, stderr: Any = subprocess.PIPE, env: dict[str, str] | None = None, **options: Any
+) -> subprocess.Popen[str]:
+    """``python -m websuckets ARGS`` in tests/apps, with ``REDIS_URL`` set for workers_app."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "REDIS_URL": redis_url, **(env or {})}
+    argv = [sys.executable, "-m", "websuckets", *args]
+    return subprocess.Popen(argv, cwd=APPS, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, **options)
+
+
+@contextmanager
+def supervised(
+    tmp_path: Path, redis_url: str, *args: str, app: str = "workers_app:app", **options: Any
+) -> Iterator[Supervised]:
+    """``websuckets run APP --workers 2 ARGS`` until it prints its address; its stderr goes to a file."""
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = websuckets(
+            "run", app, "--host", "127.0.0.1", "--port", "0", "--workers", "2", *args,
+            redis_url=redis_url, stderr=stderr, **options,
+        )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        found = re.search(r"ws://\S+", banner)
+        assert found, banner + log.read_text()
+        yield Supervised(process, found.group(), banner, log)
+    finally:
+        if process.poll() is None:
+            for pid in Supervised(process, "", "", log).worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            process.kill()
+        process.communicate()
+
+
+async def ask(ws: ClientConnection, event: str, payload: Any = None) -> Any:
+    """Send a command; the payload of the event that answers it."""
+    await ws.send(json.dumps({"event": event, "payload": payload}))
+    return json.loads(await ws.recv())["payload"]
+
+
+async def logged(server: Supervised, pattern: str) -> str:
+    """Wait until the command's stderr matches ``pattern`` (a bounded number of looks); the match."""
+    for _ in range(600):
+        if found := re.search(pattern, server.stderr):
+            return found.group()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never logged: {pattern}\n{server.stderr}")
+
+
+async def served_by(url: str) -> int:
+    """The pid of the worker that serves a new connection."""
+    async with connect(url) as ws:
+        pid: int = await ask(ws, "job pid")
+        return pid
+
+
+@pytest.mark.parametrize("balance", BALANCES)
+async def test_two_workers_serve_the_connections_between_them(tmp_path: Path, redis_url: str, balance: str) -> None:
+    """With --workers 2, 40 clients are served by both workers, and the command prints one line with the address."""
+    with supervised(tmp_path, redis_url, "--balance", balance) as server:
+        async with AsyncExitStack() as stack:
+            clients = await asyncio.gather(*(stack.enter_async_context(connect(server.url)) for _ in range(40)))
+            pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
+        assert set(pids) == server.worker_pids()
+        assert len(pids) == 2
+        print(f"{balance}: 40 connections spread {sorted(pids.values())}")
+        banner = r"websuckets: serving on ws://127\.0\.0\.1:\d+ with 2 workers \(press Ctrl\+C to stop\)\n"
+        assert re.fullmatch(banner, server.banner)
+        assert re.search(r"worker\[1\] pid \d+ serving", server.stderr)
+        assert re.search(r"worker\[2\] pid \d+ serving", server.stderr)
+
+
+@pytest.mark.parametrize("balance", BALANCES)
+async def test_a_killed_worker_is_logged_and_replaced_while_the_port_stays_open(
+    tmp_path: Path, redis_url: str, balance: str
+) -> None:
+    """kill -9 of a worker: the supervisor logs the signal and starts another; every connection attempt succeeds."""
+    with supervised(tmp_path, redis_url, "--balance", balance) as server:
+        first = server.worker_pids()
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        await logged(server, rf"worker\[\d\] pid {victim} was killed by SIGKILL; restarting in 0\.5 s")
+        seen: set[int] = set()
+        for _ in range(500):  # each attempt must connect: the port is never closed
+            seen.add(await served_by(server.url))
+            if seen - first:
+                break
+            await asyncio.sleep(0.05)
+        assert seen - first, f"no new worker served; seen {seen}\n{server.stderr}"
+        assert victim not in seen
+        assert server.worker_pids() == (first - {victim}) | (seen - first)
+
+
+@pytest.mark.parametrize(("target", "stop"), [("supervisor", signal.SIGTERM), ("process group", signal.SIGINT)])
+async def test_a_stop_signal_drains_every_worker_then_exits_0(
+    tmp_path: Path, redis_url: str, target: str, stop: signal.Signals
+) -> None:
+    """SIGTERM to the supervisor, or Ctrl+C to the whole group: slow commands reply, clients get 1001, exit 0."""
+    with supervised(tmp_path, redis_url, start_new_session=True) as server:
+        async with AsyncExitStack() as stack:
+            clients: dict[int, ClientConnection] = {}
+            for _ in range(200):  # one client on each worker
+                ws = await stack.enter_async_context(connect(server.url))
+                clients.setdefault(await ask(ws, "job pid"), ws)
+                if len(clients) == 2:
+                    break
+            assert len(clients) == 2
+            for pid, ws in clients.items():
+                assert await ask(ws, "job run", {"seconds": 0.5}) == pid  # started
+            if target == "supervisor":
+                server.process.send_signal(stop)
+            else:
+                os.killpg(server.process.pid, stop)
+            for ws in clients.values():
+                assert json.loads(await ws.recv()) == {"event": "done", "payload": 0.5}
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == CloseCode.GOING_AWAY
+        stdout, _ = server.process.communicate(timeout=30)
+        assert server.process.returncode == 0, server.stderr
+        assert stdout == ""  # no worker prints a serving line of its own
+        assert f"{stop.name}: stopping 2 workers" in server.stderr
+        for pid in clients:
+            assert re.search(rf"worker\[\d\] pid {pid} stopped\n", server.stderr)
+        assert "Traceback" not in server.stderr
+
+
+async def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced(tmp_path: Path, redis_url: str) -> None:
+    """A handler that blocks the loop stops the heartbeat: the worker's stack is dumped, it is killed and replaced."""
+    with supervised(tmp_path, redis_url, "--worker-timeout", "2") as server:
+        first = server.worker_pids()
+        async with connect(server.url) as ws:
+            stuck = await ask(ws, "job block", {"seconds": 60})
+            async with asyncio.timeout(45):
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+        await logged(server, rf"worker\[\d\] pid {stuck} was killed by SIGKILL; restarting in")
+        seen: set[int] = set()
+        for _ in range(500):
+            seen.add(await served_by(server.url))
+            if seen - first:
+                break
+            await asyncio.sleep(0.05)
+        assert seen - first, server.stderr
+        log = server.stderr
+        assert re.search(rf"worker\[\d\] pid {stuck} sent no heartbeat for [\d.]+ s: its event loop is blocked", log)
+        assert re.search(r'File ".*workers_app\.py", line \d+ in block', log)  # faulthandler's stack dump
+
+
+def test_a_module_that_fails_in_the_worker_stops_the_command_with_one_error(redis_url: str) -> None:
+    """An app that raises when a worker imports it: one error line, exit 1, and no other worker started."""
+    process = websuckets("run", "worker_import_fails:app", "--port", "0", "--workers", "2", redis_url=redis_url)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: worker[1] could not start: RuntimeError: this module refuses to load in a worker "
+        "(its traceback is above)"
+    ]
+    assert "raise RuntimeError" in stderr  # the worker's traceback, for the operator
+    assert "worker[2]" not in stderr
+
+
+async def test_a_replacement_that_cannot_start_is_retried_while_the_others_serve(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Once the command serves, a replacement worker failing at boot is logged and retried, not fatal."""
+    broken = tmp_path / "broken"
+    env = {"FAIL_WHILE": str(broken)}
+    with supervised(tmp_path, redis_url, app="worker_import_fails:app", env=env) as server:
+        first = server.worker_pids()
+        victim, survivor = sorted(first)
+        broken.touch()
+        os.kill(victim, signal.SIGKILL)
+        refused = r"could not start: RuntimeError: this module refuses to load in a worker \(its traceback is above\)"
+        await logged(server, rf"worker\[\d\] pid \d+ {refused}; retrying in 1\.0 s")
+        assert await served_by(server.url) == survivor
+        broken.unlink()
+        seen: set[int] = set()
+        for _ in range(500):
+            seen.add(await served_by(server.url))
+            if seen - first:
+                break
+            await asyncio.sleep(0.05)
+        assert seen - first, server.stderr
+        assert not [line for line in server.stderr.splitlines() if line.startswith("Error:")]
+        assert server.process.poll() is None
+
+
+def test_redis_down_at_start_stops_the_command_with_one_error() -> None:
+    """Redis unreachable when the first worker starts its app: one error line naming the URL, exit 1."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    process = websuckets("run", "workers_app:app", "--port", "0", "--workers", "2", redis_url=url)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("Error: worker[1] could not start: ")
+    assert url in errors[0]
+    assert "Traceback" not in stderr
+    assert "worker[2]" not in stderr
+
+
+def test_memory_backend_with_several_workers_is_refused_in_one_line(redis_url: str) -> None:
+    """The in-memory backend cannot be shared: --workers 2 says so, names the backend and the fix."""
+    process = websuckets("run", "cli_app:app", "--workers", "2", redis_url=redis_url)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert stderr == (
+        "Error: --workers 2 needs a backend shared between processes; this app uses MemoryBackend: "
+        'WebSuckets(backend=RedisBackend("redis://..."))\n'
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(("loop", "module"), [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")])
+async def test_loop_chooses_the_event_loop(
+    tmp_path: Path, redis_url: str, workers: str, loop: str, module: str
+) -> None:
+    """``--loop asyncio`` and ``--loop uvloop`` serve on that loop, with or without workers; auto is uvloop here."""
+    with supervised(tmp_path, redis_url, "--workers", workers, "--loop", loop) as server:
+        async with connect(server.url) as ws:
+            assert (await ask(ws, "job loop")).split(".")[0] == module
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after SIGTERM:\n{server.stderr}")
+        assert server.process.returncode == 0, server.stderr
+
+
+def test_loop_uvloop_without_uvloop_says_what_to_install(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--loop uvloop`` when uvloop is not installed: one line naming the extra."""
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name, *args: None)
+    monkeypatch.chdir(APPS)
+    monkeypatch.syspath_prepend(str(APPS))
+    result = CliRunner().invoke(cli.main, ["run", "cli_app:app", "--loop", "uvloop"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --loop uvloop needs uvloop, which is not installed: pip install 'websuckets[uvloop]'\n"
+    )
+
+
+def test_reload_with_several_workers_is_refused(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--reload`` runs one process, so it does not combine with ``--workers``."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.chdir(APPS)
+    monkeypatch.syspath_prepend(str(APPS))
+    result = CliRunner().invoke(cli.main, ["run", "workers_app:app", "--workers", "2", "--reload"])
+    assert result.exit_code == 2
+    assert "--reload runs one process: leave out --workers" in result.output
+
+
+def test_the_supervisor_holds_the_port_without_listening_with_reuse_port() -> None:
+    """With reuse-port the supervisor's socket keeps the port while only the workers' sockets take connections."""
+    held = listening_socket("127.0.0.1", 0, Balance.REUSE_PORT)
+    with held, socket.socket() as worker:
+        address = held.getsockname()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(address, timeout=5).close()
+        worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        worker.bind(address)
+        worker.listen()
+        socket.create_connection(address, timeout=5).close()
+        with socket.socket() as intruder, pytest.raises(OSError, match="in use"):  # without SO_REUSEPORT
+            intruder.bind(address)
+
+
+def test_the_shared_socket_listens() -> None:
+    """With the shared socket the supervisor listens, so connections wait in its queue for any worker."""
+    with listening_socket("127.0.0.1", 0, Balance.SHARED) as shared:
+        socket.create_connection(shared.getsockname(), timeout=5).close()

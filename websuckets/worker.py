@@ -1,0 +1,198 @@
+"""One worker process of ``websuckets run --workers N``: what runs in each child.
+
+The child imports the app by its spec, then serves it on the socket the supervisor gave it
+(or on one of its own, bound with ``SO_REUSEPORT``) with the app's own lifecycle:
+``async with app``, `WebSuckets.serve`, `WebSuckets.shutdown` on SIGTERM. It talks to the
+supervisor over a pipe, one line a message:
+
+- ``beat``, written by the event loop itself every ``heartbeat`` seconds, so that a loop blocked
+  by a handler stops beating (a thread would go on beating for it);
+- ``ready`` once it accepts connections;
+- ``boot-failed REASON`` when it could not get that far; it then exits with `BOOT_FAILED`.
+
+It ignores SIGINT (Ctrl+C reaches every process of the terminal's group: the supervisor
+decides), and stops gracefully when the supervisor is gone (its pipe breaks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import click
+
+from .app import WebSuckets
+from .exc import InternalError, WebSucketsError
+
+__all__ = ["BOOT_FAILED", "WorkerConfig", "loop_factory", "prepare", "run_worker"]
+
+logger = logging.getLogger("websuckets.worker")
+
+BOOT_FAILED = 3
+"""The exit code of a worker that failed before it served (gunicorn's ``WORKER_BOOT_ERROR``)."""
+
+LOG_FORMAT = "%(asctime)s %(levelname)s {who} %(name)s: %(message)s"
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop factory for ``--loop asyncio`` or ``--loop uvloop``."""
+    if name == "uvloop":
+        import uvloop  # an optional dependency, imported only when chosen
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What the supervisor hands a worker; pickled into the spawned process."""
+
+    spec: str
+    slot: int
+    loop: str
+    log_level: str
+    load: Callable[[str], WebSuckets]
+    settings: dict[str, Any]
+    """App attributes given on the command line, set after the import."""
+    tls: tuple[str, str | None] | None
+    """``(certfile, keyfile)`` to serve ``wss://``."""
+    pipe: Connection
+    heartbeat: float
+    sock: socket.socket | None
+    """The supervisor's listening socket, or None to listen on one of our own with ``SO_REUSEPORT``."""
+    address: Any
+    family: int
+
+    @property
+    def name(self) -> str:
+        return f"worker[{self.slot}] pid {os.getpid()}"
+
+
+class _BootFailure(Exception):
+    pass
+
+
+class _Pipe:
+    """The write end of the pipe to the supervisor; never blocks the event loop."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection  # it owns the file descriptor
+        self._fd = connection.fileno()
+        os.set_blocking(self._fd, False)
+
+    def send(self, message: str) -> bool:
+        """Write one line; False once the supervisor is gone."""
+        try:
+            os.write(self._fd, message.replace("\n", " ").encode() + b"\n")
+        except BlockingIOError:  # the supervisor is behind: a heartbeat more or less does not matter
+            pass
+        except BrokenPipeError:
+            return False
+        return True
+
+
+def run_worker(config: WorkerConfig) -> None:
+    """The worker's entry point, in the spawned process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a stuck worker's stack, before its SIGKILL
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT.format(who=config.name))
+    pipe = _Pipe(config.pipe)
+    try:
+        app = config.load(config.spec)
+        context = prepare(app, config.settings, config.tls)
+        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+            runner.run(_serve(app, config, pipe, context))
+    except _BootFailure as exc:
+        pipe.send(f"boot-failed {exc}")
+        sys.exit(BOOT_FAILED)
+    except Exception as exc:
+        pipe.send(f"boot-failed {_reason(exc)}")
+        sys.exit(BOOT_FAILED)
+
+
+def prepare(app: WebSuckets, settings: dict[str, Any], tls: tuple[str, str | None] | None) -> ssl.SSLContext | None:
+    """Set the command line's ``settings`` on ``app``; the server's TLS context for ``(certfile, keyfile)``."""
+    for name, value in settings.items():
+        setattr(app, name, value)
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls)
+    return context
+
+
+async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ssl.SSLContext | None) -> None:
+    """Serve until SIGTERM or the supervisor's death, then shut down as `WebSuckets.__call__` does."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    heartbeat = _Heartbeat(loop, pipe, config.heartbeat, stop)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    started = False
+    try:
+        sock = config.sock if config.sock is not None else _reuse_port_socket(config.family, config.address)
+        async with app, app.serve(None, None, sock=sock, ssl=context) as server:
+            started = True
+            pipe.send("ready")
+            await stop.wait()
+            logger.info("shutting down")
+            await app.shutdown(server)
+    except Exception as exc:
+        if started:
+            logger.exception("crashed")
+            raise SystemExit(1) from None
+        raise _BootFailure(_reason(exc)) from None
+    finally:
+        heartbeat.stop()
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+class _Heartbeat:
+    """``beat`` on the pipe every ``interval`` seconds, from the event loop; ``stop`` once the pipe breaks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipe: _Pipe, interval: float, stop: asyncio.Event) -> None:
+        self._loop = loop
+        self._pipe = pipe
+        self._interval = interval
+        self._stop = stop
+        self._next = loop.call_soon(self._beat)
+
+    def _beat(self) -> None:
+        if self._pipe.send("beat"):
+            self._next = self._loop.call_later(self._interval, self._beat)
+        else:
+            logger.warning("the supervisor is gone: stopping")
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._next.cancel()
+
+
+def _reuse_port_socket(family: int, address: Any) -> socket.socket:
+    """A socket of this worker's own on the supervisor's address; the kernel spreads connections over them."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why the worker could not start; the traceback too when the message is not enough."""
+    if isinstance(exc, InternalError) and exc.details is not None:  # BackendUnavailable: "cannot reach Redis at ..."
+        return str(exc.details)
+    if isinstance(exc, WebSucketsError | OSError):  # written for the operator: AppStateError, a port in use
+        return str(exc)
+    if isinstance(exc, click.ClickException):
+        return exc.format_message()
+    logger.error("could not start", exc_info=exc)
+    return f"{type(exc).__name__}: {exc} (its traceback is above)"
