@@ -24,9 +24,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from redis_server import free_port
+from test_tls import certificate, client_context  # noqa: F401  (certificate: a fixture, requested by name)
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode
+from websockets.typing import Origin
 
 from websuckets import cli
 from websuckets.supervisor import Balance, listening_socket
@@ -76,7 +78,7 @@ def supervised(
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()
-        found = re.search(r"ws://\S+", banner)
+        found = re.search(r"wss?://\S+", banner)
         assert found, banner + log.read_text()
         yield Supervised(process, found.group(), banner, log)
     finally:
@@ -326,3 +328,26 @@ def test_the_shared_socket_listens() -> None:
     """With the shared socket the supervisor listens, so connections wait in its queue for any worker."""
     with listening_socket("127.0.0.1", 0, Balance.SHARED) as shared:
         socket.create_connection(shared.getsockname(), timeout=5).close()
+
+
+async def test_the_command_line_settings_and_tls_reach_every_worker(
+    tmp_path: Path,
+    redis_url: str,
+    certificate: tuple[Path, Path],  # noqa: F811  (test_tls's fixture)
+) -> None:
+    """--certfile/--keyfile and --origin apply in each worker: wss:// on both, a foreign origin refused."""
+    cert, key = certificate
+    tls = ("--certfile", str(cert), "--keyfile", str(key))
+    with supervised(tmp_path, redis_url, *tls, "--origin", "https://good.example") as server:
+        assert server.url.startswith("wss://127.0.0.1:")
+        pids: set[int] = set()
+        for _ in range(200):
+            async with connect(server.url, ssl=client_context(cert), origin=Origin("https://good.example")) as ws:
+                pids.add(await ask(ws, "job pid"))
+            if len(pids) == 2:
+                break
+        assert pids == server.worker_pids()
+        for _ in range(10):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(server.url, ssl=client_context(cert), origin=Origin("https://evil.example"))
+            assert refused.value.response.status_code == 403
