@@ -14,6 +14,9 @@ the client share the machine's cores. Three tables, on stdout and in bench/resul
    and how the connections were spread while it ran;
 3. **replies/s**: 1 and 2 workers, asyncio and uvloop.
 
+The runs of the last two tables are interleaved (every case once, then every case again), so
+that other load on the machine spreads over the cases rather than falling on one.
+
 "server CPU" is the workers' CPU time over the measured window (100% is one core), and
 "replies/CPU-s" the replies per second of it: on a machine whose cores the client shares, the
 figure that says what a loop costs.
@@ -170,28 +173,34 @@ async def spread(options: argparse.Namespace, redis_url: str, logs: Path) -> lis
 async def throughput(
     options: argparse.Namespace, redis_url: str, logs: Path, cases: list[tuple[int, str, str]], connections: list[int]
 ) -> list[str]:
+    """The command workload against every case, interleaved: each repetition runs every case in turn."""
     rows = ["| workers | loop | balance | C | replies/s | p50 ms | p99 ms | max ms | server CPU | replies/CPU-s "]
     rows[0] += "| per worker |"
     rows.append("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for workers, loop, balance in cases:
-        async with Server(workers, loop, balance, redis_url, logs) as server:
+    runs: dict[tuple[tuple[int, str, str], int], list[dict[str, Any]]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {case: await stack.enter_async_context(Server(*case, redis_url, logs)) for case in cases}
+        for _ in range(options.repeat):
             for count in connections:
-                runs = []
-                for _ in range(options.repeat):
+                for case, server in servers.items():
                     before = server.sockets()
-                    runs.append(await client(server, "command", count, options))
-                    runs[-1]["spread"] = per_worker(before, runs[-1]["sockets"])
+                    result = await client(server, "command", count, options)
+                    result["spread"] = per_worker(before, result["sockets"])
+                    runs.setdefault((case, count), []).append(result)
                     await asyncio.sleep(0.5)
-                median = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
-                cpu = median["server_cpu"] / median["elapsed"]
-                spread = " ".join("/".join(str(n) for n in r["spread"]) for r in runs)
-                shown = balance if workers > 1 else "-"
-                rows.append(
-                    f"| {workers} | {loop} | {shown} | {count} | {median['rate']:,.0f} | {median['p50_ms']:.2f} "
-                    f"| {median['p99_ms']:.2f} | {median['max_ms']:.1f} | {cpu:.0%} "
-                    f"| {median['count'] / median['server_cpu']:,.0f} | {spread} |"
-                )
-                print(rows[-1], file=sys.stderr)
+    for count in connections:
+        for workers, loop, balance in cases:
+            found = runs[(workers, loop, balance), count]
+            median = sorted(found, key=lambda r: r["rate"])[len(found) // 2]
+            cpu = median["server_cpu"] / median["elapsed"]
+            spread = " ".join("/".join(str(n) for n in r["spread"]) for r in found)
+            shown = balance if workers > 1 else "-"
+            rows.append(
+                f"| {workers} | {loop} | {shown} | {count} | {median['rate']:,.0f} | {median['p50_ms']:.2f} "
+                f"| {median['p99_ms']:.2f} | {median['max_ms']:.1f} | {cpu:.0%} "
+                f"| {median['count'] / median['server_cpu']:,.0f} | {spread} |"
+            )
+            print(rows[-1], file=sys.stderr)
     return rows
 
 
