@@ -223,7 +223,7 @@ async def main(options: argparse.Namespace) -> str:
     header = [
         "## websuckets run --workers",
         "",
-        f"- Command: `python bench/workers.py {' '.join(sys.argv[1:])}` ({time.monotonic() - started:.0f} s)",
+        f"- Command: `{' '.join(['python bench/workers.py', *sys.argv[1:]])}` ({time.monotonic() - started:.0f} s)",
         f"- Machine: {machine()}",
         "- Nothing pinned: the workers, the client (bench/client.py, picows, one process) and redis-server "
         "share the cores; 127.0.0.1 only",
