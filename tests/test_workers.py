@@ -148,11 +148,14 @@ async def test_a_killed_worker_is_logged_and_replaced_while_the_port_stays_open(
         assert server.worker_pids() == (first - {victim}) | (seen - first)
 
 
-@pytest.mark.parametrize(("target", "stop"), [("supervisor", signal.SIGTERM), ("process group", signal.SIGINT)])
+@pytest.mark.parametrize(
+    ("target", "stop"),
+    [("supervisor", signal.SIGTERM), ("process group", signal.SIGINT), ("process group", signal.SIGTERM)],
+)
 async def test_a_stop_signal_drains_every_worker_then_exits_0(
     tmp_path: Path, redis_url: str, target: str, stop: signal.Signals
 ) -> None:
-    """SIGTERM to the supervisor, or Ctrl+C to the whole group: slow commands reply, clients get 1001, exit 0."""
+    """SIGTERM to the supervisor, Ctrl+C or systemd's SIGTERM to the whole group: replies, then 1001, exit 0."""
     with supervised(tmp_path, redis_url, start_new_session=True) as server:
         async with AsyncExitStack() as stack:
             clients: dict[int, ClientConnection] = {}
