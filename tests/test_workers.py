@@ -354,3 +354,55 @@ async def test_the_command_line_settings_and_tls_reach_every_worker(
             with pytest.raises(InvalidStatus) as refused:
                 await connect(server.url, ssl=client_context(cert), origin=Origin("https://evil.example"))
             assert refused.value.response.status_code == 403
+
+
+def http_get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis_url: str) -> None:
+    """/healthz, /readyz and /metrics answer over HTTP under --workers 2; metrics add up both workers, and a
+    killed worker's live gauges leave the multi-process directory."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with supervised(tmp_path, redis_url, app="workers_metrics_app:app", env=env) as server:
+        http = server.url.replace("ws://", "http://")
+        assert (await asyncio.to_thread(http_get, f"{http}/healthz"))[0] == 200
+        assert (await asyncio.to_thread(http_get, f"{http}/readyz"))[0] == 200
+        sockets = [await connect(server.url) for _ in range(20)]
+        try:
+            pids = {await ask(ws, "job pid") for ws in sockets}
+            assert len(pids) == 2, "both workers hold connections"
+            text = ""
+            for _ in range(100):  # each worker writes its figures every second
+                status, text = await asyncio.to_thread(http_get, f"{http}/metrics")
+                assert status == 200
+                families = {f.name: f for f in text_string_to_metric_families(text)}
+                opened = sum(s.value for s in families["websuckets_connections"].samples)
+                if opened == 20:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the connections of both workers never added up to 20:\n{text}")
+        finally:
+            for ws in sockets:
+                await ws.close()
+        victim = min(server.worker_pids())
+        assert list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())
+        os.kill(victim, signal.SIGKILL)
+        await logged(server, rf"pid {victim} was killed by SIGKILL")
+        for _ in range(100):
+            if not list(metrics_dir.glob(f"gauge_live*_{victim}.db")):
+                break
+            await asyncio.sleep(0.05)
+        assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())

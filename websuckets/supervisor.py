@@ -272,6 +272,7 @@ class Supervisor:
         code = worker.process.exitcode
         assert code is not None
         how = _exit_status(code)
+        _forget_metrics(worker.process.pid)
         if self._draining is not None:
             (logger.info if code == 0 else logger.warning)("%s stopped%s", worker.name, "" if code == 0 else f": {how}")
             return
@@ -378,6 +379,17 @@ class Supervisor:
 
     def _live(self) -> list[_Worker]:
         return [slot.worker for slot in self._slots.values() if slot.worker is not None]
+
+
+def _forget_metrics(pid: int | None) -> None:
+    """Drop a dead worker's live gauges from ``prometheus_client``'s multi-process directory, if in use."""
+    if pid is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:  # the metrics extra is not installed: nothing writes there
+        return
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 
 def _delay(failures: int) -> float:
