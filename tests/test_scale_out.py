@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import textwrap
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -215,12 +216,11 @@ PROCESS = textwrap.dedent(
 )
 
 
-async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path) -> None:
-    """kill -9 of a server process: its clients leave the other process's view within dead_after + heartbeat."""
-    from websockets.asyncio.client import connect
-
+@contextlib.asynccontextmanager
+async def server_process(redis_url: str, tmp_path: Path, dead_after: float = 1.0) -> AsyncIterator[tuple[Process, int]]:
+    """A websuckets app in a process of its own on a free port, sharing ``redis_url``; killed afterwards."""
     script = tmp_path / "server.py"
-    script.write_text(PROCESS)
+    script.write_text(PROCESS.replace("dead_after=1.0", f"dead_after={dead_after}"))
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [str(script), redis_url, str(port)]
@@ -228,18 +228,28 @@ async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path)
     try:
         assert process.stdout is not None
         await process.stdout.readline()  # "websuckets: serving on ..."
-        async with TestClient(chat_app(backend(redis_url)), real=True) as survivor:
-            sockets = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
-            await eventually(lambda: survivor.app.backend.count_online() == 3)
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-            await eventually(lambda: survivor.app.backend.count_online() == 0, within=10)
-            for socket in sockets:
-                socket.transport.abort()
+        yield process, port
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_killed_process_leaves_no_ghosts(redis_url: str, tmp_path: Path) -> None:
+    """kill -9 of a server process: its clients leave the other process's view within dead_after + heartbeat."""
+    from websockets.asyncio.client import connect
+
+    async with (
+        server_process(redis_url, tmp_path) as (process, port),
+        TestClient(chat_app(backend(redis_url)), real=True) as survivor,
+    ):
+        sockets = [await connect(f"ws://127.0.0.1:{port}") for _ in range(3)]
+        await eventually(lambda: survivor.app.backend.count_online() == 3)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await eventually(lambda: survivor.app.backend.count_online() == 0, within=10)
+        for socket in sockets:
+            socket.transport.abort()
 
 
 async def test_listener_comes_back_after_redis_kills_subscribers(
@@ -309,28 +319,18 @@ async def test_a_send_to_a_dead_process_raises_like_a_closed_socket(redis_url: s
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    script = tmp_path / "server.py"
-    script.write_text(PROCESS.replace("dead_after=1.0", "dead_after=30.0"))
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = [str(script), redis_url, str(port)]
-    process = await asyncio.create_subprocess_exec(sys.executable, *args, env=env, stdout=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        await process.stdout.readline()
-        async with TestClient(chat_app(RedisBackend(redis_url, dead_after=30.0)), real=True) as survivor:
-            socket = await connect(f"ws://127.0.0.1:{port}")
-            await eventually(lambda: survivor.app.backend.count_online() == 1)
-            (remote,) = survivor.app.backend.online_users()
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-            with pytest.raises(ConnectionClosed):
-                await remote.socket.send("anyone?")
-            socket.transport.abort()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with (
+        server_process(redis_url, tmp_path, dead_after=30.0) as (process, port),
+        TestClient(chat_app(RedisBackend(redis_url, dead_after=30.0)), real=True) as survivor,
+    ):
+        socket = await connect(f"ws://127.0.0.1:{port}")
+        await eventually(lambda: survivor.app.backend.count_online() == 1)
+        (remote,) = survivor.app.backend.online_users()
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        with pytest.raises(ConnectionClosed):
+            await remote.socket.send("anyone?")
+        socket.transport.abort()
 
 
 async def test_welcome_tells_a_client_its_id(redis_url: str) -> None:

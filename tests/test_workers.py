@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from http_get import http_get
 from redis_server import free_port
 from test_tls import certificate, client_context  # noqa: F401  (certificate: a fixture, requested by name)
 from websockets.asyncio.client import ClientConnection, connect
@@ -356,17 +357,6 @@ async def test_the_command_line_settings_and_tls_reach_every_worker(
             assert refused.value.response.status_code == 403
 
 
-def http_get(url: str) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis_url: str) -> None:
     """/healthz, /readyz and /metrics answer over HTTP under --workers 2; metrics add up both workers, and a
     killed worker's live gauges leave the multi-process directory."""
@@ -376,17 +366,18 @@ async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis
     metrics_dir.mkdir()
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with supervised(tmp_path, redis_url, app="workers_metrics_app:app", env=env) as server:
-        http = server.url.replace("ws://", "http://")
-        assert (await asyncio.to_thread(http_get, f"{http}/healthz"))[0] == 200
-        assert (await asyncio.to_thread(http_get, f"{http}/readyz"))[0] == 200
+        port = int(server.url.rsplit(":", 1)[1])
+        assert (await http_get(port, "/healthz"))[0] == 200
+        assert (await http_get(port, "/readyz"))[0] == 200
         sockets = [await connect(server.url) for _ in range(20)]
         try:
             pids = {await ask(ws, "job pid") for ws in sockets}
             assert len(pids) == 2, "both workers hold connections"
             text = ""
             for _ in range(100):  # each worker writes its figures every second
-                status, text = await asyncio.to_thread(http_get, f"{http}/metrics")
+                status, _, body = await http_get(port, "/metrics")
                 assert status == 200
+                text = body.decode()
                 families = {f.name: f for f in text_string_to_metric_families(text)}
                 opened = sum(s.value for s in families["websuckets_connections"].samples)
                 if opened == 20:

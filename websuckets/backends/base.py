@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
+from ..presence import Presence
+
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
     from ..session import User
     from ..store import SessionStore
 
-__all__ = ["Backend", "BackendHealth", "TokenRecord", "UserId"]
+__all__ = ["Backend", "BackendHealth", "IndexedBackend", "TokenRecord", "UserId"]
 
 UserId = str | int
 """The id of a user (not of a connection): whatever the application sets on ``User.id``."""
@@ -153,3 +155,49 @@ class Backend(ABC):
     @abstractmethod
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         """Send to every connection verified as ``user_id``, waiting for none."""
+
+
+class IndexedBackend(Backend):
+    """A backend that answers every read of presence from a `Presence` index in this process.
+
+    Both built-in backends are: `MemoryBackend` indexes this process's clients, `RedisBackend`
+    its mirror of every process's clients.
+    """
+
+    presence: Presence
+
+    def add_online(self, user: User) -> None:
+        self.presence.add(user)
+
+    def remove_online(self, user: User) -> None:
+        self.presence.remove(user)
+
+    def get_online(self, client_id: UUID) -> User | None:
+        return self.presence.online.get(client_id)
+
+    def online_ids(self) -> Iterator[UUID]:
+        return self.presence.online_ids()
+
+    def count_online(self) -> int:
+        return len(self.presence.online)
+
+    def online_users(self) -> list[User]:
+        return list(self.presence.online.values())
+
+    def add_verified(self, user: User) -> None:
+        self.presence.add_verified(user)
+
+    def remove_verified(self, user_id: UserId, user: User) -> None:
+        self.presence.remove_verified(user_id, user)
+
+    def get_verified(self, user_id: UserId) -> User | None:
+        return self.presence.latest_verified(user_id)
+
+    def verified_ids(self) -> Iterator[UserId]:
+        return self.presence.verified_ids()
+
+    def count_verified(self) -> int:
+        return len(self.presence.verified)
+
+    def room_members(self, room: str) -> Mapping[UUID, User]:
+        return self.presence.members(room)

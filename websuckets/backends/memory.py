@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..delivery import send_now
 from ..presence import Presence
-from .base import Backend, BackendHealth, TokenRecord, UserId
+from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
     from ..session import User
@@ -17,7 +16,7 @@ if TYPE_CHECKING:  # a cycle: session.User holds its backend
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend(Backend):
+class MemoryBackend(IndexedBackend):
     """Keeps session state in this process: enough for one server process.
 
     Tokens are kept by digest only, and die with the process.
@@ -33,39 +32,6 @@ class MemoryBackend(Backend):
         self._prune_at = self.PRUNE_MINIMUM
 
     # presence
-
-    def add_online(self, user: User) -> None:
-        self.presence.add(user)
-
-    def remove_online(self, user: User) -> None:
-        self.presence.remove(user)
-
-    def get_online(self, client_id: UUID) -> User | None:
-        return self.presence.online.get(client_id)
-
-    def online_ids(self) -> Iterator[UUID]:
-        return self.presence.online_ids()
-
-    def count_online(self) -> int:
-        return len(self.presence.online)
-
-    def online_users(self) -> list[User]:
-        return list(self.presence.online.values())
-
-    def add_verified(self, user: User) -> None:
-        self.presence.add_verified(user)
-
-    def remove_verified(self, user_id: UserId, user: User) -> None:
-        self.presence.remove_verified(user_id, user)
-
-    def get_verified(self, user_id: UserId) -> User | None:
-        return self.presence.latest_verified(user_id)
-
-    def verified_ids(self) -> Iterator[UserId]:
-        return self.presence.verified_ids()
-
-    def count_verified(self) -> int:
-        return len(self.presence.verified)
 
     # tokens
 
@@ -95,9 +61,6 @@ class MemoryBackend(Backend):
         user = self.presence.online.get(client_id)
         if user is not None:
             self.presence.leave(user, room)
-
-    def room_members(self, room: str) -> Mapping[UUID, User]:
-        return self.presence.members(room)
 
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
         members = self.presence.online if room is None else self.presence.members(room)

@@ -29,7 +29,7 @@ import secrets
 import socket as socket_module
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -42,7 +42,7 @@ from ..exc import BackendUnavailable
 from ..presence import Presence
 from ..remote import RemoteSocket, RemoteUser
 from ._redis_keys import HEARTBEAT, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
-from .base import Backend, BackendHealth, TokenRecord, UserId
+from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 
 try:
     from redis.asyncio import Redis
@@ -81,7 +81,7 @@ class _Op:
         self.what = what
 
 
-class RedisBackend(Backend):
+class RedisBackend(IndexedBackend):
     """Sessions, tokens, rooms and delivery shared by every process connected to one Redis.
 
     Args:
@@ -184,54 +184,28 @@ class RedisBackend(Backend):
 
     def add_online(self, user: User) -> None:
         self._local[user.client_id] = user
-        self.presence.add(user)
+        super().add_online(user)
         self._publish(user)
 
     def remove_online(self, user: User) -> None:
-        self.presence.remove(user)
+        super().remove_online(user)
         if self._local.pop(user.client_id, None) is not None:
             args = (user.client_id.hex, self.keys.all)
             self._enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
 
-    def get_online(self, client_id: UUID) -> User | None:
-        return self.presence.online.get(client_id)
-
-    def online_ids(self) -> Iterator[UUID]:
-        return self.presence.online_ids()
-
-    def count_online(self) -> int:
-        return len(self.presence.online)
-
-    def online_users(self) -> list[User]:
-        return list(self.presence.online.values())
-
     def user_changed(self, user: User) -> None:
         self._publish(user)
 
-    def add_verified(self, user: User) -> None:
-        self.presence.add_verified(user)
-
-    def remove_verified(self, user_id: UserId, user: User) -> None:
-        self.presence.remove_verified(user_id, user)
-
-    def get_verified(self, user_id: UserId) -> User | None:
-        return self.presence.latest_verified(user_id)
-
-    def verified_ids(self) -> Iterator[UserId]:
-        return self.presence.verified_ids()
-
-    def count_verified(self) -> int:
-        return len(self.presence.verified)
-
     def _publish(self, user: User) -> None:
         """Write a local client's record and tell every process (a no-op once it has left)."""
-        if user.client_id not in self._local:
-            return
-        cid = user.client_id.hex
-        record = self._record(user)
+        if user.client_id in self._local:
+            self._enqueue(self._upsert(user), "presence")
+
+    def _upsert(self, user: User) -> tuple[Any, ...]:
+        """The command that writes a local client's record and publishes it."""
+        cid, record = user.client_id.hex, self._record(user)
         event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
-        args = ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
-        self._enqueue(args, "presence")
+        return ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
 
     def _record(self, user: User) -> str:
         attributes = {}
@@ -307,9 +281,6 @@ class RedisBackend(Backend):
         self.presence.leave(user, room)
         await self._write_now(user, "leave")
 
-    def room_members(self, room: str) -> Mapping[UUID, User]:
-        return self.presence.members(room)
-
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
         members = self.presence.online if room is None else self.presence.members(room)
         local = self._local
@@ -376,11 +347,7 @@ class RedisBackend(Backend):
             raise _unavailable(what) from None
 
     async def _write_now(self, user: User, what: str) -> None:
-        cid = user.client_id.hex
-        record = self._record(user)
-        event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
-        args = ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
-        await self._call(args, what)
+        await self._call(self._upsert(user), what)
 
     async def _write_forever(self) -> None:
         while True:
@@ -517,9 +484,7 @@ class RedisBackend(Backend):
             REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *[u.client_id.hex for u in local]
         )
         for user in local:
-            cid, record = user.client_id.hex, self._record(user)
-            event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
-            pipe.evalsha(UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+            pipe.execute_command(*self._upsert(user))
         held = dict(self.sessions.held_tokens()) if redis_was_emptied else {}
         held.update(self._unwritten_tokens)
         for digest, token_record in held.items():
