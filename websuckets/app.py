@@ -15,7 +15,7 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
-from .backends.base import Backend
+from .backends.base import Backend, UserId
 from .backends.memory import MemoryBackend
 from .connection import drop_waiting_handshakes, guarded_connection
 from .context import CallNext, Middleware
@@ -24,6 +24,7 @@ from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
 from .instrument import Instrument
+from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
 from .routing import Command, CommandGroup
@@ -78,8 +79,11 @@ class WebSuckets:
         send_timeout: seconds a send may wait for a client that reads nothing before the
             connection is closed with 1013; ``None`` to wait forever.
         compression: ``"deflate"`` for permessage-deflate, ``None`` (the default) for none.
+        handshake_auth: a `websuckets.handshake_auth.HandshakeAuth` to authenticate clients
+            with a token at the handshake (a header, the subprotocol, a cookie or the query
+            string), before their first command; ``None`` (the default) for none.
         handshake_checks: ``process_request`` hooks run on every handshake after the built-in
-            checks, for example `websuckets.handshake_auth.authenticate_handshake`.
+            checks (connection cap, origin, ``handshake_auth``), returning a response to refuse it.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class WebSuckets:
         ping_timeout: float | None = 15.0,
         send_timeout: float | None = 10.0,
         compression: str | None = None,
+        handshake_auth: HandshakeAuth | None = None,
         handshake_checks: Sequence[Check] = (),
     ) -> None:
         self.container = container
@@ -125,6 +130,7 @@ class WebSuckets:
         self.ping_timeout = ping_timeout
         self.send_timeout = send_timeout
         self.compression = compression
+        self.handshake_auth = handshake_auth
         self.handshake_checks = list(handshake_checks)
         self.middlewares: list[Middleware] = []
         self.commands: dict[str, Command] = {}
@@ -132,6 +138,7 @@ class WebSuckets:
         self.connect_hooks: list[CallPlan] = []
         self.disconnect_hooks: list[CallPlan] = []
         self._dispatcher: Dispatcher | None = None
+        self._handshake_tokens: HandshakeTokens | None = None
         self.static: StaticFiles | None = None
         self.instruments: list[Instrument] = []
         self.server_events: dict[str, Any] = {}
@@ -222,6 +229,7 @@ class WebSuckets:
         sessions = SessionStore(self.backend, self.token_ttl)
         _settle_malloc()
         await self.backend.start()
+        tokens = self._handshake_tokens = None if self.handshake_auth is None else self.handshake_auth.bind(sessions)
         self._dispatcher = Dispatcher(
             routes,
             sessions,
@@ -231,6 +239,7 @@ class WebSuckets:
             self.max_message_size,
             self.welcome,
             trace=any(instrument.traces_envelopes for instrument in self.instruments),
+            adopt_handshake=None if tokens is None else tokens.adopt,
         )
         activate(sessions)
         for group in self._groups:
@@ -248,6 +257,7 @@ class WebSuckets:
             for instrument in reversed(self.instruments):
                 await instrument.shutdown(self)
         dispatcher, self._dispatcher = self._dispatcher, None
+        self._handshake_tokens = None
         if dispatcher is not None:
             deactivate(dispatcher.sessions)
             logger.info("app stopped")
@@ -298,6 +308,15 @@ class WebSuckets:
             )
         return bool(injecting)
 
+    def issue_token(self, user_id: UserId) -> str:
+        """A new token for the user ``user_id``, valid for ``token_ttl`` seconds on every process.
+
+        For tokens made outside a connection: an HTTP sign-in beside the app, say, whose
+        clients then present the token at the handshake (``handshake_auth``) or in commands.
+        Inside a handler, set ``User.token`` instead. Only while the app is started.
+        """
+        return self.dispatcher.sessions.issue(user_id)
+
     @property
     def dispatcher(self) -> Dispatcher:
         """The running dispatcher; only while the app is started."""
@@ -319,8 +338,10 @@ class WebSuckets:
 
         Extra keyword arguments go to `websockets.asyncio.server.serve` (``ssl=`` for TLS), over
         the app's settings. A ``process_request`` you pass runs after the app's handshake
-        checks (connection cap, origin, ``handshake_checks``), in place of the static routes
-        (`add_static`); ``origins=`` replaces the app's ``origins``.
+        checks (connection cap, origin, ``handshake_auth``, ``handshake_checks``), in place of
+        the static routes (`add_static`); ``origins=`` replaces the app's ``origins``. Unless
+        you pass ``subprotocols=``, the server selects the ``websuckets`` subprotocol when a
+        client offers it (browsers that send a token as a subprotocol need an answer).
         """
         kwargs.setdefault("max_size", self.protocol_max_size)
         kwargs["process_request"] = self.handshake(kwargs.pop("origins", self.origins), kwargs.get("process_request"))
@@ -333,6 +354,8 @@ class WebSuckets:
         for instrument in self.instruments:
             connection_class = instrument.connection_class(connection_class)
         kwargs.setdefault("create_connection", connection_class)
+        if "subprotocols" not in kwargs:
+            kwargs.setdefault("select_subprotocol", select_subprotocol)
         return websockets_serve(self.handler, host, port, **kwargs)
 
     def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
@@ -347,6 +370,8 @@ class WebSuckets:
             checks.append(limit_connections(lambda: dispatcher.open_connections, self.max_connections))
         if origins != "*":
             checks.append(check_origin(None if origins is None else [o for o in origins if o is not None]))
+        if self._handshake_tokens is not None:
+            checks.append(self._handshake_tokens)
         checks += self.handshake_checks
         if process_request is not None:
             checks.append(process_request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from dishka import AsyncContainer, Scope
@@ -26,7 +26,7 @@ from .routing import Command
 from .session import User, enter_connection
 from .store import SessionStore
 
-__all__ = ["Connection", "Dispatcher", "ErrorListener", "Route"]
+__all__ = ["AdoptHandshake", "Connection", "Dispatcher", "ErrorListener", "Route"]
 
 logger = logging.getLogger("websuckets.dispatcher")
 
@@ -49,6 +49,13 @@ class Route(NamedTuple):
 
 class ErrorListener(Protocol):
     def __call__(self, exc: BaseException, /) -> None: ...
+
+
+AdoptHandshake = Callable[[ServerConnection, User], Awaitable[bool]]
+"""Verifies a new connection's `User` with the token of its handshake; ``False`` refuses the connection.
+
+See `websuckets.handshake_auth.HandshakeTokens.adopt`.
+"""
 
 
 class Connection:
@@ -87,11 +94,16 @@ class Dispatcher:
         welcome: bool = False,
         *,
         trace: bool = False,
+        adopt_handshake: AdoptHandshake | None = None,
     ) -> None:
         self.routes = routes
         self.parse = parse_traced_envelope if trace else parse_envelope
         """How frames become envelopes: with their ``traceparent`` only when an instrument traces."""
         self.welcome = welcome
+        self.adopt_handshake = adopt_handshake
+        """Set when the app authenticates at the handshake; ``None`` costs a connection nothing."""
+        self.connection_tokens = adopt_handshake is not None
+        """Whether a protected command without a ``token`` uses its connection's token (handshake auth)."""
         self.sessions = sessions
         self.container = container
         self.on_connect = on_connect
@@ -126,6 +138,10 @@ class Dispatcher:
     async def _serve(self, socket: ServerConnection) -> None:
         user = self.sessions.connect(socket)
         try:
+            if self.adopt_handshake is not None and not await self.adopt_handshake(socket, user):
+                logger.info("client %s refused: its handshake token is not valid (any more)", socket.id)
+                await socket.close(CloseCode.POLICY_VIOLATION, "authentication required")
+                return
             if self.container is None:
                 await self._run(Connection(self, socket, user, None))
             else:

@@ -114,9 +114,21 @@ class PayloadInvalid(_FrameworkError):
 
 
 class Unauthorized(_FrameworkError):
-    """A protected command came without the valid token of a verified user."""
+    """A protected command came without the valid token of a verified user.
+
+    ``details`` says why, in one of three stable texts a client can act on:
+
+    - `MISSING`: no token came with the command (nor with the connection's handshake);
+    - `EXPIRED`: the token was valid and has expired: refresh it before it does, or sign in again;
+    - `INVALID`: the token is not one the app knows: never issued, revoked, or expired
+      too long ago to be told apart.
+    """
 
     code = "unauthorized"
+
+    MISSING: ClassVar[str] = "this command needs a token"
+    EXPIRED: ClassVar[str] = "the token has expired"
+    INVALID: ClassVar[str] = "the token is invalid or has expired"
 
 
 class MessageTooLarge(_FrameworkError):

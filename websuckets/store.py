@@ -9,9 +9,10 @@ shared backend can announce those tokens again after its store lost them.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import Backend, TokenRecord
+from .backends.base import Backend, TokenRecord, UserId
 from .security import Token
 from .session import User
 
@@ -29,13 +30,22 @@ class SessionStore:
     every connection holding it.
     """
 
+    EXPIRED_MEMORY = 10_000
+    """Digests of tokens found expired that the store remembers, to tell expired from unknown."""
+
     def __init__(self, backend: Backend, token_ttl: float) -> None:
         self.backend = backend
         self.token_ttl = token_ttl
         self.shares = backend.shared
         """Whether attributes set on users go to the backend (decided once, at start)."""
+        self.revocations = 0
+        """Tokens revoked so far (here or on other processes): a change means a check may be stale."""
         self._holders: dict[str, set[User]] = {}
         self._records: dict[str, TokenRecord] = {}
+        self._expired: dict[str, None] = {}
+        """Digests of tokens seen expired, oldest first, at most `EXPIRED_MEMORY`."""
+        self._lapsed: weakref.WeakSet[User] = weakref.WeakSet()
+        """Users whose token expired while they held it, until they get another."""
         backend.sessions = self
 
     def connect(self, socket: ServerConnection) -> User:
@@ -60,6 +70,7 @@ class SessionStore:
 
     def _change_identity(self, user: User, name: str, value: Any) -> None:
         old_id, old_token = user.id, user.token
+        self._lapsed.discard(user)
         old_record = self._records.get(Token.digest(old_token)) if old_token is not None else None
         self._drop_verified(user)
         object.__setattr__(user, name, value)
@@ -80,9 +91,16 @@ class SessionStore:
         else:
             self._mark_verified(user, old_record)
 
+    def issue(self, user_id: UserId) -> str:
+        """A new token for ``user_id``, valid for ``token_ttl`` seconds, held by no connection yet."""
+        token = Token.generate()
+        self.backend.remember_token(Token.digest(token), TokenRecord(user_id, time.time() + self.token_ttl))
+        return token
+
     def adopt(self, user: User, token: str, record: TokenRecord) -> None:
         """Verify ``user`` with a token issued earlier (on another connection), keeping its expiry."""
         self._drop_verified(user)
+        self._lapsed.discard(user)
         object.__setattr__(user, "id", record.user_id)
         object.__setattr__(user, "token", token)
         self._mark_verified(user, record)
@@ -97,11 +115,17 @@ class SessionStore:
 
     def revoked(self, digest: str) -> None:
         """A token was revoked (here or on another process): unverify the connections holding it."""
-        self._records.pop(digest, None)
+        self.revocations += 1
+        record = self._records.pop(digest, None)
+        expired = record is not None and record.expires_at <= time.time()
+        if expired:
+            self._remember_expired(digest)
         for holder in self._holders.pop(digest, set()):
             if holder.token is not None and Token.digest(holder.token) == digest:
                 self._drop_verified(holder)
                 object.__setattr__(holder, "token", None)
+                if expired:
+                    self._lapsed.add(holder)
                 if self.shares:
                     self.backend.user_changed(holder)
 
@@ -118,9 +142,27 @@ class SessionStore:
         if record is None:
             return None
         if record.expires_at <= time.time():
+            self._remember_expired(digest)
             self.revoke(token)
             return None
         return record
+
+    def expired(self, token: str) -> bool:
+        """Whether ``token`` was found expired here (rather than never issued, or revoked).
+
+        Only the last `EXPIRED_MEMORY` such tokens are remembered, by digest; a token that
+        expired unseen in a shared backend is unknown, like one never issued.
+        """
+        return Token.digest(token) in self._expired
+
+    def lapsed(self, user: User) -> bool:
+        """Whether ``user`` lost its token by expiry, and has not been given another since."""
+        return user in self._lapsed
+
+    def _remember_expired(self, digest: str) -> None:
+        self._expired[digest] = None
+        if len(self._expired) > self.EXPIRED_MEMORY:
+            del self._expired[next(iter(self._expired))]
 
     def held_tokens(self) -> list[tuple[str, TokenRecord]]:
         """The digest and record of each token that a connection of this process is verified with."""

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -30,14 +30,17 @@ from dishka import AsyncContainer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from websockets.frames import Close, CloseCode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from .app import WebSuckets, quiet_frames
 from .dispatcher import Connection
 from .envelope import MISSING
+from .handshake import Handshake
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
 
@@ -244,6 +247,7 @@ class TestClient:
         self._readiness = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
+        self._handshake: Handshake | None = None
         self.port: int | None = None
         """The server's port, when ``real``."""
 
@@ -256,6 +260,8 @@ class TestClient:
         if self.real:
             self._server = await self.app.serve("127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
+        else:
+            self._handshake = self.app.handshake(self.app.origins)
         return self
 
     async def __aexit__(
@@ -275,11 +281,27 @@ class TestClient:
         if exc is None:
             self.raise_server_error()
 
-    async def connect(self) -> TestConnection:
-        """A new client, connected, once the server has run its connect hooks."""
+    async def connect(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        path: str = "/",
+    ) -> TestConnection:
+        """A new client, connected, once the server has run its connect hooks.
+
+        ``headers``, ``subprotocols`` and ``path`` (with a query string) go into the opening
+        handshake, whose checks (origin, connection cap, handshake authentication) run in
+        memory too. A refused handshake raises ``websockets.exceptions.InvalidStatus``, whose
+        ``response`` has the status code, as a real client's does.
+        """
         if self.real:
             socket = await connect(
-                self.url, open_timeout=self.timeout, logger=quiet_frames(logging.getLogger("websuckets.testing"))
+                self.url + path,
+                open_timeout=self.timeout,
+                logger=quiet_frames(logging.getLogger("websuckets.testing")),
+                additional_headers=headers,
+                subprotocols=[Subprotocol(name) for name in subprotocols] if subprotocols else None,
             )
             address = socket.local_address
             server_side = await self._wait_ready(
@@ -289,6 +311,11 @@ class TestClient:
             connection = TestConnection(self, _RealTransport(socket), client_id)
         else:
             server, client = _memory_pair(self.app.protocol_max_size)
+            server.request = _handshake_request(path, headers, subprotocols)
+            assert self._handshake is not None
+            refused = await self._handshake(server, server.request)  # type: ignore[arg-type]
+            if refused is not None:
+                raise InvalidStatus(refused)
             task = asyncio.create_task(self.app.handler(server))  # type: ignore[arg-type]
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -353,10 +380,12 @@ class _RealTransport:
 class _MemorySocket:
     """One end of an in-memory connection: the part of ``ServerConnection`` handlers use."""
 
+    logger = logging.getLogger("websuckets.testing")
+
     def __init__(self, max_size: int | None) -> None:
         self.id = uuid4()
         self.state = State.OPEN
-        self.request = Request("/", Headers({"Host": "memory"}))
+        self.request = _handshake_request("/", None, None)
         self.local_address = ("memory", 0)
         self.remote_address = ("memory", 0)
         self.latency = 0.0
@@ -388,6 +417,10 @@ class _MemorySocket:
             self.close_now(CloseCode.MESSAGE_TOO_BIG, "message too big")
             raise self._closed_error()
         return item
+
+    def respond(self, status: int, text: str) -> Response:
+        """A plain HTTP response refusing the handshake, as ``ServerConnection.respond`` makes."""
+        return ServerProtocol().reject(status, text)
 
     async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
         pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -423,6 +456,16 @@ class _MemorySocket:
         if close.code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
             return ConnectionClosedOK(close, close, rcvd_then_sent=True)
         return ConnectionClosedError(close, close, rcvd_then_sent=True)
+
+
+def _handshake_request(path: str, headers: Mapping[str, str] | None, subprotocols: Sequence[str] | None) -> Request:
+    """The opening handshake of an in-memory client, as a real client would send it."""
+    request = Headers({"Host": "memory", "Upgrade": "websocket", "Connection": "Upgrade"})
+    if subprotocols:
+        request["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    for name, value in (headers or {}).items():
+        request[name] = value
+    return Request(path, request)
 
 
 def _memory_pair(max_size: int | None) -> tuple[_MemorySocket, _MemorySocket]:

@@ -12,7 +12,9 @@ async def authenticate(ctx: Context, call_next: CallNext) -> None:
     """Refuse a protected command unless its token is a valid, unexpired one.
 
     A token issued on an earlier connection verifies this one too (a client that
-    reconnects keeps its token).
+    reconnects keeps its token). On an app with handshake authentication
+    (`websuckets.handshake_auth.HandshakeAuth`), a command without a ``token`` field uses
+    the token its connection is verified with.
     """
     if ctx.command.protected:
         await _check_token(ctx)
@@ -20,11 +22,16 @@ async def authenticate(ctx: Context, call_next: CallNext) -> None:
 
 
 async def _check_token(ctx: Context) -> None:
-    if ctx.token is None:
-        raise Unauthorized("this command needs a token")
     sessions = ctx.connection.sessions
-    record = await sessions.find_valid_token(ctx.token)
+    token = ctx.token
+    if token is None and ctx.connection.dispatcher.connection_tokens:
+        token = ctx.user.token
+        if token is None and sessions.lapsed(ctx.user):
+            raise Unauthorized(Unauthorized.EXPIRED)
+    if token is None:
+        raise Unauthorized(Unauthorized.MISSING)
+    record = await sessions.find_valid_token(token)
     if record is None:
-        raise Unauthorized("the token is invalid or has expired")
-    if ctx.user.id != record.user_id or ctx.user.token != ctx.token:
-        sessions.adopt(ctx.user, ctx.token, record)
+        raise Unauthorized(Unauthorized.EXPIRED if sessions.expired(token) else Unauthorized.INVALID)
+    if ctx.user.id != record.user_id or ctx.user.token != token:
+        sessions.adopt(ctx.user, token, record)
