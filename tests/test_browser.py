@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from examples_loader import load_example
 from playwright.sync_api import Page, expect, sync_playwright
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import CommandGroup, Context, WebSuckets
+from websuckets.handshake_auth import HandshakeAuth
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,10 +43,12 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 
 class DemoServer(threading.Thread):
-    """examples/chat.py's app on a free port of 127.0.0.1, in a thread with its own event loop."""
+    """examples/chat.py's app (or another) on a free port of 127.0.0.1, in a thread with its own event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, make_app: Callable[[], WebSuckets] | None = None) -> None:
         super().__init__(name="demo-server", daemon=True)
+        self.make_app = make_app or (lambda: load_example("chat.py").create_app())
+        self.app: WebSuckets | None = None
         self.port = 0
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -57,12 +66,21 @@ class DemoServer(threading.Thread):
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        app = load_example("chat.py").create_app()
+        app = self.app = self.make_app()
         async with app, app.serve("127.0.0.1", 0) as server:
             self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
             await self._stopping.wait()
             await app.shutdown(server)
+
+    def call(self, function: Callable[[], T]) -> T:
+        """``function()`` run in the server's thread, on its loop."""
+        assert self._loop is not None
+
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=5)
 
     def stop(self) -> None:
         if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
@@ -168,3 +186,61 @@ def test_two_browsers_chat(demo_url: str, tmp_path: Path) -> None:
             assert screenshot.stat().st_size > 0
         finally:
             browser.close()
+
+
+def authenticating_app(static: Path) -> WebSuckets:
+    """A page at / and one command saying who the connection is, behind a required handshake token."""
+    app = WebSuckets(handshake_auth=HandshakeAuth())
+    group = CommandGroup()
+
+    @group.command("who")
+    async def who(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("user", {"id": ctx.user.id, "subprotocol": socket.subprotocol})
+
+    app.include_command_group(group)
+    app.add_static("/", static)
+    return app
+
+
+TOKEN_IN_A_BROWSER = """async (token) => {
+    const { connect } = await import("/websuckets.js");
+    const url = location.origin.replace(/^http/, "ws") + "/";
+    const client = await connect(url, { token, handshakeToken: true, reconnect: false });
+    const who = await client.request("who");
+    client.close();
+    const bare = await new Promise((resolve) => {
+        const ws = new WebSocket(url, [`websuckets.token.${token}`]);  // no "websuckets" offered
+        ws.onopen = () => { ws.close(); resolve("opened"); };
+        ws.onclose = () => resolve("failed");
+    });
+    return { who, bare };
+}"""
+
+
+def test_a_browser_presents_its_token_as_a_subprotocol(tmp_path: Path) -> None:
+    """Chromium opens a websocket with the token as a subprotocol; the server answers 'websuckets' and verifies it.
+
+    Offered alone, the token's subprotocol gets no answer (the server never echoes a token), and
+    Chromium fails such a handshake: websuckets.js always offers 'websuckets' beside it.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
+    (tmp_path / "index.html").write_text("<!doctype html><title>handshake</title>")
+    server = DemoServer(lambda: authenticating_app(tmp_path))
+    server.start()
+    assert server.ready.wait(timeout=15), "the server did not start"
+    try:
+        assert server.app is not None
+        app = server.app
+        token = server.call(lambda: app.issue_token("alice"))
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.port}/")
+                result = page.evaluate(TOKEN_IN_A_BROWSER, token)
+            finally:
+                browser.close()
+        assert result == {"who": {"id": "alice", "subprotocol": "websuckets"}, "bare": "failed"}
+    finally:
+        server.stop()

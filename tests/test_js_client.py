@@ -14,6 +14,7 @@ from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
 from websuckets.exc import InternalError
+from websuckets.handshake_auth import HandshakeAuth
 from websuckets.security import Token
 
 JS_TESTS = Path(__file__).resolve().parent / "js"
@@ -24,10 +25,14 @@ class Login(BaseModel):
     login: str
 
 
-def make_app() -> WebSuckets:
+def make_app(handshake_auth: HandshakeAuth | None = None) -> WebSuckets:
     """Commands for the client to exercise: replies, errors, pushes, a protected one, a dropped connection."""
-    app = WebSuckets(welcome=True)
+    app = WebSuckets(welcome=True, handshake_auth=handshake_auth)
     group = CommandGroup()
+
+    @group.command("who")
+    async def who(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("user", {"id": ctx.user.id, "subprotocol": socket.subprotocol})
 
     @group.command("my id")
     async def my_id(socket: ServerConnection, ctx: Context) -> None:
@@ -81,12 +86,13 @@ def node_command() -> list[str]:
 async def test_js_client_against_a_real_server() -> None:
     """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection."""
     command = node_command()
-    app = make_app()
-    async with app, app.serve("127.0.0.1", 0) as server:
+    app, authenticating = make_app(), make_app(HandshakeAuth(required=False))
+    async with app, app.serve("127.0.0.1", 0) as server, authenticating, authenticating.serve("127.0.0.1", 0) as auth:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        auth_url = f"ws://127.0.0.1:{auth.sockets[0].getsockname()[1]}/"
         process = await asyncio.create_subprocess_exec(
             *command,
-            env={**os.environ, "WEBSUCKETS_URL": url, "NO_COLOR": "1"},
+            env={**os.environ, "WEBSUCKETS_URL": url, "WEBSUCKETS_AUTH_URL": auth_url, "NO_COLOR": "1"},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -7,12 +7,13 @@ import { connect, WebSucketsClient, WebSucketsError } from "../../websuckets/js/
 
 const URL = process.env.WEBSUCKETS_URL;
 assert.ok(URL, "set WEBSUCKETS_URL to a running test server (tests/test_js_client.py does)");
+const AUTH_URL = process.env.WEBSUCKETS_AUTH_URL; // the same app, with HandshakeAuth(required=False)
 
 const FAST = { minDelay: 20, maxDelay: 200, timeout: 3000 };
 const clients = [];
 
-function client(options = {}) {
-  const made = new WebSucketsClient(URL, { ...FAST, ...options });
+function client(options = {}, url = URL) {
+  const made = new WebSucketsClient(url, { ...FAST, ...options });
   clients.push(made);
   return made;
 }
@@ -164,4 +165,17 @@ test("the client learns its own id from the server's welcome event", async () =>
   const welcome = await next(me, "welcome");
   assert.equal(me.clientId, welcome.client_id);
   assert.equal(await me.request("my id"), me.clientId);
+});
+
+test("handshakeToken: the token opens the connection as the subprotocol, verified before any command", async () => {
+  assert.ok(AUTH_URL, "set WEBSUCKETS_AUTH_URL (tests/test_js_client.py does)");
+  const first = client({}, AUTH_URL);
+  const { token } = await first.request("login", { login: "carol" });
+  const carol = client({ token, handshakeToken: true }, AUTH_URL);
+  assert.deepEqual(await carol.request("who"), { id: "carol", subprotocol: "websuckets" });
+  const plain = client({ token }, AUTH_URL); // without handshakeToken, nothing is verified until a command
+  assert.deepEqual(await plain.request("who"), { id: null, subprotocol: null });
+  const stale = client({ token: "0".repeat(32), handshakeToken: true, maxRetries: 0 }, AUTH_URL);
+  const closed = await next(stale, "close");
+  assert.equal(closed.code, 1006, "the server refused the handshake (401)");
 });

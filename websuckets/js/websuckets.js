@@ -21,6 +21,9 @@
  * @property {number} [timeout=10000] the default `request` timeout, in milliseconds.
  * @property {number} [maxQueue=100] frames kept while disconnected, sent once connected.
  * @property {string|null} [token=null] the token sent with every command.
+ * @property {boolean} [handshakeToken=false] also present the token when the connection opens (and
+ *   at each reconnection), as the subprotocol `websuckets.token.<token>` beside `websuckets`, for
+ *   servers with handshake authentication (`WebSuckets(handshake_auth=HandshakeAuth(...))`).
  * @property {string|null} [tokenEvent="new token"] an event whose payload (a string, or an object
  *   with a string `token`) replaces `client.token`; `null` to set the token yourself.
  * @property {typeof WebSocket} [WebSocket=globalThis.WebSocket] the WebSocket class to use.
@@ -186,7 +189,11 @@ export class WebSucketsClient {
   // internals
 
   _connect() {
-    const socket = new this.options.WebSocket(this.url);
+    const { WebSocket, handshakeToken } = this.options;
+    const socket =
+      handshakeToken && this.token
+        ? new WebSocket(this.url, ["websuckets", `websuckets.token.${this.token}`])
+        : new WebSocket(this.url);
     this._socket = socket;
     socket.onopen = () => {
       this._attempts = 0;
