@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 
 import websuckets.middleware.chain
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import Received, TestClient, TestConnection
 
 MESSAGES = 20
@@ -162,3 +164,55 @@ async def test_a_replaced_auth_middleware_runs_for_every_command() -> None:
         socket = await client.connect()
         await ask(socket, "job plain")
     assert seen == ["job plain"]
+
+
+@contextmanager
+def counting_calls(*classes: type) -> Iterator[dict[str, int]]:
+    """How often the middlewares of these classes run, by class name."""
+    calls = {cls.__name__: 0 for cls in classes}
+    with contextlib.ExitStack() as stack:
+        for cls in classes:
+            original = cls.__call__  # type: ignore[operator]
+
+            def counted(self: Any, ctx: Context, call_next: Any, _original: Any = original) -> Any:
+                calls[type(self).__name__] += 1
+                return _original(self, ctx, call_next)
+
+            stack.enter_context(mock.patch.object(cls, "__call__", counted))
+        yield calls
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"rate_limit": None}, {"RateLimit": 0, "CommandTimeouts": 0}),
+        ({"command_timeouts": CommandTimeouts(None, {"job model": 5})}, {"RateLimit": MESSAGES, "CommandTimeouts": 0}),
+        ({"rate_limit": None, "command_timeouts": 5}, {"RateLimit": 0, "CommandTimeouts": MESSAGES}),
+    ],
+    ids=["rate-limit-off", "timeout-of-another-command", "timeouts-on"],
+)
+async def test_a_switched_off_middleware_is_not_in_the_chain(options: dict[str, Any], expected: dict[str, int]) -> None:
+    """rate_limit=None, or no time limit for a command, leaves the middleware out: it runs for no message."""
+    app = make_app(container=False)
+    for name, value in options.items():
+        setattr(app, name, CommandTimeouts(value) if isinstance(value, int) else value)
+    with counting_calls(RateLimit, CommandTimeouts) as calls:
+        async with TestClient(app) as client:
+            socket = await client.connect()
+            for _ in range(MESSAGES):
+                await ask(socket, "job plain")
+    assert calls == expected
+    assert [type(m).__name__ for m in chain_of(app, "job plain") if isinstance(m, RateLimit | CommandTimeouts)] == [
+        name for name, count in expected.items() if count
+    ]
+
+
+def chain_of(app: WebSuckets, command: str) -> list[object]:
+    """The middlewares of a command's chain, outermost first, read from the steps `build_chain` made."""
+    middlewares = []
+    step: Any = app._chain_for(app.commands[command])
+    while step.__qualname__.startswith("chain("):
+        closure = dict(zip(step.__code__.co_freevars, (cell.cell_contents for cell in step.__closure__), strict=True))
+        middlewares.append(closure["middleware"])
+        step = closure["call_next"]
+    return middlewares
