@@ -5,10 +5,14 @@ work is not counted against the server's loop. The flooding client sends ``user 
 in batches of ``--batch`` frames, either reading its replies (``reading``) or never reading
 them (``not-reading``); the measuring client sends one ``user echo`` at a time and records
 each round trip. It prints p50/p99 of the measuring client for each mode, with the app's
-default rate limit and without it. ``--no-yield`` turns the dispatcher's fairness yields off
-(to see the figures before the fix).
+default rate limit and without it, the server's CPU time per command it handled, and the
+longest stretch of CPU time the server's event loop spent without coming back to a 1 ms
+ticker (``stall``: what every other connection waits, whatever else runs on the machine).
+``--no-yield`` turns the dispatcher's fairness yields off, ``--read-size 0`` reads 256 KiB at
+once as asyncio does by default (``websuckets.connection.READ_SIZE``): the figures before
+each fix.
 
-    python bench/fairness.py [--seconds 3] [--batch 500] [--no-yield]
+    python bench/fairness.py [--seconds 3] [--batch 500] [--no-yield] [--read-size BYTES]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from websuckets import CommandGroup, Context, WebSuckets
+from websuckets import connection as connection_module
 from websuckets import dispatcher as dispatcher_module
 from websuckets.app import DEFAULT_RATE_LIMIT
 from websuckets.middleware import RateLimit
@@ -40,12 +45,18 @@ class Echo(BaseModel):
     n: int
 
 
+handled = 0
+"""Commands the server has handled, over every run."""
+
+
 def make_app(rate_limit: RateLimit | None) -> WebSuckets:
     app = WebSuckets(rate_limit=rate_limit, send_timeout=None)
     group = CommandGroup("user")
 
     @group.command("echo")
     async def echo(socket: ServerConnection, model: Echo, ctx: Context) -> None:
+        global handled
+        handled += 1
         await ctx.reply("echo", model)
 
     app.include_command_group(group)
@@ -100,7 +111,19 @@ async def measure(url: str, stop: asyncio.Event) -> list[float]:
     return latencies
 
 
-async def run(mode: str, rate_limit: RateLimit | None, seconds: float, batch: int) -> tuple[float, float, int]:
+async def ticker(stop: asyncio.Event) -> float:
+    """The most CPU time the loop spent elsewhere between two 1 ms ticks, in ms."""
+    longest = 0.0
+    while not stop.is_set():
+        started = time.thread_time()
+        await asyncio.sleep(0.001)
+        longest = max(longest, time.thread_time() - started)
+    return longest * 1e3
+
+
+async def run(
+    mode: str, rate_limit: RateLimit | None, seconds: float, batch: int
+) -> tuple[float, float, int, float, float]:
     app = make_app(rate_limit)
     async with app, app.serve("127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
@@ -111,29 +134,44 @@ async def run(mode: str, rate_limit: RateLimit | None, seconds: float, batch: in
         flooder.start()
         await asyncio.sleep(1.0)  # the process starts and floods
         measurer = asyncio.create_task(measure(url, stop))
+        stalls = asyncio.create_task(ticker(stop))
+        before, cpu = handled, time.process_time()
         await asyncio.sleep(seconds)
+        cost = (time.process_time() - cpu) / max(handled - before, 1) * 1e6
         stop.set()
         latencies = await asyncio.wait_for(measurer, 30)
+        stall = await stalls
         await asyncio.to_thread(flooder.join, 30)
         if flooder.is_alive():
             flooder.kill()
         server.close()
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return statistics.median(latencies), p99, len(latencies)
+    return statistics.median(latencies), p99, len(latencies), cost, stall
 
 
-async def main(seconds: float, batch: int, no_yield: bool) -> None:
+async def main(seconds: float, batch: int, no_yield: bool, read_size: int | None) -> None:
     if no_yield:
         dispatcher_module.YIELD_EVERY = 10**12  # type: ignore[misc]
         dispatcher_module.TIME_SLICE = 1e12  # type: ignore[misc]
-    print(f"fairness yields: {'off' if no_yield else 'on'}; flood batches of {batch} frames; {seconds} s a run")
-    print("| flooding client | rate limit | other client p50 ms | p99 ms | samples |")
-    print("|-----------------|------------|--------------------:|-------:|--------:|")
+    if read_size is not None:
+        connection_module.READ_SIZE = read_size or None
+    reads = f"{connection_module.READ_SIZE} B" if connection_module.READ_SIZE else "asyncio's 256 KiB"
+    yields = "off" if no_yield else "on"
+    print(f"fairness yields: {yields}; reads of {reads}; flood batches of {batch} frames; {seconds} s a run")
+    print(
+        "| flooding client | rate limit | other client p50 ms | p99 ms | samples | server CPU µs/command | stall ms |"
+    )
+    print(
+        "|-----------------|------------|--------------------:|-------:|--------:|----------------------:|---------:|"
+    )
     for mode in ("reading", "not-reading"):
         for label, limit in (("off", None), ("default", DEFAULT_RATE_LIMIT)):
-            p50, p99, count = await run(mode, limit, seconds, batch)
-            print(f"| {mode:15} | {label:10} | {p50:19.2f} | {p99:6.2f} | {count:7} |", flush=True)
+            p50, p99, count, cost, stall = await run(mode, limit, seconds, batch)
+            print(
+                f"| {mode:15} | {label:10} | {p50:19.2f} | {p99:6.2f} | {count:7} | {cost:21.1f} | {stall:8.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
@@ -141,5 +179,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--no-yield", action="store_true")
+    parser.add_argument("--read-size", type=int, help="bytes read at once; 0 for asyncio's default (256 KiB)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.seconds, arguments.batch, arguments.no_yield))
+    asyncio.run(main(arguments.seconds, arguments.batch, arguments.no_yield, arguments.read_size))

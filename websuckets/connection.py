@@ -9,7 +9,10 @@ wait on it for long:
   at most, not a ``close_timeout`` later;
 - slow consumers: a ``send`` that waits more than ``send_timeout`` seconds for a client to
   read (its write buffer full) closes the connection with 1013 (try again later) and raises
-  ``ConnectionClosedError``. Only a send that must wait pays for the timer.
+  ``ConnectionClosedError``. Only a send that must wait pays for the timer;
+- reads of at most `READ_SIZE` bytes: ``websockets`` parses every frame of one read in one
+  callback, and asyncio reads up to 256 KiB at once, about 3,000 small frames and 9 ms of
+  parsing during which no other connection runs.
 
 And one addition: a shutdown can find the connections that have not sent their opening request
 yet (`drop_waiting_handshakes`), so that a TCP connection that never sends one (a browser's
@@ -29,9 +32,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-__all__ = ["GuardedConnection", "SendTimeout", "drop_waiting_handshakes", "guarded_connection"]
+__all__ = ["READ_SIZE", "GuardedConnection", "SendTimeout", "drop_waiting_handshakes", "guarded_connection"]
 
 logger = logging.getLogger("websuckets.connection")
+
+
+READ_SIZE: int | None = 16 * 1024
+"""The most bytes read from a socket at once (asyncio's default event loop, without TLS).
+
+Small messages arrive one a read anyway; a client pipelining them costs at most about 0.7 ms
+of parsing per read instead of 9 ms. ``None`` keeps asyncio's 256 KiB. uvloop and TLS
+transports read 256 KiB at once whatever this says.
+"""
 
 
 class SendTimeout(Exception):
@@ -47,6 +59,8 @@ class GuardedConnection(ServerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         _opening.add(self)
+        if READ_SIZE is not None and isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = READ_SIZE  # type: ignore[attr-defined]  # asyncio's selector transport
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its limit, at most ``send_timeout`` seconds."""
