@@ -1,10 +1,13 @@
 """Handshake checks: the origin of browsers, the connection cap, and the CLI's options for them."""
 
+import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request
 
 from websuckets import WebSuckets
 from websuckets.origin import origin_allowed
@@ -72,3 +75,24 @@ async def test_connections_over_the_cap_get_503_with_retry_after() -> None:
         assert refused.value.response.headers["Retry-After"].isdigit()
         await first.close()
         await client.connect()
+
+
+async def test_the_cap_holds_when_other_checks_make_handshakes_wait() -> None:
+    """Handshakes that passed the cap while a slower check awaited are counted again: never more than the cap."""
+
+    async def slow_check(connection: ServerConnection, request: Request) -> None:
+        await asyncio.sleep(0.05)  # a token looked up in a shared backend, say
+
+    async with TestClient(WebSuckets(max_connections=3, handshake_checks=[slow_check]), real=True) as client:
+
+        async def attempt() -> ClientConnection | int:
+            try:
+                return await connect(client.url)
+            except InvalidStatus as refused:
+                return refused.response.status_code
+
+        results = await asyncio.gather(*(attempt() for _ in range(10)))
+        opened = [result for result in results if isinstance(result, ClientConnection)]
+        assert (len(opened), results.count(503)) == (3, 7)
+        for ws in opened:
+            await ws.close()

@@ -365,9 +365,11 @@ class WebSuckets:
             pass
         elif self.static is not None:
             checks.append(self.static)
+        cap = None
         if self.max_connections is not None:
             dispatcher = self.dispatcher
-            checks.append(limit_connections(lambda: dispatcher.open_connections, self.max_connections))
+            cap = limit_connections(lambda: dispatcher.open_connections, self.max_connections)
+            checks.append(cap)  # first: a full server refuses before any other work
         if origins != "*":
             checks.append(check_origin(None if origins is None else [o for o in origins if o is not None]))
         if self._handshake_tokens is not None:
@@ -375,6 +377,11 @@ class WebSuckets:
         checks += self.handshake_checks
         if process_request is not None:
             checks.append(process_request)
+        if cap is not None and (self._handshake_tokens is not None or self.handshake_checks or process_request):
+            # Checks after the cap may wait (a token looked up in Redis), and the handshakes
+            # waiting meanwhile all passed the cap: count again once nothing is left to wait for,
+            # right before the connection starts (nothing yields between the two).
+            checks.append(cap)
         return Handshake(checks)
 
     async def shutdown(self, server: Server) -> None:
