@@ -69,11 +69,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def live_objects() -> int:
-    """websuckets' per-connection and per-command objects still alive, after a full collection."""
+def live_objects() -> tuple[int, int]:
+    """websuckets' per-connection and per-command objects still alive, and all objects the
+    collector tracks, after a full collection."""
     gc.collect()
     kinds = (User, Connection, Context, GuardedConnection)
-    return sum(1 for item in gc.get_objects() if isinstance(item, kinds))
+    tracked = gc.get_objects()
+    return sum(1 for item in tracked if isinstance(item, kinds)), len(tracked)
 
 
 @dataclass
@@ -151,13 +153,15 @@ def make_app(**options: Any) -> Soak:
 
 
 def snapshot(soak: Soak) -> Figures:
+    ours, tracked = live_objects()
     return {
         "online": len(Session.online),
         "serving": soak.app.dispatcher.open_connections,
         "open_scopes": soak.scopes.open,
         "tasks": len(asyncio.all_tasks()),
         "fds": open_fds(),
-        "live_objects": live_objects(),
+        "live_objects": ours,
+        "gc_objects": tracked,
         "rss_kib": rss_kib(),
     }
 
@@ -223,6 +227,7 @@ async def cycles(count: int = 10_000, concurrency: int = 20, warmup: int = 500) 
         "scopes_opened": dict(soak.scopes.opened),
         "scopes_closed": dict(soak.scopes.closed),
         "rss_growth_kib": after["rss_kib"] - before["rss_kib"],
+        "gc_objects_growth": after["gc_objects"] - before["gc_objects"],
     }
 
 
@@ -455,23 +460,27 @@ async def hostile_frames(depth: int = 100_000) -> Figures:
     limit = soak.app.max_message_size or 2**20
     replies: dict[str, Any] = {}
     async with soak.app, soak.app.serve("127.0.0.1", 0) as server:
-        async with connect(url_of(server), compression=None, max_size=None) as ws:
-            frames = {
-                "nested_arrays": "[" * depth + "]" * depth,
-                "nested_payload": '{"event": "soak echo", "payload": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
-                "over_size_limit": json.dumps({"event": "soak echo", "payload": "x" * limit}),
-            }
-            for name, frame in frames.items():
-                await ws.send(frame)
-                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                replies[name] = reply["payload"]["name"]
-                await ws.send(json.dumps({"event": "soak echo", "payload": name, "id": 1}))
-                replies[name + "_then"] = json.loads(await asyncio.wait_for(ws.recv(), 10))["event"]
-            await ws.send("x" * (4 * limit + 1))
-            try:
-                await asyncio.wait_for(ws.recv(), 10)
-            except ConnectionClosed as closed:
-                replies["over_four_times"] = closed.rcvd.code if closed.rcvd is not None else None
+        ws = await connect(url_of(server), compression=None, max_size=None)
+        frames = {
+            "nested_arrays": "[" * depth + "]" * depth,
+            "nested_payload": '{"event": "soak echo", "payload": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
+            "over_size_limit": json.dumps({"event": "soak echo", "payload": "x" * limit}),
+        }
+        for name, frame in frames.items():
+            await ws.send(frame)
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            replies[name] = reply["payload"]["name"]
+            await ws.send(json.dumps({"event": "soak echo", "payload": name, "id": 1}))
+            replies[name + "_then"] = json.loads(await asyncio.wait_for(ws.recv(), 10))["event"]
+        # written without send(), and never closed from this side: the server closes while 4 MiB
+        # are still on their way, and websockets' client would then abort a transport that
+        # asyncio has already closed (an AttributeError in asyncio's selector transport)
+        ws.protocol.send_text(b"x" * (4 * limit + 1))
+        ws.send_data()
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+        except ConnectionClosed as closed:
+            replies["over_four_times"] = closed.rcvd.code if closed.rcvd is not None else None
         await settle(soak)
         after = snapshot(soak)
     return {"depth": depth, "replies": replies, "after": after}
