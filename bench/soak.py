@@ -367,8 +367,8 @@ async def slow_readers(count: int = 20, send_timeout: float = 1.0, seconds: floa
                 latencies.append((time.perf_counter() - sent) * 1e3)
                 if gone_after is None and len(Session.online) == 1:  # only the normal client is left
                     gone_after = time.perf_counter() - started
-                    if len(latencies) >= 100:
-                        break
+                if gone_after is not None and len(latencies) >= 100:
+                    break
                 await asyncio.sleep(0.01)
         for ws in readers:
             ws.transport.abort()
