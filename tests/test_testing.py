@@ -4,6 +4,8 @@ import asyncio
 
 import pytest
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Request
 
 from websuckets import ClientEvent, CommandGroup, Context, Session, User, WebSuckets
 from websuckets.backends import MemoryBackend
@@ -163,3 +165,23 @@ async def test_a_connect_hook_failure_closes_1011_and_raises(real: bool) -> None
         alice = await client.connect()
         assert await alice.expect_closed() == 1011
     assert [type(e) for e in client.server_errors] == [ZeroDivisionError]
+
+
+async def test_the_handshake_checks_run_in_memory_too(real: bool) -> None:
+    """Headers, subprotocols and the path reach the handshake checks; a refusal raises InvalidStatus either way."""
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def record(connection: ServerConnection, request: Request) -> None:
+        seen.append((request.path, request.headers.get("X-Test"), request.headers.get("Sec-WebSocket-Protocol")))
+
+    app = WebSuckets(max_connections=1, handshake_checks=[record])
+    async with TestClient(app, real=real) as client:
+        first = await client.connect(headers={"X-Test": "yes"}, subprotocols=["websuckets"], path="/chat?room=1")
+        assert seen == [("/chat?room=1", "yes", "websuckets")]
+        with pytest.raises(InvalidStatus) as refused:
+            await client.connect()
+        assert refused.value.response.status_code == 503
+        await first.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await client.connect(headers={"Origin": "https://evil.example"})
+        assert refused.value.response.status_code == 403
