@@ -23,8 +23,8 @@ from .dispatcher import Dispatcher, Route
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
-from .instrument import Instrument
 from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
+from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
 from .routing import Command, CommandGroup
