@@ -8,11 +8,11 @@ each round trip. It prints p50/p99 of the measuring client for each mode, with t
 default rate limit and without it, the server's CPU time per command it handled, and the
 longest stretch of CPU time the server's event loop spent without coming back to a 1 ms
 ticker (``stall``: what every other connection waits, whatever else runs on the machine).
-``--no-yield`` turns the dispatcher's fairness yields off, ``--read-size 0`` reads 256 KiB at
-once as asyncio does by default (``websuckets.connection.READ_SIZE``): the figures before
-each fix.
+``--no-yield`` turns the dispatcher's fairness yields off, ``--read-size 0`` parses whole
+reads of up to 256 KiB (``websuckets.connection.READ_SIZE``): the figures before each fix.
+``--loop uvloop`` serves on uvloop, as ``websuckets run`` does when it is installed.
 
-    python bench/fairness.py [--seconds 3] [--batch 500] [--no-yield] [--read-size BYTES]
+    python bench/fairness.py [--seconds 3] [--batch 500] [--no-yield] [--read-size BYTES] [--loop uvloop]
 """
 
 from __future__ import annotations
@@ -156,9 +156,11 @@ async def main(seconds: float, batch: int, no_yield: bool, read_size: int | None
         dispatcher_module.TIME_SLICE = 1e12  # type: ignore[misc]
     if read_size is not None:
         connection_module.READ_SIZE = read_size or None
-    reads = f"{connection_module.READ_SIZE} B" if connection_module.READ_SIZE else "asyncio's 256 KiB"
+    reads = f"{connection_module.READ_SIZE} B" if connection_module.READ_SIZE else "whole reads"
     yields = "off" if no_yield else "on"
-    print(f"fairness yields: {yields}; reads of {reads}; flood batches of {batch} frames; {seconds} s a run")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"{loop} loop; fairness yields: {yields}; parsing {reads} at once; flood batches of {batch} frames", end="")
+    print(f"; {seconds} s a run")
     print(
         "| flooding client | rate limit | other client p50 ms | p99 ms | samples | server CPU µs/command | stall ms |"
     )
@@ -179,6 +181,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--no-yield", action="store_true")
-    parser.add_argument("--read-size", type=int, help="bytes read at once; 0 for asyncio's default (256 KiB)")
+    parser.add_argument("--read-size", type=int, help="bytes parsed at once; 0 for a whole read (256 KiB at most)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's event loop")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.seconds, arguments.batch, arguments.no_yield, arguments.read_size))
+    run_loop = asyncio.run
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        run_loop = uvloop.run
+    run_loop(main(arguments.seconds, arguments.batch, arguments.no_yield, arguments.read_size))

@@ -10,9 +10,11 @@ wait on it for long:
 - slow consumers: a ``send`` that waits more than ``send_timeout`` seconds for a client to
   read (its write buffer full) closes the connection with 1013 (try again later) and raises
   ``ConnectionClosedError``. Only a send that must wait pays for the timer;
-- reads of at most `READ_SIZE` bytes: ``websockets`` parses every frame of one read in one
-  callback, and asyncio reads up to 256 KiB at once, about 3,000 small frames and 9 ms of
-  parsing during which no other connection runs.
+- parsing in slices of `READ_SIZE` bytes: ``websockets`` parses every frame of the data it
+  is given in one callback, and a socket read brings up to 256 KiB, about 3,000 small frames
+  and 9 ms of parsing during which no other connection runs. asyncio's own transport is told
+  to read no more than that; from the others (uvloop, TLS), a larger read is handed to
+  ``websockets`` a slice per turn of the event loop, in order, before anything read later.
 
 And one addition: a shutdown can find the connections that have not sent their opening request
 yet (`drop_waiting_handshakes`), so that a TCP connection that never sends one (a browser's
@@ -23,6 +25,7 @@ speculative preconnect, a probe that only connects) does not hold the shutdown f
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import weakref
 from typing import ClassVar
@@ -38,11 +41,11 @@ logger = logging.getLogger("websuckets.connection")
 
 
 READ_SIZE: int | None = 16 * 1024
-"""The most bytes read from a socket at once (asyncio's default event loop, without TLS).
+"""The most bytes of a connection that ``websockets`` parses in one turn of the event loop.
 
-Small messages arrive one a read anyway; a client pipelining them costs at most about 0.7 ms
-of parsing per read instead of 9 ms. ``None`` keeps asyncio's 256 KiB. uvloop and TLS
-transports read 256 KiB at once whatever this says.
+Small messages arrive one a read anyway; a client pipelining them costs others at most about
+0.7 ms of parsing at a time instead of 9 ms. ``None`` parses whatever a read brings (256 KiB
+at most).
 """
 
 
@@ -56,11 +59,80 @@ class GuardedConnection(ServerConnection):
     send_timeout: ClassVar[float | None] = None
     """Seconds a send may wait for the client to read, or ``None`` to wait forever."""
 
+    _unparsed: collections.deque[memoryview] | None = None
+    """What was read and not given to ``websockets`` yet, oldest first; ``None`` when nothing waits."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         _opening.add(self)
         if READ_SIZE is not None and isinstance(getattr(transport, "max_size", None), int):
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]  # asyncio's selector transport
+        else:  # uvloop, TLS: slices of what they read, when websockets wants more (see _resume_reading)
+            self.recv_messages.resume = self._resume_reading
+
+    def data_received(self, data: bytes) -> None:
+        """Parse at most `READ_SIZE` bytes now, the rest a slice per turn, reading nothing meanwhile."""
+        if self._unparsed is not None:  # read before reading paused: behind what waits already
+            self._unparsed.append(memoryview(data))
+            return
+        if READ_SIZE is None or len(data) <= READ_SIZE:
+            super().data_received(data)
+            return
+        self._unparsed = collections.deque((memoryview(data)[READ_SIZE:],))
+        self.transport.pause_reading()  # until the slices are parsed: memory stays bounded by one read
+        super().data_received(data[:READ_SIZE])
+        self._parse_later()
+
+    def _parse_later(self) -> None:
+        """Parse the next slice on the next turn, unless websockets has paused reading.
+
+        websockets pauses reading while it holds more messages than ``max_queue`` that nobody
+        has received; the slices wait then too, and `_resume_reading` goes on with them.
+        """
+        if not self.recv_messages.paused:
+            self.loop.call_soon(self._parse_next)
+
+    def _parse_next(self) -> None:
+        if self._unparsed is None or self.recv_messages.paused:
+            return
+        self._parse_slice()
+        if self._unparsed is not None:
+            self._parse_later()
+        elif not self.recv_messages.paused and self.protocol.state is not State.CLOSED:
+            self.transport.resume_reading()
+
+    def _resume_reading(self) -> None:
+        """websockets wants more: the next slice if some wait, else the socket."""
+        if self._unparsed is not None:
+            self._parse_later()
+        else:
+            self.transport.resume_reading()
+
+    def _parse_slice(self) -> None:
+        unparsed = self._unparsed
+        assert unparsed is not None and READ_SIZE is not None
+        first = unparsed[0]
+        if len(first) > READ_SIZE:
+            unparsed[0] = first[READ_SIZE:]
+            first = first[:READ_SIZE]
+        else:
+            unparsed.popleft()
+        if not unparsed:
+            self._unparsed = None
+        super().data_received(bytes(first))
+
+    def _parse_all(self) -> None:
+        """Before the end of the stream: everything read before it, at once."""
+        while self._unparsed is not None:
+            self._parse_slice()
+
+    def eof_received(self) -> None:
+        self._parse_all()
+        super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._parse_all()
+        super().connection_lost(exc)
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its limit, at most ``send_timeout`` seconds."""
