@@ -101,11 +101,7 @@ async def test_a_pipelining_client_is_parsed_a_slice_at_a_time(transport: str, t
         mock.patch.object(Connection, "data_received", counted_parse),
     ):
         async with serving(app, transport, tmp_path) as (url, client_ssl):
-            async with connect(url, compression=None, ssl=client_ssl, max_size=None) as ws:
-                for frame in frames:  # queued in the client, then written in one go
-                    ws.protocol.send_text(frame)
-                ws.send_data()
-                assert json.loads(await asyncio.wait_for(ws.recv(), 30))["event"] == "done"
+            await flood(url, client_ssl, frames)
     assert handled == list(range(FLOOD)), "every frame handled, in order"
     assert max(parsed) <= READ_SIZE
     if transport != "asyncio":
@@ -114,6 +110,15 @@ async def test_a_pipelining_client_is_parsed_a_slice_at_a_time(transport: str, t
 
 FLOOD = 5_000
 """Frames of about 100 bytes: 500 KiB, more than any single read."""
+
+
+async def flood(url: str, client_ssl: ssl.SSLContext | None, frames: list[bytes]) -> None:
+    """Queue every frame in the client, write them in one go, and wait for the server's "done"."""
+    async with connect(url, compression=None, ssl=client_ssl, max_size=None) as ws:
+        for frame in frames:
+            ws.protocol.send_text(frame)
+        ws.send_data()
+        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["event"] == "done"
 
 
 @asynccontextmanager

@@ -110,7 +110,8 @@ class GuardedConnection(ServerConnection):
 
     def _parse_slice(self) -> None:
         unparsed = self._unparsed
-        assert unparsed is not None and READ_SIZE is not None
+        assert unparsed is not None
+        assert READ_SIZE is not None
         first = unparsed[0]
         if len(first) > READ_SIZE:
             unparsed[0] = first[READ_SIZE:]
