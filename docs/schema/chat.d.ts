@@ -63,6 +63,7 @@ export interface ClientOptions {
   maxQueue?: number;
   token?: string | null;
   tokenEvent?: string | null;
+  handshakeToken?: boolean;
   WebSocket?: typeof WebSocket;
 }
 
