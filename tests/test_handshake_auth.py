@@ -242,13 +242,14 @@ async def test_a_backend_that_does_not_answer_gets_503_with_retry_after(real: bo
         ({"Authorization": "bearer  abc "}, "abc"),
         ({"Authorization": "Basic abc"}, None),
         ({"Authorization": "Bearer "}, None),
+        (Headers([("Authorization", "Bearer abc"), ("Authorization", "Bearer def")]), None),
         ({"Sec-WebSocket-Protocol": "websuckets, websuckets.token.abc"}, "abc"),
         ({"Sec-WebSocket-Protocol": "websuckets.token."}, None),
         ({"Sec-WebSocket-Protocol": "bad header,,"}, None),
         ({"Cookie": "a=b; session=abc"}, None),  # cookies are off unless named
     ],
 )
-def test_where_the_default_looks(headers: dict[str, str], expected: str | None) -> None:
+def test_where_the_default_looks(headers: dict[str, str] | Headers, expected: str | None) -> None:
     """The Authorization header's Bearer token, then the subprotocol; cookies and the query only when named."""
     assert HandshakeAuth().token_of(Request("/?token=abc", Headers(headers))) == expected
 

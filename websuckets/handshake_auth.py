@@ -86,7 +86,8 @@ class HandshakeAuth:
         """The token a handshake request carries, from the first place that has one."""
         headers = request.headers
         if self.header is not None:
-            value = headers.get(self.header)
+            values = headers.get_all(self.header)
+            value = values[0] if len(values) == 1 else None  # two of them: neither is trusted
             if value is not None and self.header.lower() == "authorization":
                 scheme, _, value = value.partition(" ")
                 value = value if scheme.lower() == "bearer" else None
