@@ -105,9 +105,9 @@ class HandshakeAuth:
             if morsel is not None and morsel.value:
                 return morsel.value
         if self.query is not None:
-            values = parse_qs(urlsplit(request.path).query).get(self.query)
-            if values and values[0]:
-                return values[0]
+            parameters = parse_qs(urlsplit(request.path).query).get(self.query)
+            if parameters and parameters[0]:
+                return parameters[0]
         return None
 
     def bind(self, sessions: SessionStore) -> HandshakeTokens:
