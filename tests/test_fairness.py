@@ -6,6 +6,7 @@ import queue
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,6 +88,10 @@ async def test_a_pipelining_client_is_parsed_a_slice_at_a_time(transport: str, t
     app = WebSuckets(**_unlimited())
     group = CommandGroup("x")
 
+    @group.command("hold")
+    async def hold(socket: ServerConnection) -> None:
+        time.sleep(0.3)  # noqa: ASYNC251  (on purpose: the flood piles up in the socket meanwhile, read at once after)
+
     @group.command("tick")
     async def tick(socket: ServerConnection, ctx: Context) -> None:
         handled.append(ctx.payload)
@@ -95,7 +100,8 @@ async def test_a_pipelining_client_is_parsed_a_slice_at_a_time(transport: str, t
 
     app.include_command_group(group)
     padding = "x" * 60
-    frames = [json.dumps({"event": "x tick", "payload": n, "pad": padding}).encode() for n in range(FLOOD)]
+    frames = [json.dumps({"event": "x hold"}).encode()]
+    frames += [json.dumps({"event": "x tick", "payload": n, "pad": padding}).encode() for n in range(FLOOD)]
     with (
         mock.patch.object(GuardedConnection, "data_received", counted_read),
         mock.patch.object(Connection, "data_received", counted_parse),
