@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import resource
@@ -47,6 +48,8 @@ class Server:
     argv: tuple[str, ...]
     protocol: str = "ws"
     raw: bool = False
+    redis: bool = False
+    """Whether the server needs a Redis: the runner starts one redis-server and passes ``--redis-url``."""
 
 
 SERVERS = {
@@ -60,17 +63,33 @@ SERVERS = {
     "websuckets_container": Server("websuckets + container", ("websuckets_app.py", "--variant", "container")),
     "websuckets_metrics": Server("websuckets + metrics", ("websuckets_app.py", "--variant", "metrics")),
     "websuckets_tracing": Server("websuckets + tracing (no exporter)", ("websuckets_app.py", "--variant", "tracing")),
+    "websuckets_rooms": Server("websuckets rooms", ("websuckets_rooms.py",)),
+    "websuckets_rooms_redis": Server(
+        "websuckets rooms, Redis", ("websuckets_rooms.py", "--backend", "redis"), redis=True
+    ),
 }
+FANOUT_ONLY = ("websuckets_rooms", "websuckets_rooms_redis")
+"""Servers that only broadcast ``chat say`` (no ``user echo``)."""
 WORKLOADS = {
-    "command": list(SERVERS),
+    "command": [name for name in SERVERS if name not in FANOUT_ONLY],
     "errors": ["handrolled", "handrolled_dishka", "websuckets", "websuckets_di"],
-    "fanout": ["handrolled", "fastapi", "socketio", "websuckets"],
+    "fanout": ["handrolled", "fastapi", "socketio", "websuckets", "websuckets_rooms", "websuckets_rooms_redis"],
     "idle": ["raw", "handrolled", "fastapi", "socketio", "websuckets", "websuckets_di"],
 }
 
 
 class BenchError(RuntimeError):
     pass
+
+
+def load_redis_server() -> Any:
+    """The tests' ``RedisServer`` (tests/redis_server.py): a redis-server of our own on a free port of 127.0.0.1."""
+    spec = importlib.util.spec_from_file_location("bench_redis_server", ROOT / "tests" / "redis_server.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RedisServer
 
 
 def pin(cpu: int, enabled: bool) -> list[str]:
@@ -106,8 +125,18 @@ class Bench:
         self.logs = Path(tempfile.mkdtemp(prefix="websuckets-bench-"))
         self.running: dict[str, tuple[asyncio.subprocess.Process, int]] = {}
         self.records: list[dict[str, Any]] = []
+        self.redis: Any = None  # one redis-server for every server that needs one, started on first need
 
     # servers
+
+    def redis_url(self) -> str:
+        if self.redis is None:
+            try:
+                self.redis = load_redis_server()()
+                self.redis.start()
+            except RuntimeError as exc:  # not installed, or it did not start: say so, with its log
+                raise BenchError(str(exc)) from exc
+        return str(self.redis.url)
 
     async def start(self, name: str) -> tuple[asyncio.subprocess.Process, int]:
         server, port = SERVERS[name], free_port()
@@ -115,6 +144,8 @@ class Bench:
         if self.options.trap == "tunables":
             env["GLIBC_TUNABLES"] = TUNABLES
         argv = [*pin(0, self.pinned), sys.executable, str(SERVERS_DIR / server.argv[0]), *server.argv[1:]]
+        if server.redis:
+            argv += ["--redis-url", self.redis_url()]
         log = (self.logs / f"{name}.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             *argv, "--port", str(port), stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True
@@ -152,6 +183,9 @@ class Bench:
     async def stop_all(self) -> None:
         for name in list(self.running):
             await self.stop(name)
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
 
     def log_tail(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]

@@ -1,0 +1,245 @@
+"""The load generator of `bench/scale_out.py`: direct messages, from senders on one server to receivers.
+
+``--pairs`` receivers connect to ``--receiver-url`` and ask their id (``bench whoami``);
+as many senders connect to ``--sender-url`` and, sender i to receiver i, send the
+documentation's ``send message`` command with ``text`` set to ``time.perf_counter_ns()``
+taken just before the frame is written. Each receiver subtracts that from its own clock on
+arrival: CLOCK_MONOTONIC is one clock for every process of a Linux machine. Before measuring,
+each sender probes until its server sees its receiver (no ``такой клиент не подключен`` error).
+
+- ``--mode open``: messages leave at ``--rate`` per second in total, round robin over the
+  senders, whatever the replies do (an open loop; a late timer sends what is due at once);
+- ``--mode closed``: each sender keeps ``--window`` messages in flight to its receiver.
+
+It prints one JSON line, ``{"result": {...}}``: latency percentiles over the messages sent in
+the measured window, deliveries per second received in it, and how far the sender fell behind
+its schedule. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from array import array
+from typing import Any
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+SEND = b'{"event":"send message","payload":{"to":"%s","text":"%%d"}}'
+INCOMING = b'{"event":"incoming message"'
+TEXT = b'"text":"'
+
+
+class Run:
+    def __init__(self) -> None:
+        self.window_start = 0  # perf_counter_ns: messages sent in [window_start, window_end) are measured
+        self.window_end = 1 << 62
+        self.running = True
+        self.latencies = array("q")
+        self.sent = 0
+        self.received = 0
+        self.received_in_window = 0
+        self.acked = 0
+        self.bad: bytes | None = None
+        self.drained = asyncio.Event()
+
+    def fail(self, data: bytes) -> None:
+        self.bad = self.bad or data[:300]
+        self.running = False
+        self.drained.set()
+
+
+class Receiver(WSListener):
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.transport: WSTransport | None = None
+        self.id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pair: Pair | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not WSMsgType.TEXT:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.disconnect()
+            return
+        now = time.perf_counter_ns()
+        data = frame.get_payload_as_bytes()
+        if data.startswith(INCOMING):
+            start = data.rfind(TEXT) + len(TEXT)
+            text = data[start : data.index(b'"', start)]
+            if not text.isdigit():
+                return  # a probe
+            sent = int(text)
+            run = self.run
+            run.received += 1
+            if run.window_start <= sent < run.window_end:
+                run.latencies.append(now - sent)
+            if run.window_start <= now < run.window_end:
+                run.received_in_window += 1
+            if self.pair is not None and self.pair.closed_loop and run.running:
+                self.pair.send()
+            if not run.running and run.received >= run.sent:
+                run.drained.set()
+        elif data.startswith(b'{"event":"whoami"'):
+            self.id.set_result(json.loads(data)["payload"])
+        else:
+            self.run.fail(b"receiver got: " + data)
+
+
+class Sender(WSListener):
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.transport: WSTransport | None = None
+        self.probe: asyncio.Future[bytes] | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not WSMsgType.TEXT:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.disconnect()
+            return
+        data = frame.get_payload_as_bytes()
+        if self.probe is not None and not self.probe.done():
+            self.probe.set_result(data)
+        elif data.startswith(b'{"event":"message sent"'):
+            self.run.acked += 1
+        else:
+            self.run.fail(b"sender got: " + data)
+
+
+class Pair:
+    """Sender i and receiver i."""
+
+    def __init__(self, sender: Sender, receiver: Receiver, receiver_id: str, closed_loop: bool) -> None:
+        self.sender = sender
+        self.receiver = receiver
+        self.template = SEND % receiver_id.encode()
+        self.closed_loop = closed_loop
+        receiver.pair = self
+
+    def send(self) -> None:
+        assert self.sender.transport is not None
+        self.sender.run.sent += 1
+        self.sender.transport.send(WSMsgType.TEXT, self.template % time.perf_counter_ns())
+
+    async def wait_visible(self, within: float) -> None:
+        """Probe until the sender's server knows the receiver (it answers ``message sent``)."""
+        assert self.sender.transport is not None
+        deadline = time.monotonic() + within
+        while True:
+            self.sender.probe = asyncio.get_running_loop().create_future()
+            self.sender.transport.send(WSMsgType.TEXT, self.template.replace(b"%d", b"probe"))
+            reply = await asyncio.wait_for(self.sender.probe, within)
+            if reply.startswith(b'{"event":"message sent"'):
+                self.sender.probe = None
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the sender's server never saw its receiver: {reply[:300]!r}")
+            await asyncio.sleep(0.01)
+
+
+async def connect(url: str, factory: Any) -> Any:
+    _, listener = await ws_connect(factory, url, websocket_handshake_timeout=10)
+    return listener
+
+
+async def pace(pairs: list[Pair], run: Run, rate: float, end: int) -> int:
+    """Send at ``rate`` per second until ``end`` (perf_counter_ns); the largest lag behind schedule, in ns."""
+    interval = 1e9 / rate
+    due = float(time.perf_counter_ns())
+    index, lag = 0, 0
+    while run.running:
+        now = time.perf_counter_ns()
+        if now >= end:
+            break
+        if due <= now:
+            lag = max(lag, now - int(due))
+        while due <= now:
+            pairs[index % len(pairs)].send()
+            index += 1
+            due += interval
+        await asyncio.sleep(max(0.0, (due - time.perf_counter_ns()) / 1e9))
+    return lag
+
+
+async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
+    run = Run()
+    closed = arguments.mode == "closed"
+    async with asyncio.timeout(30):
+        receivers = [await connect(arguments.receiver_url, lambda: Receiver(run)) for _ in range(arguments.pairs)]
+        ids = []
+        for receiver in receivers:
+            receiver.transport.send(WSMsgType.TEXT, b'{"event":"bench whoami"}')
+            ids.append(await receiver.id)
+        senders = [await connect(arguments.sender_url, lambda: Sender(run)) for _ in range(arguments.pairs)]
+        pairs = [Pair(s, r, i, closed) for s, r, i in zip(senders, receivers, ids, strict=True)]
+        for pair in pairs:
+            await pair.wait_visible(10)
+    cpu = time.process_time()
+    start = time.perf_counter_ns()
+    run.window_start = start + int(arguments.warmup * 1e9)
+    run.window_end = run.window_start + int(arguments.duration * 1e9)
+    lag = 0
+    if closed:
+        for pair in pairs:
+            for _ in range(arguments.window):
+                pair.send()
+        await asyncio.sleep((run.window_end - time.perf_counter_ns()) / 1e9)
+    else:
+        lag = await pace(pairs, run, arguments.rate, run.window_end)
+    run.running = False
+    cpu = time.process_time() - cpu
+    if run.received >= run.sent:
+        run.drained.set()
+    with contextlib.suppress(TimeoutError):  # what is still missing then counts as lost
+        await asyncio.wait_for(run.drained.wait(), 10)
+    transports = [listener.transport for listener in [*senders, *receivers]]
+    for transport in transports:
+        transport.send_close(WSCloseCode.OK)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(t.wait_disconnected() for t in transports)), 5)
+    except TimeoutError:
+        for transport in transports:
+            transport.disconnect()
+    if run.bad is not None:
+        raise SystemExit(f"unexpected message: {run.bad!r}")
+    ordered = sorted(run.latencies)
+
+    def percentile(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1e6 if ordered else 0.0
+
+    return {
+        "count": len(ordered),
+        "rate": run.received_in_window / arguments.duration,
+        "sent": run.sent,
+        "lost": run.sent - run.received,
+        "p50_ms": percentile(0.50),
+        "p99_ms": percentile(0.99),
+        "p999_ms": percentile(0.999),
+        "max_ms": ordered[-1] / 1e6 if ordered else 0.0,
+        "lag_ms": lag / 1e6,
+        "client_cpu": cpu / (arguments.warmup + arguments.duration),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sender-url", required=True)
+    parser.add_argument("--receiver-url", required=True)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--mode", choices=["open", "closed"], default="open")
+    parser.add_argument("--rate", type=float, default=1000.0, help="open loop: messages per second, in total")
+    parser.add_argument("--window", type=int, default=16, help="closed loop: messages in flight per sender")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--duration", type=float, default=3.0)
+    result = asyncio.run(measure(parser.parse_args()))
+    print(json.dumps({"result": result}), flush=True)
+    sys.exit(0)

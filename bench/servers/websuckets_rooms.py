@@ -1,0 +1,63 @@
+"""websuckets fan-out through a room: every connection joins ``lobby``; ``chat say`` broadcasts to it.
+
+The same ``chat`` event reaches the same receivers as in the other fan-out servers (every
+connection but the sender), through ``Session.broadcast(..., room="lobby", exclude=socket.id)``.
+``--backend redis --redis-url URL`` runs it on `RedisBackend` (one process: what Redis adds
+to a local fan-out); ``memory`` (the default) on `MemoryBackend`.
+"""
+
+import argparse
+import asyncio
+
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+
+from websuckets import ClientEvent, CommandGroup, Session, WebSuckets
+from websuckets.backends.base import Backend
+from websuckets.backends.memory import MemoryBackend
+
+
+class Echo(BaseModel):
+    nickname: str
+    text: str
+    n: int
+
+
+chat = CommandGroup("chat")
+
+
+@chat.command("say")
+async def say(socket: ServerConnection, model: Echo) -> None:
+    await Session.broadcast(ClientEvent("chat", model), room="lobby", exclude=socket.id)
+
+
+async def join_lobby(socket: ServerConnection) -> None:
+    await Session.join(socket.id, "lobby")
+
+
+def create_app(backend: Backend) -> WebSuckets:
+    app = WebSuckets(backend=backend)
+    app.include_command_group(chat)
+    app.on_connect(join_lobby)
+    return app
+
+
+async def main(port: int, backend_name: str, redis_url: str) -> None:
+    if backend_name == "redis":
+        from websuckets.backends.redis import RedisBackend
+
+        backend: Backend = RedisBackend(redis_url, namespace=f"bench-rooms-{port}")
+    else:
+        backend = MemoryBackend()
+    app = create_app(backend)
+    async with app, app.serve("127.0.0.1", port) as server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.port, arguments.backend, arguments.redis_url))

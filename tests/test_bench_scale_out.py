@@ -1,0 +1,41 @@
+"""The scale-out benchmark (bench/scale_out.py) runs end to end; its figures are printed, never asserted."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+ROWS = (
+    "| 1,000 msg/s |",
+    "| 5,000 msg/s |",
+    "| most messages per second |",
+    "| hand-rolled |",
+    "| FastAPI (uvicorn) |",
+    "| websuckets rooms |",
+    "| websuckets rooms, Redis |",
+    "| 1,000 | connected |",
+    "| 1,000 | signed in, 1 attribute, 1 room |",
+    "| SIGKILL, started again empty |",
+    "| connections dropped, data kept (reference) |",
+    "| client enters Session.online on B → on A |",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_run_prints_every_part(tmp_path: Path) -> None:
+    """``--quick`` runs all five parts: the table has a row for each figure and a line for each target."""
+    command = [sys.executable, str(BENCH / "scale_out.py"), "--quick", f"--out={tmp_path}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ROWS:
+        assert any(line.startswith(row) for line in result.stdout.splitlines()), row
+    assert "cross-process p99 at 1,000 msg/s" in result.stdout
+    assert "rooms deliveries/s at C=64" in result.stdout
+    assert (tmp_path / "scale_out.md").read_text().strip() == result.stdout.strip()
+    figures = json.loads((tmp_path / "scale_out.json").read_text())
+    assert set(figures["results"]) == {"delivery", "freshness", "fanout", "memory", "restart"}
