@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import gc
 import importlib.util
+import logging
 import sys
 import time
 import tracemalloc
@@ -94,6 +95,8 @@ APP = load_app()
 
 
 async def main(arguments: argparse.Namespace) -> None:
+    logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("websuckets.redis").setLevel(arguments.redis_log_level)
     if arguments.tracemalloc:
         tracemalloc.start()
     backend: Backend
@@ -116,5 +119,6 @@ if __name__ == "__main__":
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--namespace", default="bench-send")
     parser.add_argument("--stamp", action="store_true", help="note when each client entered Session.online")
-    parser.add_argument("--tracemalloc", action="store_true", help="trace Python allocations (for stats)")
+    parser.add_argument("--tracemalloc", action="store_true", help="trace Python allocations (bench memory)")
+    parser.add_argument("--redis-log-level", default="WARNING", help="of RedisBackend's logger, to the log file")
     asyncio.run(main(parser.parse_args()))
