@@ -1,7 +1,7 @@
 """The scale-out figures of websuckets: several processes on one Redis, each against a reference.
 
-    .venv/bin/python bench/scale_out.py            # every part, 3 repetitions (about 5 minutes)
-    .venv/bin/python bench/scale_out.py --quick    # every part, smaller and shorter (about 1 minute)
+    .venv/bin/python bench/scale_out.py            # every part, 3 repetitions (about 4 minutes)
+    .venv/bin/python bench/scale_out.py --quick    # every part, smaller and shorter (under a minute)
 
 1. **Delivery**: direct messages (the documentation's ``send message``,
    ``Session.online[to].socket.send(...)``) from senders on process A to receivers on
@@ -726,7 +726,7 @@ PARTS = ("delivery", "fanout", "memory", "restart")
 
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every part, smaller and shorter (about 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="every part, smaller and shorter (under a minute)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
     parser.add_argument("--repeat", type=int, help="repetitions of the timed runs (default 3, quick 1)")
     parser.add_argument("--out", type=Path, help="directory for scale_out.md and scale_out.json")
