@@ -36,7 +36,7 @@ async def join_lobby(socket: ServerConnection) -> None:
 
 
 def create_app(backend: Backend) -> WebSuckets:
-    app = WebSuckets(backend=backend)
+    app = WebSuckets(backend=backend, rate_limit=None)  # the other servers limit nothing either
     app.include_command_group(chat)
     app.on_connect(join_lobby)
     return app

@@ -107,6 +107,7 @@ async def main(arguments: argparse.Namespace) -> None:
     if arguments.stamp:
         backend.presence = StampedPresence()  # both backends keep their index as .presence
     APP.backend = backend
+    APP.rate_limit = None  # as every bench server: the load generators send faster than 100 commands/s
     APP.include_command_group(bench)
     async with APP, APP.serve("127.0.0.1", arguments.port) as server:
         await server.serve_forever()
