@@ -714,7 +714,7 @@ def render(header: dict[str, str], results: dict[str, Any], options: argparse.Na
             "",
             *freshness_table(results["freshness"]),
         ]
-    lines += ["", "### Targets (issue 10)", "", "```", *checks, "```", ""]
+    lines += ["", "### Targets", "", "```", *checks, "```", ""]
     return "\n".join(lines)
 
 
