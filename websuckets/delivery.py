@@ -1,8 +1,9 @@
 """Delivery to local connections without awaiting any of them: one slow client delays nobody.
 
 Every fan-out (a room, a user's connections, everyone) and every message that arrives from
-another process ends here. Real connections go through ``websockets.broadcast``: the message
-is encoded once and written to each socket's buffer synchronously. A connection whose write
+another process ends here. The message is encoded and framed once and written to each
+socket's buffer synchronously, as ``websockets.broadcast`` does (which serves connections
+with an extension such as compression, whose frames differ). A connection whose write
 buffer is already over `SLOW_CONSUMER_BUFFER` is not written to: it is closed with 1013 (try
 again later), logged and counted, so that a client that stops reading cannot grow the
 server's memory without bound.
@@ -17,15 +18,18 @@ from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import broadcast
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 
-__all__ = ["SLOW_CONSUMER_BUFFER", "DeliveryStats", "send_now", "stats"]
+__all__ = ["SLOW_CONSUMER_BUFFER", "SLOW_CONSUMER_GRACE", "DeliveryStats", "send_now", "stats"]
 
 logger = logging.getLogger("websuckets.delivery")
 
 SLOW_CONSUMER_BUFFER = 2**20
 """Bytes queued for a client over which a fan-out closes it (1013) instead of queueing more."""
+
+SLOW_CONSUMER_GRACE = 1.0
+"""Seconds a slow consumer gets to read up to the close frame before its connection is dropped."""
 
 
 class DeliveryStats:
@@ -46,24 +50,42 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
     """Write ``message`` to every open socket in ``sockets`` at once; how many it was written to.
 
     ``sockets`` are ``ServerConnection`` objects, or test-transport sockets with ``send_nowait``.
+    Without extensions (compression is off by default) a server's frame is the same bytes for
+    every connection: it is built once and written to each transport. A connection with an
+    extension, or in the middle of a fragmented message, goes through ``websockets.broadcast``.
     """
-    real: list[Connection] = []
+    frame: bytes | None = None
+    other: list[Connection] = []
     written = 0
     for socket in sockets:
         if isinstance(socket, Connection):
-            transport = socket.transport
-            if transport is not None and transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
-                _close_slow(socket)
+            protocol, transport = socket.protocol, socket.transport
+            if protocol.state is not State.OPEN:
                 continue
-            real.append(socket)
+            if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
+                _close_slow(socket)
+            elif protocol.extensions or socket.send_in_progress is not None:
+                other.append(socket)
+            else:
+                if frame is None:
+                    frame = _frame(message)
+                transport.write(frame)
+                written += 1
         elif socket.state is State.OPEN:
             socket.send_nowait(message)
             written += 1
-    if real:
-        broadcast(real, message)
-        written += sum(1 for socket in real if socket.protocol.state is State.OPEN)
+    if other:
+        broadcast(other, message)
+        written += sum(1 for socket in other if socket.protocol.state is State.OPEN)
     stats.delivered += written
     return written
+
+
+def _frame(message: str | bytes) -> bytes:
+    """The bytes of one unmasked, uncompressed frame holding ``message``: what a server sends."""
+    if isinstance(message, str):
+        return Frame(Opcode.TEXT, message.encode()).serialize(mask=False, extensions=[])
+    return Frame(Opcode.BINARY, bytes(message)).serialize(mask=False, extensions=[])
 
 
 def _close_slow(socket: Connection) -> None:
@@ -71,6 +93,14 @@ def _close_slow(socket: Connection) -> None:
         return
     stats.slow_consumers_closed += 1
     logger.warning("closing %s: over %d bytes queued and not read (slow consumer)", socket.id, SLOW_CONSUMER_BUFFER)
-    task = asyncio.get_running_loop().create_task(socket.close(CloseCode.TRY_AGAIN_LATER, "too slow"))
+    task = asyncio.get_running_loop().create_task(_close(socket))
     _closing.add(task)
     task.add_done_callback(_closing.discard)
+
+
+async def _close(socket: Connection) -> None:
+    """Close with 1013; a client that reads nothing never gets to the close frame: drop it after a second."""
+    try:
+        await asyncio.wait_for(socket.close(CloseCode.TRY_AGAIN_LATER, "too slow"), SLOW_CONSUMER_GRACE)
+    except TimeoutError:
+        socket.transport.abort()

@@ -450,6 +450,7 @@ class RedisBackend(IndexedBackend):
         """Subscribe, then announce this process and load the mirror; heard events wait in the socket."""
         assert self._client is not None
         self._rebuild.clear()
+        await self._client.connection_pool.disconnect()  # pooled connections may predate the loss
         subscriber = self._new_client(socket_timeout=None)
         pubsub = subscriber.pubsub()
         try:
