@@ -189,3 +189,29 @@ async def test_a_custom_error_middleware_keeps_its_place_and_outcomes_are_counte
         samples = await scrape(port)
     assert seen == ["fail"]
     assert samples[("websuckets_commands_total", (("event", "fail"), ("outcome", "nope")))] == 1
+
+
+async def test_fan_out_messages_are_counted_as_sent() -> None:
+    """A broadcast's messages, written as one shared frame, count in messages and bytes sent."""
+    from websuckets import ClientEvent, Session
+
+    app = WebSuckets()
+    app.add_instrument(Metrics())
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        sockets = [await connect(f"ws://127.0.0.1:{port}/") for _ in range(3)]
+        for _ in range(100):
+            if len(Session.online) == 3:
+                break
+            await asyncio.sleep(0.01)
+        before = await scrape(port)
+        await Session.broadcast(ClientEvent("news", "x" * 100))
+        for websocket in sockets:
+            await websocket.recv()
+        after = await scrape(port)
+        for websocket in sockets:
+            await websocket.close()
+    key = ("websuckets_messages_sent_total", ())
+    assert after[key] - before[key] == 3
+    sent_bytes = ("websuckets_sent_bytes_total", ())
+    assert after[sent_bytes] - before[sent_bytes] >= 3 * len(ClientEvent("news", "x" * 100))

@@ -35,10 +35,15 @@ SLOW_CONSUMER_GRACE = 1.0
 class DeliveryStats:
     """Counters of this process's local deliveries, for logs and metrics."""
 
-    __slots__ = ("delivered", "slow_consumers_closed")
+    __slots__ = ("bytes_framed_once", "delivered", "framed_once", "slow_consumers_closed")
 
     def __init__(self) -> None:
         self.delivered = 0
+        """Messages written to local connections by fan-outs."""
+        self.framed_once = 0
+        """Of those, the ones written as a shared frame, past the connection's protocol object."""
+        self.bytes_framed_once = 0
+        """The bytes of those."""
         self.slow_consumers_closed = 0
 
 
@@ -56,7 +61,7 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
     """
     frame: bytes | None = None
     other: list[Connection] = []
-    written = 0
+    written = direct = 0
     for socket in sockets:
         if isinstance(socket, Connection):
             protocol, transport = socket.protocol, socket.transport
@@ -70,10 +75,14 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
                 if frame is None:
                     frame = _frame(message)
                 transport.write(frame)
-                written += 1
+                direct += 1
         elif socket.state is State.OPEN:
             socket.send_nowait(message)
             written += 1
+    if frame is not None:
+        written += direct
+        stats.framed_once += direct
+        stats.bytes_framed_once += direct * len(frame)
     if other:
         broadcast(other, message)
         written += sum(1 for socket in other if socket.protocol.state is State.OPEN)

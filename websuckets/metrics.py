@@ -309,6 +309,9 @@ class Metrics(Instrument):
             if count:
                 self.counters[name].inc(count)
         self._advance("slow_consumers_closed", delivery.stats.slow_consumers_closed)
+        # fan-outs write one shared frame past each connection's (counting) protocol object
+        self._advance("messages_sent", delivery.stats.framed_once)
+        self._advance("sent_bytes", delivery.stats.bytes_framed_once)
         app = self.app
         if app is not None and app.started:
             self.connections.set(app.dispatcher.open_connections)
