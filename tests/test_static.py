@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from http_get import http_get as http
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -42,22 +43,6 @@ def make_app(site: Path) -> WebSuckets:
     app.add_static("/", site)
     app.add_static("/about.txt", site.parent / "secret.txt")
     return app
-
-
-async def http(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """One plain HTTP/1.1 request; the status, the headers (lowercase names) and the body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 5)  # the server closes after answering
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in header_lines)}
-    return int(status_line.split()[1]), headers, body
 
 
 def test_resolve_files_directories_and_the_client(site: Path, tmp_path: Path) -> None:
