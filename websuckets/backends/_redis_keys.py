@@ -91,9 +91,7 @@ return removed
 HEARTBEAT = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[6] == '1' then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
 local reaped = 0
 for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))) do
   local set = ARGV[3] .. wid
@@ -108,9 +106,9 @@ end
 local heard = redis.call('PUBLISH', ARGV[5], '{"t":"ping"}')
 return {heard, reaped}
 """)
-"""KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel, alive.
+"""KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel.
 
-Records this worker's heartbeat (when alive is 1), reaps every worker silent for longer
+Records this worker's heartbeat, reaps every worker silent for longer
 than dead after, and probes this worker's own channel: the number of subscribers that
 heard the probe is 0 when this worker's listener is not subscribed.
 """

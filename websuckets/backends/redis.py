@@ -163,9 +163,7 @@ class RedisBackend(IndexedBackend):
         if self.health.connected and self._client is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeout):
-                    await self._client.evalsha(
-                        REASSERT.sha, 2, self.keys.worker(self.worker_id), self.keys.clients, self.keys.all
-                    )
+                    await self._client.evalsha(REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all)
                     await self._client.zrem(self.keys.workers, self.worker_id)
         for task in tasks:
             task.cancel()
@@ -243,9 +241,12 @@ class RedisBackend(IndexedBackend):
 
     def forget_token(self, digest: str) -> None:
         self._unwritten_tokens.pop(digest, None)
+        self._enqueue(self._revoke(digest), "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
+
+    def _revoke(self, digest: str) -> tuple[Any, ...]:
+        """The command that deletes a token and tells every process."""
         event = '{"t":"rv","d":"' + digest + '"}'
-        args = ("EVALSHA", REVOKE.sha, 1, self.keys.token(digest), self.keys.all, event)
-        self._enqueue(args, "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
+        return ("EVALSHA", REVOKE.sha, 1, self.keys.token(digest), self.keys.all, event)
 
     async def find_token(self, digest: str) -> TokenRecord | None:
         """Look the digest up in Redis; a miss is asked again after 50 and 200 ms (a token just
@@ -282,9 +283,7 @@ class RedisBackend(IndexedBackend):
         await self._write_now(user, "leave")
 
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
-        members = self.presence.online if room is None else self.presence.members(room)
-        local = self._local
-        send_now((user.socket for cid, user in members.items() if cid in local and cid not in exclude), message)
+        self._deliver_to_room(room, exclude, message)
         event = {"t": "b", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id, **_wire(message)}
         await self._call(("PUBLISH", self.keys.all, to_json(event)), "broadcast")
 
@@ -480,7 +479,7 @@ class RedisBackend(IndexedBackend):
         self._epoch = epoch
         local = list(self._local.values())
         pipe = client.pipeline(transaction=False)
-        pipe.evalsha(HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *self._heartbeat_args(alive=True))
+        pipe.execute_command(*self._heartbeat())
         pipe.evalsha(
             REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *[u.client_id.hex for u in local]
         )
@@ -491,7 +490,7 @@ class RedisBackend(IndexedBackend):
         for digest, token_record in held.items():
             pipe.execute_command(*self._token_write(digest, token_record))
         for digest in self._unsent_revocations:
-            pipe.evalsha(REVOKE.sha, 1, self.keys.token(digest), self.keys.all, '{"t":"rv","d":"' + digest + '"}')
+            pipe.execute_command(*self._revoke(digest))
         await pipe.execute()
         self._unwritten_tokens.clear()
         self._unsent_revocations.clear()
@@ -530,10 +529,12 @@ class RedisBackend(IndexedBackend):
             **options,
         )
 
-    def _heartbeat_args(self, alive: bool) -> tuple[Any, ...]:
+    def _heartbeat(self) -> tuple[Any, ...]:
+        """The command that records this process's heartbeat, reaps dead ones and probes its own channel."""
         dead_after_ms = int(self.dead_after * 1000)
         own = self.keys.worker_channel(self.worker_id)
-        return (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, own, "1" if alive else "0")
+        args = (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, own)
+        return ("EVALSHA", HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *args)
 
     async def _heartbeat_forever(self) -> None:
         """Beat, reap dead processes, and check that this process's listener hears its own channel."""
@@ -541,9 +542,8 @@ class RedisBackend(IndexedBackend):
             await asyncio.sleep(self.heartbeat)
             if not self.health.connected:
                 continue
-            args = ("EVALSHA", HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *self._heartbeat_args(True))
             try:
-                heard, reaped = await self._call(args, "heartbeat")
+                heard, reaped = await self._call(self._heartbeat(), "heartbeat")
             except BackendUnavailable:
                 continue  # the writer has marked the connection lost
             if reaped:
@@ -564,7 +564,7 @@ class RedisBackend(IndexedBackend):
                 self._removed(UUID(event["c"]))
             elif kind == "b":
                 if event["o"] != self.worker_id:
-                    self._deliver_broadcast(event)
+                    self._deliver_to_room(event["r"], frozenset(map(UUID, event["x"])), _unwire(event))
             elif kind == "u":
                 if event["o"] != self.worker_id:
                     self._deliver_to_user(event["u"], _unwire(event))
@@ -622,13 +622,11 @@ class RedisBackend(IndexedBackend):
             self.presence.remove_verified(user.id, user)
         self.presence.remove(user)
 
-    def _deliver_broadcast(self, event: dict[str, Any]) -> None:
-        room = event["r"]
+    def _deliver_to_room(self, room: str | None, exclude: frozenset[UUID], message: str | bytes) -> None:
+        """Send to this process's members of ``room`` (its every client if ``None``) but ``exclude``."""
         members = self.presence.online if room is None else self.presence.members(room)
-        excluded = set(event["x"])
         local = self._local
-        message = _unwire(event)
-        send_now((u.socket for cid, u in members.items() if cid in local and cid.hex not in excluded), message)
+        send_now((user.socket for cid, user in members.items() if cid in local and cid not in exclude), message)
 
     def _deliver_direct(self, client_id: UUID, message: str | bytes) -> None:
         user = self._local.get(client_id)
