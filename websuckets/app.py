@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -24,9 +24,11 @@ from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
 from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
+from .history import GAP_EVENT, POSITION_EVENT, History, HistoryRules
 from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
+from .resume import GapPayload, PositionPayload, resume_commands
 from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
@@ -84,6 +86,10 @@ class WebSuckets:
             string), before their first command; ``None`` (the default) for none.
         handshake_checks: ``process_request`` hooks run on every handshake after the built-in
             checks (connection cap, origin, ``handshake_auth``), returning a response to refuse it.
+        history: the rooms that keep their last messages for clients that reconnect, by name
+            or fnmatch pattern (``{"lobby": History(size=100), "chat:*": History(ttl=600)}``):
+            their messages carry a position, and the ``websuckets resume`` command replays what
+            a client missed (see the "Reconnect and recovery" guide). ``None`` for none.
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class WebSuckets:
         compression: str | None = None,
         handshake_auth: HandshakeAuth | None = None,
         handshake_checks: Sequence[Check] = (),
+        history: Mapping[str, History] | None = None,
     ) -> None:
         self.container = container
         self.backend = backend if backend is not None else MemoryBackend()
@@ -143,6 +150,11 @@ class WebSuckets:
         self.instruments: list[Instrument] = []
         self.server_events: dict[str, Any] = {}
         """Events the server pushes, by name, with the type of their payload (see `server_event`)."""
+        self.history = HistoryRules(history)
+        if self.history:
+            self.include_command_group(resume_commands())
+            self.server_event(POSITION_EVENT, PositionPayload)
+            self.server_event(GAP_EVENT, GapPayload)
 
     # configuration, before the app starts
 
@@ -227,6 +239,7 @@ class WebSuckets:
         injects = self._check_container()
         routes = {name: Route(command, self._chain_for(command)) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
+        self._give_history(self.backend)
         _settle_malloc()
         await self.backend.start()
         tokens = self._handshake_tokens = None if self.handshake_auth is None else self.handshake_auth.bind(sessions)
@@ -294,6 +307,12 @@ class WebSuckets:
         if not fuse_validation:
             middlewares.append(self.validation_middleware)
         return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
+
+    def _give_history(self, backend: Backend) -> None:
+        if self.history and type(backend).recover is Backend.recover:
+            name = type(backend).__name__
+            raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
+        backend.history = self.history
 
     def _check_container(self) -> bool:
         """Whether any handler or hook injects services; an error if one does and there is no container."""

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from .backends.base import Backend, UserId
 from .exc import AppStateError
+from .history import Position
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -38,6 +39,8 @@ class User:
     token: str | None
     _store: SessionStore
     _rooms: set[str]
+    _resume_from: dict[str, Position]
+    """Positions the client asked to resume rooms from, until the app joins it to them."""
 
     def __init__(self, socket: ServerConnection, store: SessionStore) -> None:
         object.__setattr__(self, "socket", socket)
@@ -45,6 +48,7 @@ class User:
         object.__setattr__(self, "id", None)
         object.__setattr__(self, "token", None)
         object.__setattr__(self, "_rooms", set())
+        object.__setattr__(self, "_resume_from", {})
 
     @property
     def client_id(self) -> UUID:
@@ -200,6 +204,8 @@ class Session:
     async def join(client_id: UUID, room: str) -> None:
         """Put a connected client in ``room``; it leaves every room when it disconnects.
 
+        In a room with history (``WebSuckets(history=...)``) the client then gets its position
+        (``websuckets position``), after the messages it missed if it asked to resume the room.
         Raises `KeyError` if no such client is connected, and `BackendUnavailable` if a
         shared backend cannot be reached (the client is then in the room on its own process only).
         """
@@ -218,13 +224,17 @@ class Session:
     @staticmethod
     async def broadcast(
         message: str | bytes, room: str | None = None, exclude: UUID | Iterable[UUID] | None = None
-    ) -> None:
+    ) -> Position | None:
         """Send ``message`` (a `ClientEvent`, or any text) to every member of ``room``, or to every client.
 
         Waits for no receiver: each gets the message queued at once, and one slow or gone
         client delays nobody. ``exclude`` takes a client id, or several.
+
+        A room with history keeps the message first and returns its `Position`; its messages
+        must be JSON objects (a `ClientEvent`), which reach clients with ``room``, ``epoch``
+        and ``offset`` added.
         """
-        await current_backend().broadcast(message, None if room is None else _room_name(room), _ids(exclude))
+        return await current_backend().broadcast(message, None if room is None else _room_name(room), _ids(exclude))
 
     @staticmethod
     async def send_to_user(user_id: UserId, message: str | bytes) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
+from ..history import HistoryRules, Position
 from ..presence import Presence
 
 if TYPE_CHECKING:  # a cycle: session.User holds its backend
@@ -65,6 +66,9 @@ class Backend(ABC):
 
     sessions: SessionStore
     """The app's session store, set when the app starts: told of tokens revoked on other processes."""
+
+    history: HistoryRules = HistoryRules()
+    """Which rooms keep history (``WebSuckets(history=...)``), set when the app starts."""
 
     async def start(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
         """Called when the app starts; raise `BackendUnavailable` if the backend cannot be reached."""
@@ -149,12 +153,28 @@ class Backend(ABC):
         """The members of a room, on every process the backend reaches."""
 
     @abstractmethod
-    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
-        """Send to every member of ``room`` (every client if ``None``) but ``exclude``, waiting for none."""
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
+        """Send to every member of ``room`` (every client if ``None``) but ``exclude``, waiting for none.
+
+        In a room with history the message is kept first, and its position returned.
+        """
 
     @abstractmethod
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         """Send to every connection verified as ``user_id``, waiting for none."""
+
+    # room history
+
+    async def recover(self, user: User, room: str, since: Position | None) -> bool:
+        """Send a local member of a history room what it missed after ``since``, then its position.
+
+        Called when a client joins a history room (``since`` is the position it asked to
+        resume from, if any) and when a member asks to resume. Returns whether it recovered.
+        """
+        raise NotImplementedError(f"{type(self).__name__} keeps no room history")
+
+    def keeps_history(self, room: str) -> bool:
+        return bool(self.history) and self.history.for_room(room) is not None
 
 
 class IndexedBackend(Backend):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..delivery import send_now
+from ..history import History, Position, Read, replay, stamp, stampable
 from ..presence import Presence
 from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 
@@ -30,6 +33,7 @@ class MemoryBackend(IndexedBackend):
         self.health = BackendHealth()
         self._tokens: dict[str, TokenRecord] = {}
         self._prune_at = self.PRUNE_MINIMUM
+        self._logs: dict[str, _RoomLog] = {}
 
     # presence
 
@@ -55,22 +59,73 @@ class MemoryBackend(IndexedBackend):
     # rooms and delivery
 
     async def join(self, client_id: UUID, room: str) -> None:
-        self.presence.join(self._connected(client_id), room)
+        user = self._connected(client_id)
+        self.presence.join(user, room)
+        if self.keeps_history(room):
+            await self.recover(user, room, user._resume_from.pop(room, None))
 
     async def leave(self, client_id: UUID, room: str) -> None:
         user = self.presence.online.get(client_id)
         if user is not None:
             self.presence.leave(user, room)
 
-    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
-        members = self.presence.online if room is None else self.presence.members(room)
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
+        position = None
+        if room is None:
+            members = self.presence.online
+        else:
+            members = self.presence.members(room)
+            history = self.history.for_room(room) if self.history else None
+            if history is not None:
+                text = stampable(message, room)
+                position = self._log(room, history).append(text)
+                message = stamp(text, room, position)
         send_now((user.socket for client_id, user in members.items() if client_id not in exclude), message)
+        return position
 
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         send_now([user.socket for user in self.presence.verified.get(user_id, ())], message)
+
+    # room history
+
+    async def recover(self, user: User, room: str, since: Position | None) -> bool:
+        history = self.history.for_room(room)
+        assert history is not None, "called for history rooms only"
+        return replay(user.socket, room, since, self._log(room, history).read(since))
+
+    def _log(self, room: str, history: History) -> _RoomLog:
+        log = self._logs.get(room)
+        if log is None:
+            log = self._logs[room] = _RoomLog(history)
+        return log
 
     def _connected(self, client_id: UUID) -> User:
         user = self.presence.online.get(client_id)
         if user is None:
             raise KeyError(client_id)
         return user
+
+
+class _RoomLog:
+    """One room's last messages: a ring buffer of (offset, time, message), and the room's epoch."""
+
+    __slots__ = ("entries", "epoch", "top", "ttl")
+
+    def __init__(self, history: History) -> None:
+        self.epoch = secrets.token_hex(8)
+        self.top = 0
+        self.ttl = history.ttl
+        self.entries: deque[tuple[int, float, str]] = deque(maxlen=history.size)
+
+    def append(self, message: str) -> Position:
+        self.top += 1
+        self.entries.append((self.top, time.time(), message))
+        return Position(self.epoch, self.top)
+
+    def read(self, since: Position | None) -> Read:
+        """The position now, and the unexpired entries after ``since`` (none for a plain join or another epoch)."""
+        if since is None or since.epoch != self.epoch or since.offset >= self.top:
+            return Read(self.epoch, self.top, ())
+        oldest = -float("inf") if self.ttl is None else time.time() - self.ttl
+        after = [(offset, message) for offset, at, message in self.entries if offset > since.offset and at > oldest]
+        return Read(self.epoch, self.top, after)
