@@ -4,6 +4,7 @@ from .app import WebSuckets
 from .context import CallNext, Context, Middleware
 from .events import ClientEvent
 from .exc import InternalError
+from .history import History, Position
 from .routing import Command, CommandGroup
 from .security import Token
 from .session import Session, User
@@ -14,8 +15,10 @@ __all__ = [
     "Command",
     "CommandGroup",
     "Context",
+    "History",
     "InternalError",
     "Middleware",
+    "Position",
     "Session",
     "Token",
     "User",
