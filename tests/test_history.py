@@ -96,7 +96,7 @@ async def test_history_room_messages_carry_their_position(client: TestClient) ->
     """A plain join gets the room's position; each message adds room, epoch and the next offset."""
     alice, bob = await client.connect(), await client.connect()
     start = (await joined(alice)).payload
-    assert start["recovered"] is None and start["offset"] == 0 and start["room"] == "lobby"
+    assert (start["room"], start["offset"], start["recovered"]) == ("lobby", 0, None)
     await joined(bob)
     assert await say(bob, "one") == Position(start["epoch"], 1)
     assert await say(bob, "two") == Position(start["epoch"], 2)
