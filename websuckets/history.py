@@ -138,7 +138,11 @@ class Read(NamedTuple):
 def recovered(since: Position, read: Read) -> bool:
     """Whether ``read`` holds every message after ``since``: same epoch, and each offset up to the top."""
     offsets = [offset for offset, _ in read.entries]
-    return since.epoch == read.epoch and offsets == list(range(since.offset + 1, read.top + 1))
+    return (
+        since.epoch == read.epoch
+        and since.offset <= read.top
+        and offsets == list(range(since.offset + 1, read.top + 1))
+    )
 
 
 def replay(socket: Any, room: str, since: Position | None, read: Read, live: Sequence[tuple[int, str]] = ()) -> bool:
