@@ -273,3 +273,21 @@ def test_history_options_are_checked() -> None:
         History(ttl=0)
     with pytest.raises(TypeError, match="History"):
         WebSuckets(history={"lobby": 100})  # type: ignore[dict-item]
+
+
+async def test_a_long_history_room_name_does_not_spoil_a_resume() -> None:
+    """A client resumes every room it got positions from, whatever the length of their names."""
+    long_room = "chat:" + "x" * 300  # matches "chat:*"
+    async with TestClient(history_app(MemoryBackend()), real=True) as client:
+        alice, bob = await client.connect(), await client.connect()
+        lobby = (await joined(alice)).payload
+        other = (await joined(alice, long_room)).payload
+        await joined(bob)
+        await alice.close()
+        await say(bob, "missed")
+        again = await client.connect()
+        reply = await resume(again, {"lobby": (lobby["epoch"], 0), long_room: (other["epoch"], 0)})
+        assert reply.payload == {"waiting": ["lobby", long_room]}
+        await again.send("join", {"room": "lobby"})
+        texts, position = await texts_until_position(again)
+        assert (texts, position["recovered"]) == (["missed"], True)
