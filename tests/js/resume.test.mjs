@@ -145,10 +145,7 @@ test("after the server drops the connection, the client resumes first and gets e
   const epoch = start.epoch;
   assert.equal(wire.sent[0].event, "join", "the first open resumes nothing");
   assert.deepEqual(await resumed, { room, recovered: true, epoch, offset: start.offset + 4 });
-  assert.deepEqual(
-    said.map(([text]) => text),
-    ["a", "b", "c"],
-  );
+  assert.deepEqual(said.map(([text]) => text), ["a", "b", "c"]);
   const frames = sentAfter(wire, "drop");
   assert.deepEqual(
     frames.map((frame) => frame.event),
@@ -198,10 +195,7 @@ test("on 'websuckets gap' the client resumes that room from its last position", 
 
   assert.deepEqual(await gap, { room });
   assert.deepEqual(await resumed, { room, recovered: true, epoch: start.epoch, offset: start.offset + 1 });
-  assert.deepEqual(
-    said.map(([text]) => text),
-    ["missed"],
-  );
+  assert.deepEqual(said.map(([text]) => text), ["missed"]);
   const frames = sentAfter(wire, "gap");
   assert.deepEqual(frames.map((frame) => [frame.event, frame.payload]), [
     ["websuckets resume", { rooms: { [room]: { epoch: start.epoch, offset: start.offset } } }],
@@ -218,17 +212,15 @@ test("resume: false keeps no position and sends no resume", async () => {
   alice.send("drop");
   await reopened;
   await alice.request("echo", "reconnected");
-  assert.deepEqual(
-    sentAfter(wire, "drop").map((frame) => frame.event),
-    ["join", "echo"],
-  );
+  assert.deepEqual(sentAfter(wire, "drop").map((frame) => frame.event), ["join", "echo"]);
 });
 
 test("at most 100 rooms are kept, the longest unmoved forgotten; a duplicate is the same epoch, no further", () => {
   const probe = new WebSucketsClient(URL);
   probe.close();
   const said = collect(probe, "said");
-  const receive = (room, epoch, offset) => probe._receive(JSON.stringify({ event: "said", payload: offset, room, epoch, offset }));
+  const receive = (room, epoch, offset) =>
+    probe._receive(JSON.stringify({ event: "said", payload: offset, room, epoch, offset }));
   for (let number = 0; number <= 100; number++) receive(`r${number}`, "e", 1);
   assert.equal(probe.positions.size, 100);
   assert.equal(probe.positions.has("r0"), false);
@@ -240,9 +232,6 @@ test("at most 100 rooms are kept, the longest unmoved forgotten; a duplicate is 
   receive("r1", "e", 2); // a duplicate
   receive("r1", "e", 1); // older: a duplicate too
   receive("r1", "f", 1); // another epoch: the room's history was lost, this one is new
-  assert.deepEqual(
-    said.map(([offset, message]) => [offset, message.epoch]),
-    [[1, "f"]],
-  );
+  assert.deepEqual(said.map(([offset, message]) => [offset, message.epoch]), [[1, "f"]]);
   assert.deepEqual(probe.positions.get("r1"), { epoch: "f", offset: 1 });
 });
