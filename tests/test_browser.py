@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from examples_loader import load_example
 from playwright.sync_api import Page, expect, sync_playwright
+from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
-from websuckets import CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, History, Session, WebSuckets
 from websuckets.handshake_auth import HandshakeAuth
 
 T = TypeVar("T")
@@ -79,6 +86,15 @@ class DemoServer(threading.Thread):
 
         async def run() -> T:
             return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=5)
+
+    def call_async(self, function: Callable[[], Awaitable[T]]) -> T:
+        """``await function()`` in the server's thread, on its loop."""
+        assert self._loop is not None
+
+        async def run() -> T:
+            return await function()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=5)
 
@@ -242,5 +258,131 @@ def test_a_browser_presents_its_token_as_a_subprotocol(tmp_path: Path) -> None:
             finally:
                 browser.close()
         assert result == {"who": {"id": "alice", "subprotocol": "websuckets"}, "bare": "failed"}
+    finally:
+        server.stop()
+
+
+class Room(BaseModel):
+    room: str
+
+
+class Say(BaseModel):
+    room: str
+    text: str
+
+
+RESUMING_PAGE = """<!doctype html>
+<title>resume</title>
+<p id="connection">connecting</p>
+<p id="position"></p>
+<p id="recovered"></p>
+<ol id="messages"></ol>
+<script type="module">
+  import { WebSucketsClient } from "/websuckets.js";
+
+  const client = new WebSucketsClient(location.origin.replace(/^http/, "ws") + "/", { minDelay: 50, maxDelay: 200 });
+  const show = (id, text) => (document.getElementById(id).textContent = text);
+  client.on("open", () => {
+    show("connection", "connected");
+    client.send("join", { room: "lobby" }); // at every open: the resume goes out before it
+  });
+  client.on("close", () => show("connection", "disconnected"));
+  client.on("websuckets position", ({ offset }) => show("position", `lobby at ${offset}`));
+  client.on("resumed", ({ recovered }) => show("recovered", String(recovered)));
+  client.on("said", (text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    document.getElementById("messages").append(item);
+  });
+</script>
+"""
+
+
+def resuming_app(static: Path, accepting: threading.Event) -> WebSuckets:
+    """A page at /, ``join`` and ``say`` commands and a lobby with history; handshakes get 503 unless ``accepting``."""
+
+    def gate(connection: ServerConnection, request: Request) -> Response | None:
+        if accepting.is_set():
+            return None
+        return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "away for a test\n")
+
+    app = WebSuckets(history={"lobby": History(size=100)}, handshake_checks=[gate])
+    group = CommandGroup()
+
+    @group.command("join")
+    async def join(socket: ServerConnection, model: Room) -> None:
+        await Session.join(socket.id, model.room)
+
+    @group.command("say")
+    async def say(socket: ServerConnection, model: Say, ctx: Context) -> None:
+        await Session.broadcast(ClientEvent("said", model.text), room=model.room)
+        await ctx.reply("sent", model.text)
+
+    app.include_command_group(group)
+    app.add_static("/", static)
+    return app
+
+
+async def drop_members(app: WebSuckets, room: str) -> int:
+    """Close every connection in ``room`` from the server's side (1012, as a restarting server does)."""
+    members = list(app.backend.room_members(room).values())
+    for user in members:
+        await user.socket.close(CloseCode.SERVICE_RESTART, "dropped for a test")
+    return len(members)
+
+
+def say(other: ClientConnection, text: str) -> None:
+    """Broadcast ``text`` to the lobby from another client, and wait for the server to have sent it."""
+    other.send(json.dumps({"event": "say", "payload": {"room": "lobby", "text": text}, "id": text}))
+    reply = json.loads(other.recv(timeout=WAIT_MS / 1000))
+    assert (reply["event"], reply["id"]) == ("sent", text), reply
+
+
+def test_a_browser_resumes_its_room_after_the_server_drops_it(tmp_path: Path) -> None:
+    """Chromium reconnects by itself, resumes the lobby, and shows exactly the messages it missed, in order.
+
+    The server drops the page's connection and refuses handshakes (503) while another client
+    broadcasts to the lobby; once it accepts again the page's client reconnects, sends
+    ``websuckets resume`` before the page's own join, and gets ``recovered: true``.
+    """
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
+    (tmp_path / "index.html").write_text(RESUMING_PAGE)
+    accepting = threading.Event()
+    accepting.set()
+    server = DemoServer(lambda: resuming_app(tmp_path, accepting))
+    server.start()
+    assert server.ready.wait(timeout=15), "the server did not start"
+    try:
+        assert server.app is not None
+        app = server.app
+        with sync_playwright() as playwright, ws_connect(f"ws://127.0.0.1:{server.port}/") as other:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+            try:
+                page = browser.new_page()
+                page_errors: list[str] = []
+                page.on("pageerror", lambda error: page_errors.append(str(error)))
+                page.goto(f"http://127.0.0.1:{server.port}/")
+                expect(page.locator("#position")).to_have_text("lobby at 0", timeout=WAIT_MS)
+                say(other, "before")
+                expect(page.locator("#messages li")).to_have_text(["before"], timeout=WAIT_MS)
+
+                accepting.clear()
+                assert server.call_async(lambda: drop_members(app, "lobby")) == 1
+                expect(page.locator("#connection")).to_have_text("disconnected", timeout=WAIT_MS)
+                for text in ("missed 1", "missed 2", "missed 3"):
+                    say(other, text)
+                accepting.set()
+
+                expect(page.locator("#recovered")).to_have_text("true", timeout=WAIT_MS)
+                expect(page.locator("#connection")).to_have_text("connected")
+                expect(page.locator("#position")).to_have_text("lobby at 4")
+                say(other, "live")
+                expect(page.locator("#messages li")).to_have_text(
+                    ["before", "missed 1", "missed 2", "missed 3", "live"], timeout=WAIT_MS
+                )
+                assert page_errors == []
+            finally:
+                browser.close()
     finally:
         server.stop()

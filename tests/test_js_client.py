@@ -7,14 +7,16 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, History, Session, WebSuckets
 from websuckets.exc import InternalError
 from websuckets.handshake_auth import HandshakeAuth
+from websuckets.history import gap_event
 from websuckets.security import Token
 
 JS_TESTS = Path(__file__).resolve().parent / "js"
@@ -25,9 +27,22 @@ class Login(BaseModel):
     login: str
 
 
+class Room(BaseModel):
+    room: str
+
+
+class Say(BaseModel):
+    room: str
+    text: str
+    exclude: str | None = None
+
+
 def make_app(handshake_auth: HandshakeAuth | None = None) -> WebSuckets:
-    """Commands for the client to exercise: replies, errors, pushes, a protected one, a dropped connection."""
-    app = WebSuckets(welcome=True, handshake_auth=handshake_auth)
+    """Commands for the client to exercise: replies, errors, pushes, a protected one, a dropped connection.
+
+    Rooms named ``history:...`` keep their last 5 messages, for resuming.
+    """
+    app = WebSuckets(welcome=True, handshake_auth=handshake_auth, history={"history:*": History(size=5)})
     group = CommandGroup()
 
     @group.command("who")
@@ -69,6 +84,21 @@ def make_app(handshake_auth: HandshakeAuth | None = None) -> WebSuckets:
     async def drop(socket: ServerConnection, ctx: Context) -> None:
         await socket.close(1012, "dropped for a test")
 
+    @group.command("join")
+    async def join(socket: ServerConnection, model: Room, ctx: Context) -> None:
+        await Session.join(socket.id, model.room)
+        await ctx.reply("joined", model.room)
+
+    @group.command("say")
+    async def say(socket: ServerConnection, model: Say, ctx: Context) -> None:
+        exclude = None if model.exclude is None else UUID(model.exclude)
+        position = await Session.broadcast(ClientEvent("said", model.text), room=model.room, exclude=exclude)
+        await ctx.reply("sent", None if position is None else position.offset)
+
+    @group.command("gap")
+    async def gap(socket: ServerConnection, model: Room, ctx: Context) -> None:
+        await socket.send(gap_event(model.room))  # as a backend does when it lost messages of the room
+
     app.include_command_group(group)
     return app
 
@@ -84,7 +114,7 @@ def node_command() -> list[str]:
 
 
 async def test_js_client_against_a_real_server() -> None:
-    """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection."""
+    """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection, resuming history rooms."""
     command = node_command()
     app, authenticating = make_app(), make_app(HandshakeAuth(required=False))
     async with app, app.serve("127.0.0.1", 0) as server, authenticating, authenticating.serve("127.0.0.1", 0) as auth:

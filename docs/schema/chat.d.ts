@@ -44,12 +44,25 @@ export interface ErrorPayload {
 export interface ClientEvents extends ServerEvents {
   open: undefined;
   close: CloseInfo;
+  resumed: ResumedInfo;
 }
 
 export interface CloseInfo {
   code: number;
   reason: string;
   reconnectIn: number | null;
+}
+
+/** The last position seen in a room with history. */
+export interface RoomPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** A room resumed after a reconnection: `recovered` false means reload its state. */
+export interface ResumedInfo extends RoomPosition {
+  room: string;
+  recovered: boolean;
 }
 
 export interface ClientOptions {
@@ -64,6 +77,7 @@ export interface ClientOptions {
   token?: string | null;
   tokenEvent?: string | null;
   handshakeToken?: boolean;
+  resume?: boolean;
   WebSocket?: typeof WebSocket;
 }
 
@@ -71,7 +85,7 @@ export type CommandName = keyof Commands;
 export type EventName = keyof ClientEvents;
 export type Listener<E extends EventName> = (
   payload: ClientEvents[E],
-  message: { event: E; payload: ClientEvents[E]; id?: string | number },
+  message: { event: E; payload: ClientEvents[E]; id?: string | number; room?: string; epoch?: string; offset?: number },
 ) => void;
 /** A command without a payload model takes any payload, or none. */
 type PayloadArgs<E extends CommandName, Rest extends unknown[] = []> = unknown extends Commands[E]["payload"]
@@ -90,6 +104,7 @@ export declare class WebSucketsClient {
   readonly url: string;
   token: string | null;
   clientId: string | null;
+  readonly positions: Map<string, RoomPosition>;
   readonly connected: boolean;
   on<E extends EventName>(event: E, fn: Listener<E>): () => void;
   off<E extends EventName>(event: E, fn: Listener<E>): void;

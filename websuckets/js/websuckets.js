@@ -9,6 +9,15 @@
 // The wire protocol is documented in docs/guide/protocol.md: commands are
 // {"event", "payload", "token", "id"}; replies echo the "id"; errors are events named "error"
 // whose payload is {"name", "details", "event", "id"}.
+//
+// Rooms with history (docs/guide/browser.md#resuming-rooms): messages of such a room carry its "room", "epoch"
+// and "offset"; the client keeps the last position of each room in `client.positions`, drops
+// duplicates, and after each reconnection sends "websuckets resume" with every position it knows,
+// before anything else. The server replays what was missed once the app joins the client again,
+// then sends "websuckets position"; the client emits its own "resumed" event for it:
+//
+//   client.on("open", () => client.send("join", { room: "lobby" })); // goes out after the resume
+//   client.on("resumed", ({ room, recovered }) => recovered || reloadRoom(room));
 
 /**
  * @typedef {object} ClientOptions
@@ -26,7 +35,24 @@
  *   servers with handshake authentication (`WebSuckets(handshake_auth=HandshakeAuth(...))`).
  * @property {string|null} [tokenEvent="new token"] an event whose payload (a string, or an object
  *   with a string `token`) replaces `client.token`; `null` to set the token yourself.
+ * @property {boolean} [resume=true] keep the position of each history room, drop duplicate room
+ *   messages, and resume those rooms after each reconnection (and on "websuckets gap").
  * @property {typeof WebSocket} [WebSocket=globalThis.WebSocket] the WebSocket class to use.
+ */
+
+/**
+ * @typedef {object} RoomPosition
+ * @property {string} epoch the room's epoch: a new one whenever the room's history was lost.
+ * @property {number} offset the offset of the last message seen in that epoch (1 for the first).
+ */
+
+/**
+ * @typedef {object} ResumedInfo
+ * @property {string} room the room that was resumed.
+ * @property {boolean} recovered `true`: every missed message was delivered, in order, just before
+ *   this event; `false`: some were lost and none was replayed, so reload the room's state.
+ * @property {string} epoch the room's epoch now.
+ * @property {number} offset the room's offset now: live messages follow from it.
  */
 
 /**
@@ -38,10 +64,19 @@
 
 /**
  * @callback Listener
- * @param {any} payload the event's payload (for "close": a {@link CloseInfo}; for "open": nothing).
- * @param {object} [message] the whole event, `{event, payload, id?}`.
+ * @param {any} payload the event's payload (for "close": a {@link CloseInfo}; for "resumed": a
+ *   {@link ResumedInfo}; for "open": nothing).
+ * @param {object} [message] the whole event, `{event, payload, id?}`; a room message with history
+ *   also has `room`, `epoch` and `offset`.
  * @returns {void}
  */
+
+/** The rooms whose positions a client keeps (past it, the one moved longest ago is forgotten): as
+ * many as the server takes in one "websuckets resume". */
+const MAX_ROOMS = 100;
+const RESUME_COMMAND = "websuckets resume";
+const POSITION_EVENT = "websuckets position";
+const GAP_EVENT = "websuckets gap";
 
 /**
  * An error from `request`: the server's error event, a timeout, or a lost connection.
@@ -70,8 +105,8 @@ export class WebSucketsError extends Error {
 /**
  * A connection to a websuckets server that reconnects by itself.
  *
- * Listen with `on(event, fn)`: server events by name, plus the client's own `"open"` and
- * `"close"`. Events that answer a pending `request` go to that request only.
+ * Listen with `on(event, fn)`: server events by name, plus the client's own `"open"`, `"close"`
+ * and `"resumed"`. Events that answer a pending `request` go to that request only.
  */
 export class WebSucketsClient {
   /**
@@ -91,6 +126,7 @@ export class WebSucketsClient {
       timeout: 10000,
       maxQueue: 100,
       tokenEvent: "new token",
+      resume: true,
       WebSocket: globalThis.WebSocket,
       ...options,
     };
@@ -99,6 +135,9 @@ export class WebSucketsClient {
     /** @type {string|null} this connection's id on the server (its `socket.id`), once a
      * `WebSuckets(welcome=True)` server has said it; a new one after each reconnect. */
     this.clientId = null;
+    /** @type {Map<string, RoomPosition>} the last position seen in each history room, the most
+     * recently moved last; at most {@link MAX_ROOMS}. Kept across reconnections. */
+    this.positions = new Map();
     /** @type {Map<string, Set<Listener>>} */
     this._listeners = new Map();
     /** @type {Map<number, {resolve: Function, reject: Function, timer: any, sent: boolean}>} */
@@ -107,6 +146,7 @@ export class WebSucketsClient {
     this._queue = [];
     this._nextId = 1;
     this._attempts = 0;
+    this._opened = false;
     this._closed = false;
     this._retryTimer = null;
     /** @type {WebSocket|null} */
@@ -120,8 +160,8 @@ export class WebSucketsClient {
   }
 
   /**
-   * Call `fn(payload, message)` for every event named `event`; `"open"` and `"close"` are the
-   * client's own. Returns a function that unsubscribes.
+   * Call `fn(payload, message)` for every event named `event`; `"open"`, `"close"` and
+   * `"resumed"` are the client's own. Returns a function that unsubscribes.
    * @param {string} event
    * @param {Listener} fn
    * @returns {() => void}
@@ -197,6 +237,9 @@ export class WebSucketsClient {
     this._socket = socket;
     socket.onopen = () => {
       this._attempts = 0;
+      // Before "open": its listeners' commands (the page joining its rooms again) follow the resume.
+      if (this._opened) this._resume(this.positions);
+      this._opened = true;
       this._emit("open", undefined);
       const queued = this._queue;
       this._queue = [];
@@ -246,6 +289,7 @@ export class WebSucketsClient {
     const isError = message.event === "error";
     const payload = message.payload;
     const id = message.id ?? (isError ? payload?.id : undefined);
+    if (this.options.resume && !this._track(message)) return; // a duplicate
     this._takeToken(message);
     if (message.event === "welcome" && typeof payload?.client_id === "string") this.clientId = payload.client_id;
     const pending = id === undefined || id === null ? undefined : this._pending.get(id);
@@ -257,6 +301,34 @@ export class WebSucketsClient {
       return;
     }
     this._emit(message.event, payload, message);
+    if (!this.options.resume) return;
+    if (message.event === POSITION_EVENT && typeof payload?.recovered === "boolean") {
+      const { room, recovered, epoch, offset } = payload;
+      this._emit("resumed", { room, recovered, epoch, offset }, message);
+    } else if (message.event === GAP_EVENT && typeof payload?.room === "string") {
+      const known = this.positions.get(payload.room);
+      if (known !== undefined) this._resume(new Map([[payload.room, known]]));
+    }
+  }
+
+  /** Keep the position `message` carries; `false` for a room message already seen (a duplicate). */
+  _track(message) {
+    const { room, epoch, offset } = message.event === POSITION_EVENT ? (message.payload ?? {}) : message;
+    if (typeof room !== "string" || typeof epoch !== "string" || !Number.isInteger(offset)) return true;
+    const known = this.positions.get(room);
+    if (message.event !== POSITION_EVENT && known?.epoch === epoch && offset <= known.offset) return false;
+    this.positions.delete(room); // to the end: the most recently moved
+    this.positions.set(room, { epoch, offset });
+    if (this.positions.size > MAX_ROOMS) this.positions.delete(this.positions.keys().next().value);
+    return true;
+  }
+
+  /** Ask the server to resume `positions`' rooms; what it misses comes back as "resumed" events. */
+  _resume(positions) {
+    if (!this.options.resume || positions.size === 0) return;
+    const rooms = Object.fromEntries([...positions].map(([room, { epoch, offset }]) => [room, { epoch, offset }]));
+    // The reply (the rooms waiting for a join) is of no use; a failure leaves the rooms as they are.
+    this.request(RESUME_COMMAND, { rooms }).catch(() => {});
   }
 
   _takeToken(message) {

@@ -1,0 +1,237 @@
+// websuckets.js resuming history rooms against a real server: tests/test_js_client.py starts one
+// whose rooms named "history:..." keep their last 5 messages, and sets WEBSUCKETS_URL.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+
+import { WebSucketsClient } from "../../websuckets/js/websuckets.js";
+
+const URL = process.env.WEBSUCKETS_URL;
+assert.ok(URL, "set WEBSUCKETS_URL to a running test server (tests/test_js_client.py does)");
+const UNREACHABLE = "ws://127.0.0.1:1/";
+
+const FAST = { minDelay: 20, maxDelay: 100, timeout: 3000 };
+const clients = [];
+
+/**
+ * A line between a client and the server: `sent` records the frames the client sends, and while
+ * `down` is true the client's connection attempts fail (as if the server were away).
+ */
+function line() {
+  const state = { sent: [], down: false };
+  state.WebSocket = class extends WebSocket {
+    constructor(url, protocols) {
+      super(state.down ? UNREACHABLE : url, protocols);
+    }
+
+    send(data) {
+      state.sent.push(JSON.parse(data));
+      super.send(data);
+    }
+  };
+  return state;
+}
+
+function client(options = {}) {
+  const made = new WebSucketsClient(URL, { ...FAST, ...options });
+  clients.push(made);
+  return made;
+}
+
+/** The next `event` on `emitter` (its payload), or an error after `ms`. */
+function next(emitter, event, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`no ${JSON.stringify(event)} within ${ms} ms`));
+    }, ms);
+    const stop = emitter.on(event, (payload) => {
+      clearTimeout(timer);
+      stop();
+      resolve(payload);
+    });
+  });
+}
+
+/** Every `event` on `emitter` from now on, as `[payload, message]` pairs. */
+function collect(emitter, event) {
+  const seen = [];
+  emitter.on(event, (payload, message) => seen.push([payload, message]));
+  return seen;
+}
+
+/** A client that joins `room` at every open, as a page does, and its position after the first join. */
+async function member(room, options = {}) {
+  const joining = client(options);
+  const position = next(joining, "websuckets position");
+  joining.on("open", () => joining.send("join", { room }));
+  return [joining, await position];
+}
+
+/** The events of the frames sent after the first one named `event`. */
+function sentAfter(wire, event) {
+  return wire.sent.slice(wire.sent.findIndex((frame) => frame.event === event) + 1);
+}
+
+after(() => {
+  for (const made of clients) made.close();
+});
+
+test("positions come from the join's position event and from each room message", async () => {
+  const room = "history:positions";
+  const [alice, start] = await member(room);
+  assert.equal(start.recovered, null);
+  assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: start.offset });
+  const said = collect(alice, "said");
+  const resumed = collect(alice, "resumed");
+
+  const bob = client();
+  await bob.request("say", { room, text: "one" });
+  await bob.request("say", { room, text: "two" });
+  await alice.request("echo", "in order after the room's messages");
+  assert.deepEqual(
+    said.map(([text, message]) => [text, message.room, message.epoch, message.offset]),
+    [
+      ["one", room, start.epoch, start.offset + 1],
+      ["two", room, start.epoch, start.offset + 2],
+    ],
+  );
+  assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: start.offset + 2 });
+  assert.deepEqual(resumed, [], "a plain join is not a resume");
+
+  await alice.request("join", { room: "no history" });
+  const plain = next(alice, "said");
+  await bob.request("say", { room: "no history", text: "plain" });
+  await plain;
+  assert.deepEqual([...alice.positions.keys()], [room], "a room without history has no position");
+});
+
+test("duplicates are dropped: a member resuming from an older position gets only its position", async () => {
+  const room = "history:duplicates";
+  const [alice, start] = await member(room);
+  const bob = client();
+  for (const text of ["a", "b"]) await bob.request("say", { room, text });
+  await alice.request("echo", "after a and b");
+  const said = collect(alice, "said");
+  const raw = collect(alice, "websuckets position");
+  const resumed = next(alice, "resumed");
+
+  const rooms = { [room]: { epoch: start.epoch, offset: start.offset } }; // a and b again
+  assert.deepEqual(await alice.request("websuckets resume", { rooms }), { waiting: [] });
+  const expected = { room, recovered: true, epoch: start.epoch, offset: start.offset + 2 };
+  assert.deepEqual(await resumed, expected);
+  assert.deepEqual(said, [], "a and b came again, and were dropped");
+  assert.deepEqual(raw.map(([payload]) => payload), [expected], "the raw event reaches its own listeners");
+});
+
+test("after the server drops the connection, the client resumes first and gets exactly what it missed", async () => {
+  const room = "history:resume";
+  const wire = line();
+  const [alice, start] = await member(room, { WebSocket: wire.WebSocket });
+  const bob = client();
+  const seen = next(alice, "said");
+  await bob.request("say", { room, text: "seen" });
+  await seen;
+
+  const closed = next(alice, "close");
+  wire.down = true;
+  alice.send("drop");
+  assert.equal((await closed).code, 1012);
+  alice.send("echo", "queued while away");
+  for (const text of ["a", "b", "c"]) await bob.request("say", { room, text });
+  const said = collect(alice, "said");
+  const resumed = next(alice, "resumed");
+  wire.down = false;
+
+  const epoch = start.epoch;
+  assert.equal(wire.sent[0].event, "join", "the first open resumes nothing");
+  assert.deepEqual(await resumed, { room, recovered: true, epoch, offset: start.offset + 4 });
+  assert.deepEqual(said.map(([text]) => text), ["a", "b", "c"]);
+  const frames = sentAfter(wire, "drop");
+  assert.deepEqual(
+    frames.map((frame) => frame.event),
+    ["websuckets resume", "join", "echo"],
+    "the resume, then the open listener's join, then the queued command",
+  );
+  assert.deepEqual(frames[0].payload, { rooms: { [room]: { epoch, offset: start.offset + 1 } } });
+
+  const live = next(alice, "said");
+  await bob.request("say", { room, text: "live" });
+  assert.equal(await live, "live");
+});
+
+test("when more was missed than the room keeps, nothing is replayed and recovered is false", async () => {
+  const room = "history:overflow";
+  const wire = line();
+  const [alice, start] = await member(room, { WebSocket: wire.WebSocket });
+  const closed = next(alice, "close");
+  wire.down = true;
+  alice.send("drop");
+  await closed;
+  const bob = client();
+  for (let number = 1; number <= 6; number++) await bob.request("say", { room, text: `${number}` });
+  const said = collect(alice, "said");
+  const resumed = next(alice, "resumed");
+  wire.down = false;
+
+  const expected = { room, recovered: false, epoch: start.epoch, offset: start.offset + 6 };
+  assert.deepEqual(await resumed, expected);
+  assert.deepEqual(said, []);
+  assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: start.offset + 6 });
+  const live = next(alice, "said");
+  await bob.request("say", { room, text: "live" });
+  assert.equal(await live, "live");
+});
+
+test("on 'websuckets gap' the client resumes that room from its last position", async () => {
+  const room = "history:gap";
+  const wire = line();
+  const [alice, start] = await member(room, { WebSocket: wire.WebSocket });
+  const bob = client();
+  await bob.request("say", { room, text: "missed", exclude: alice.clientId }); // a message alice never got
+  const said = collect(alice, "said");
+  const gap = next(alice, "websuckets gap");
+  const resumed = next(alice, "resumed");
+  alice.send("gap", { room });
+
+  assert.deepEqual(await gap, { room });
+  assert.deepEqual(await resumed, { room, recovered: true, epoch: start.epoch, offset: start.offset + 1 });
+  assert.deepEqual(said.map(([text]) => text), ["missed"]);
+  const frames = sentAfter(wire, "gap");
+  assert.deepEqual(frames.map((frame) => [frame.event, frame.payload]), [
+    ["websuckets resume", { rooms: { [room]: { epoch: start.epoch, offset: start.offset } } }],
+  ]);
+});
+
+test("resume: false keeps no position and sends no resume", async () => {
+  const room = "history:off";
+  const wire = line();
+  const [alice, start] = await member(room, { WebSocket: wire.WebSocket, resume: false });
+  assert.equal(start.recovered, null, "the raw event still arrives");
+  assert.equal(alice.positions.size, 0);
+  const reopened = next(alice, "open");
+  alice.send("drop");
+  await reopened;
+  await alice.request("echo", "reconnected");
+  assert.deepEqual(sentAfter(wire, "drop").map((frame) => frame.event), ["join", "echo"]);
+});
+
+test("at most 100 rooms are kept, the longest unmoved forgotten; a duplicate is the same epoch, no further", () => {
+  const probe = new WebSucketsClient(URL);
+  probe.close();
+  const said = collect(probe, "said");
+  const receive = (room, epoch, offset) =>
+    probe._receive(JSON.stringify({ event: "said", payload: offset, room, epoch, offset }));
+  for (let number = 0; number <= 100; number++) receive(`r${number}`, "e", 1);
+  assert.equal(probe.positions.size, 100);
+  assert.equal(probe.positions.has("r0"), false);
+  receive("r1", "e", 2);
+  receive("r101", "e", 1);
+  assert.deepEqual([probe.positions.has("r1"), probe.positions.has("r2")], [true, false]);
+
+  said.length = 0;
+  receive("r1", "e", 2); // a duplicate
+  receive("r1", "e", 1); // older: a duplicate too
+  receive("r1", "f", 1); // another epoch: the room's history was lost, this one is new
+  assert.deepEqual(said.map(([offset, message]) => [offset, message.epoch]), [[1, "f"]]);
+  assert.deepEqual(probe.positions.get("r1"), { epoch: "f", offset: 1 });
+});
