@@ -311,19 +311,23 @@ class Client:
         self._queue.append(command)
 
     async def _transmit(self, socket: ClientConnection, command: dict[str, Any]) -> None:
+        """Send a command of `send` or `request`, with the token as it is now."""
         pending = self._pending.get(command["id"]) if "id" in command else None
         if "id" in command and pending is None:
             return  # a request that timed out while queued
-        frame = command if self.token is None else {**command, "token": self.token}
-        await socket.send(to_json(frame).decode())
+        await self._write(socket, command)
         if pending is not None:
             pending.sent = True
+
+    async def _write(self, socket: ClientConnection, command: dict[str, Any]) -> None:
+        frame = command if self.token is None else {**command, "token": self.token}
+        await socket.send(to_json(frame).decode())
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = next(self._ids)
         self._resumes.add(command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
-        await self._transmit(socket, _command(RESUME_COMMAND, payload, command_id))
+        await self._write(socket, _command(RESUME_COMMAND, payload, command_id))
 
     # receiving
 
