@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 
@@ -490,6 +493,43 @@ async def test_without_reconnect_a_drop_closes_the_client(server: Server) -> Non
     assert client.closed
 
 
+async def test_a_request_that_timed_out_while_queued_is_never_sent(server: Server) -> None:
+    """A queued request that times out is dropped from the queue: the server never runs it."""
+    client = await server.started()
+    recorder = Recorder(client, "open", "close")
+    server.gate.shut = True
+    await dropped(client, recorder)
+    with pytest.raises(ClientError, match="timeout"):
+        await client.request("echo", "too late", timeout=0.05)
+    server.gate.shut = False
+    await recorder.next("open")
+    assert (await client.request("echo", "in time")).payload == "in time"
+    assert server.gate.commands[-2:] == ["drop", "echo"]
+
+
+async def test_start_gives_up_after_open_timeout() -> None:
+    """With nothing listening, start() raises ClientError "timeout" after open_timeout, saying why."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = Client(f"ws://127.0.0.1:{port}/", **{**FAST, "open_timeout": 0.2})  # type: ignore[arg-type]
+    with pytest.raises(ClientError) as caught:
+        await client.start()
+    assert caught.value.name == "timeout"
+    assert "could not connect" in str(caught.value)
+    assert client.closed
+
+
+async def test_a_closed_client_stays_closed() -> None:
+    """close() before start(): iteration ends at once, start() and send() raise ClientError "closed"."""
+    client = Client("ws://127.0.0.1:9/")
+    await client.close()
+    assert [event async for event in client] == []
+    for call in (client.start(), client.send("push")):
+        with pytest.raises(ClientError, match="closed"):
+            await call
+
+
 # resume (docs: /work/spec-recovery.md, "What a client does")
 
 
@@ -618,6 +658,35 @@ async def test_preset_positions_resume_on_the_first_connection(server: Server) -
     await client.request("join", {"room": "lobby"})
     assert [event.payload for event in recorder.events][:1] == ["while away"]
     assert (await recorder.next("resumed")).payload["recovered"] is True
+
+
+async def test_a_server_without_history_refuses_the_resume_and_the_client_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resume the server does not know (no history configured) is logged; requests still work."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("echo")
+    async def echo(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("echo", ctx.payload)
+
+    app.include_command_group(group)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        client = Client(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", **FAST)  # type: ignore[arg-type]
+        client.positions["lobby"] = Position("e", 1)
+        errors = Recorder(client, "error")
+        with caplog.at_level(logging.WARNING, "websuckets.client"):
+            async with client:
+                assert (await client.request("echo", 1)).payload == 1
+        assert errors.events == []
+    assert "the server refused to resume: unknown_command" in caplog.text
+
+
+def test_importing_websuckets_does_not_import_the_client() -> None:
+    """The client is imported only by those who use it."""
+    code = "import sys, websuckets; assert 'websuckets.client' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # the parts without I/O

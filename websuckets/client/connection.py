@@ -9,11 +9,9 @@ until `Client.close` or ``max_retries``. Everything the client says goes to the
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -33,6 +31,7 @@ from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
 from .listeners import Callback, Inbox, Listeners
+from .pending import PendingRequests
 from .positions import Positions, Report
 
 __all__ = ["Client", "connect"]
@@ -40,14 +39,6 @@ __all__ = ["Client", "connect"]
 logger = logging.getLogger("websuckets.client")
 
 RESUME_COMMAND = "websuckets resume"
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A request waiting for its answer; ``sent`` once its frame went out on a connection."""
-
-    future: asyncio.Future[ServerEvent]
-    sent: bool = field(default=False)
 
 
 class Client:
@@ -108,9 +99,8 @@ class Client:
         self.connect_options = connect_options
         self._listeners = Listeners()
         self._inbox = Inbox(max_buffer)
-        self._pending: dict[str | int, _Pending] = {}
+        self._pending = PendingRequests()
         self._queue: deque[dict[str, Any]] = deque()
-        self._ids = itertools.count(1)
         self._resumes: set[str | int] = set()
         self._socket: ClientConnection | None = None
         self._ready = False  # open, and the resume and the queued commands went out
@@ -161,8 +151,7 @@ class Client:
         The handler must answer with ``ctx.reply(...)``, which echoes the id.
         """
         limit = self.timeout if timeout is None else timeout
-        command_id = next(self._ids)
-        pending = self._pending[command_id] = _Pending(asyncio.get_running_loop().create_future())
+        command_id, pending = self._pending.open()
         try:
             async with asyncio.timeout(limit):
                 await self._enqueue(_command(event, payload, command_id))
@@ -170,7 +159,7 @@ class Client:
         except TimeoutError:
             raise ClientError("timeout", f"no answer to {event!r} within {limit} s") from None
         finally:
-            self._pending.pop(command_id, None)
+            self._pending.discard(command_id)
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.
@@ -178,6 +167,8 @@ class Client:
         The error is ``timeout`` after ``open_timeout`` seconds, or ``closed`` when the client
         gave up first (``max_retries``, ``reconnect=False``) or was closed; the client is then closed.
         """
+        if self._closed and self._task is None:
+            raise ClientError("closed", "the client is closed")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"websuckets client {self._where}")
         try:
@@ -199,7 +190,9 @@ class Client:
             await socket.close(code, reason)
         elif task is not None:
             task.cancel()  # waiting to retry, or connecting: nothing to close
-        if task is not None and task is not asyncio.current_task():
+        if task is None:
+            self._inbox.close()  # never started: no task will
+        elif task is not asyncio.current_task():
             await asyncio.wait([task])
 
     async def __aenter__(self) -> Self:
@@ -263,16 +256,7 @@ class Client:
         """Greet the server, then read its events until the connection closes."""
         self._socket = socket
         try:
-            for payload in self.positions.resume_payloads():
-                await self._resume(socket, payload)
-            while self._queue:
-                await self._transmit(socket, self._queue[0])
-                if self._queue:  # close() may have emptied it meanwhile
-                    self._queue.popleft()
-            self._ready = True
-            self._opened.set()
-            logger.info("connected to %s", self._where)
-            self._emit(ServerEvent.local("open"))
+            await self._greet(socket)
             async for frame in socket:
                 await self._receive(socket, frame if isinstance(frame, str) else frame.decode(errors="replace"))
         except ConnectionClosed:
@@ -280,12 +264,25 @@ class Client:
         finally:
             self._socket, self._ready = None, False
 
+    async def _greet(self, socket: ClientConnection) -> None:
+        """The resume first, then the queued commands, in order; then the client is connected."""
+        for payload in self.positions.resume_payloads():
+            await self._resume(socket, payload)
+        while self._queue:
+            await self._transmit(socket, self._queue[0])
+            if self._queue:  # close() may have emptied it meanwhile
+                self._queue.popleft()
+        self._ready = True
+        self._opened.set()
+        logger.info("connected to %s", self._where)
+        self._emit(ServerEvent.local("open"))
+
     def _lost(self, code: int, reason: str, reconnect_in: float | None) -> None:
         self.client_id = None
         self._opened.clear()
         self._resumes.clear()
         why = f"the connection closed ({code}) after the command was sent"
-        self._fail(lambda pending: pending.sent, "disconnected", why)
+        self._pending.fail("disconnected", why, sent_only=True)
         if reconnect_in is not None:
             logger.warning("lost %s (%d %s); reconnecting in %.2f s", self._where, code, reason, reconnect_in)
         elif not self._closed:
@@ -324,7 +321,7 @@ class Client:
         await socket.send(to_json(frame).decode())
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
-        command_id = next(self._ids)
+        command_id = self._pending.next_id()
         self._resumes.add(command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
         await self._write(socket, _command(RESUME_COMMAND, payload, command_id))
@@ -349,13 +346,7 @@ class Client:
             if event.is_error:
                 logger.warning("the server refused to resume: %s", ClientError.from_payload(event.payload))
             return
-        pending = self._pending.pop(answers, None) if answers is not None else None
-        if pending is not None:
-            if not pending.future.done():
-                if event.is_error:
-                    pending.future.set_exception(ClientError.from_payload(event.payload))
-                else:
-                    pending.future.set_result(event)
+        if self._pending.answer(event):
             return
         self._emit(event)
         if (report := Report.read(event)) is not None and report.recovered is not None:
@@ -377,18 +368,11 @@ class Client:
         self._listeners.emit(event)
         self._inbox.put(event)
 
-    def _fail(self, which: Callable[[_Pending], bool], name: str, why: str) -> None:
-        for command_id, pending in list(self._pending.items()):
-            if which(pending):
-                del self._pending[command_id]
-                if not pending.future.done():
-                    pending.future.set_exception(ClientError(name, why))
-
     def _give_up(self, why: str) -> None:
         """No more connections: drop the queue, fail every pending request with ``closed``."""
         self._closed = True
         self._queue.clear()
-        self._fail(lambda pending: True, "closed", why)
+        self._pending.fail("closed", why)
 
 
 def _command(event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:
