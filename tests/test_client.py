@@ -330,10 +330,10 @@ async def test_welcome_gives_the_client_id(server: Server) -> None:
 
 async def test_connect_works_with_await_and_async_with(server: Server) -> None:
     """connect() is awaited for a started client, or used with async with, which closes it."""
-    client = await connect(server.url, **FAST)  # type: ignore[arg-type]
+    client = await connect(server.url, **FAST)
     server.clients.append(client)
     assert client.connected
-    async with connect(server.url, **FAST) as other:  # type: ignore[arg-type]
+    async with connect(server.url, **FAST) as other:
         assert (await other.request("echo", 1)).payload == 1
     assert other.closed
     assert not other.connected
