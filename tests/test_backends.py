@@ -16,9 +16,11 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Session, Token, User, WebSuckets
-from websuckets.backends import Backend, MemoryBackend
+from websuckets.backends import Backend
 from websuckets.backends.redis import RedisBackend
 from websuckets.testing import Received, TestClient, TestConnection
+
+BackendFactory = Callable[[], Backend]
 
 
 class Login(BaseModel):
@@ -82,18 +84,6 @@ def chat_app(backend: Backend, **options: object) -> WebSuckets:
 
     app.include_command_group(group)
     return app
-
-
-BackendFactory = Callable[[], Backend]
-
-
-@pytest.fixture(params=["memory", "redis"])
-def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
-    """A factory of fresh backends of one kind; the Redis ones share a real redis-server."""
-    if request.param == "memory":
-        return MemoryBackend
-    url: str = request.getfixturevalue("redis_url")
-    return lambda: RedisBackend(url, heartbeat=0.2, dead_after=1.0)
 
 
 @pytest.fixture

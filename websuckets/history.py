@@ -136,15 +136,13 @@ class Read(NamedTuple):
 
 
 def recovered(since: Position, read: Read) -> bool:
-    """Whether ``read`` holds every message after ``since``: same epoch, and an unbroken run up to the top."""
-    if since.epoch != read.epoch or since.offset > read.top:
-        return False
-    expected = since.offset + 1
-    for offset, _ in read.entries:
-        if offset != expected:
-            return False
-        expected += 1
-    return expected == read.top + 1
+    """Whether ``read`` holds every message after ``since``: same epoch, and each offset up to the top."""
+    offsets = [offset for offset, _ in read.entries]
+    return (
+        since.epoch == read.epoch
+        and since.offset <= read.top
+        and offsets == list(range(since.offset + 1, read.top + 1))
+    )
 
 
 def replay(socket: Any, room: str, since: Position | None, read: Read, live: Sequence[tuple[int, str]] = ()) -> bool:

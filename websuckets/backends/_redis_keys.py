@@ -13,6 +13,8 @@ key or channel              type     holds
 ``{ns}:worker:<wid>``       SET      the client ids connected to that worker (for reaping)
 ``{ns}:token:<sha256>``     STRING   JSON ``{"u": user id, "x": expiry}``; expires (PXAT) with the token
 ``{ns}:epoch``              STRING   random, set once: a new value means Redis lost its data
+``{ns}:hm:<room>``          HASH     a history room's epoch ``e`` and top offset ``s``
+``{ns}:h:<room>``           STREAM   its last messages, entry id ``<offset>-0``: ``t`` (ms), ``m``
 ``{ns}:all`` (channel)      pub/sub  presence changes, revocations, room and global fan-out
 ``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
 =========================== ======== ==================================================
@@ -23,7 +25,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["HEARTBEAT", "REASSERT", "REMOVE", "REVOKE", "SCRIPTS", "UPSERT", "Keys", "Script"]
+__all__ = [
+    "APPEND",
+    "HEARTBEAT",
+    "READ_HISTORY",
+    "REASSERT",
+    "REMOVE",
+    "REVOKE",
+    "SCRIPTS",
+    "UPSERT",
+    "Keys",
+    "Script",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,8 @@ class Keys:
         self.epoch = f"{prefix}:epoch"
         self.all = f"{prefix}:all"
         self.worker_channel_prefix = f"{prefix}:w:"
+        self.history_prefix = f"{prefix}:h:"
+        self.history_meta_prefix = f"{prefix}:hm:"
 
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id
@@ -56,6 +71,12 @@ class Keys:
 
     def worker_channel(self, worker_id: str) -> str:
         return self.worker_channel_prefix + worker_id
+
+    def history(self, room: str) -> str:
+        return self.history_prefix + room
+
+    def history_meta(self, room: str) -> str:
+        return self.history_meta_prefix + room
 
 
 UPSERT = Script("""
@@ -119,4 +140,52 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 """)
 """KEYS token; ARGV channel, event."""
 
-SCRIPTS = (UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE)
+_EPOCH = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+"""The room's epoch, a new one (and an emptied stream) when its meta is missing; and Redis's clock."""
+
+APPEND = Script(
+    _EPOCH
+    + """
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 't', now, 'm', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ',"e":"' .. epoch .. '","n":' .. offset .. '}\\n' .. ARGV[6])
+return {epoch, offset}
+"""
+)
+"""KEYS meta, stream; ARGV new epoch, size, idle (ms), channel, event head, message.
+
+Numbers a history room's message, keeps it, and publishes it with its position: the event
+(JSON without its closing brace) gains ``"e"`` and ``"n"``, then a newline and the message.
+"""
+
+READ_HISTORY = Script(
+    _EPOCH
+    + """
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local top = tonumber(redis.call('HGET', KEYS[1], 's'))
+local entries = {}
+if ARGV[3] == epoch and tonumber(ARGV[4]) < top then
+  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[4]) + 1) .. '-0', '+', 'COUNT', ARGV[5])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return {epoch, top, now, entries}
+"""
+)
+"""KEYS meta, stream; ARGV new epoch, idle (ms), since epoch, since offset, count, own channel, fence.
+
+A history room's position and the entries after ``since``; then a fence on the reader's
+own channel: once the reader hears it, it has heard every message published before the read.
+"""
+
+SCRIPTS = (UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE, APPEND, READ_HISTORY)

@@ -53,6 +53,8 @@ class BackendHealth:
     """Messages from other processes for clients that had left this one."""
     listener_errors: int = 0
     """Messages from the store that could not be handled (each logged with its traceback)."""
+    history_gaps: int = 0
+    """Times messages of a history room were found lost on their way here (its members were told)."""
 
 
 class Backend(ABC):

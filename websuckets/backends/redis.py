@@ -29,7 +29,7 @@ import secrets
 import socket as socket_module
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -39,9 +39,10 @@ from websockets.exceptions import ConnectionClosedError
 
 from ..delivery import send_now
 from ..exc import BackendUnavailable
+from ..history import History, Position, Read, gap_event, replay, stamp, stampable
 from ..presence import Presence
 from ..remote import RemoteSocket, RemoteUser
-from ._redis_keys import HEARTBEAT, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
+from ._redis_keys import APPEND, HEARTBEAT, READ_HISTORY, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
 from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 
 try:
@@ -69,6 +70,9 @@ MAX_QUEUED = 100_000
 _INTERNAL = frozenset(("socket", "id", "token"))
 """User attributes that never go into the shared record (the token least of all)."""
 
+HISTORY_IDLE = 24 * 60 * 60
+"""Seconds a history room's keys outlive its last message (its ``ttl`` when longer): then its epoch ends."""
+
 
 class _Op:
     """One command for the writer; ``future`` is set when somebody awaits its answer."""
@@ -79,6 +83,31 @@ class _Op:
         self.args = args
         self.future = future
         self.what = what
+
+
+class _CatchUp:
+    """A member of a history room being brought up to date: live messages wait for its replay."""
+
+    __slots__ = ("fence", "gap", "live")
+
+    def __init__(self) -> None:
+        self.live: list[tuple[int, str]] = []
+        """(offset, stamped message) heard meanwhile, sent after the replay."""
+        self.gap = False
+        """Set when messages of the room were lost meanwhile: the member is told after its replay."""
+        self.fence: asyncio.Future[None] | None = None
+        """Done once this process has heard everything published before the history was read."""
+
+
+class _RoomTrack:
+    """What this process has heard of a history room it has members in: to notice lost messages."""
+
+    __slots__ = ("catching_up", "epoch", "offset")
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self.offset = 0
+        self.catching_up: dict[UUID, _CatchUp] = {}
 
 
 class RedisBackend(IndexedBackend):
@@ -126,6 +155,10 @@ class RedisBackend(IndexedBackend):
         self._unwritten_tokens: dict[str, TokenRecord] = {}
         self._unsent_revocations: set[str] = set()
         self._unshareable: set[str] = set()
+        self._tracks: dict[str, _RoomTrack] = {}
+        """History rooms with members here, and the last position heard in each."""
+        self._fences: dict[str, asyncio.Future[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
         self._last_failure_log = -math.inf
         self._last_drop_log = -math.inf
@@ -165,6 +198,7 @@ class RedisBackend(IndexedBackend):
                 async with asyncio.timeout(self.timeout):
                     await self._client.evalsha(REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all)
                     await self._client.zrem(self.keys.workers, self.worker_id)
+        tasks += list(self._background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -186,7 +220,10 @@ class RedisBackend(IndexedBackend):
         self._publish(user)
 
     def remove_online(self, user: User) -> None:
+        rooms = [room for room in user._rooms if room in self._tracks]
         super().remove_online(user)
+        for room in rooms:
+            self._untrack_if_empty(room)
         if self._local.pop(user.client_id, None) is not None:
             args = (user.client_id.hex, self.keys.all)
             self._enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
@@ -269,8 +306,18 @@ class RedisBackend(IndexedBackend):
         if user is None:
             await self._forward(client_id, {"t": "j", "c": client_id.hex, "r": room})
             return
+        if not self.keeps_history(room):
+            self.presence.join(user, room)
+            await self._write_now(user, "join")
+            return
+        catch_up = self._start_catch_up(user, room)  # before the join: live messages wait for the replay
         self.presence.join(user, room)
-        await self._write_now(user, "join")
+        try:
+            await self._write_now(user, "join")
+        except BaseException:
+            self._end_catch_up(user, room, catch_up)
+            raise
+        await self._catch_up(user, room, user._resume_from.pop(room, None), catch_up)
 
     async def leave(self, client_id: UUID, room: str) -> None:
         user = self._local.get(client_id)
@@ -280,12 +327,18 @@ class RedisBackend(IndexedBackend):
                     await self._forward(client_id, {"t": "l", "c": client_id.hex, "r": room})
             return
         self.presence.leave(user, room)
+        self._untrack_if_empty(room)
         await self._write_now(user, "leave")
 
-    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> None:
+    async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
+        history = None if room is None or not self.history else self.history.for_room(room)
+        if history is not None:
+            assert room is not None
+            return await self._append(stampable(message, room), room, history, exclude)
         self._deliver_to_room(room, exclude, message)
         event = {"t": "b", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id, **_wire(message)}
         await self._call(("PUBLISH", self.keys.all, to_json(event)), "broadcast")
+        return None
 
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         self._deliver_to_user(user_id, message)
@@ -310,6 +363,142 @@ class RedisBackend(IndexedBackend):
     def _deliver_to_user(self, user_id: UserId, message: str | bytes) -> None:
         connections = self.presence.verified.get(user_id, ())
         send_now([user.socket for user in connections if user.client_id in self._local], message)
+
+    # room history: kept in a stream, numbered by one script, delivered here only as heard back
+
+    async def _append(self, message: str, room: str, history: History, exclude: frozenset[UUID]) -> Position:
+        """Keep and publish a history room's message; its members here get it when this process hears it,
+        in the order of the room's offsets, like everyone else's."""
+        head = to_json({"t": "h", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id}).decode()[:-1]
+        keys = (self.keys.history_meta(room), self.keys.history(room))
+        args = (secrets.token_hex(8), history.size, _idle_ms(history), self.keys.all, head, message)
+        epoch, offset = await self._call(("EVALSHA", APPEND.sha, 2, *keys, *args), "broadcast")
+        return Position(epoch, offset)
+
+    async def recover(self, user: User, room: str, since: Position | None) -> bool:
+        return await self._catch_up(user, room, since, self._start_catch_up(user, room))
+
+    def _start_catch_up(self, user: User, room: str) -> _CatchUp:
+        track = self._tracks.get(room)
+        if track is None:
+            track = self._tracks[room] = _RoomTrack()
+        catch_up = track.catching_up[user.client_id] = _CatchUp()
+        return catch_up
+
+    def _end_catch_up(self, user: User, room: str, catch_up: _CatchUp) -> list[tuple[int, str]]:
+        """Stop holding live messages for ``user``: those held so far, to send now."""
+        track = self._tracks.get(room)
+        if track is not None and track.catching_up.get(user.client_id) is catch_up:
+            del track.catching_up[user.client_id]
+        if catch_up.fence is not None:
+            catch_up.fence.cancel()
+        return catch_up.live
+
+    async def _catch_up(self, user: User, room: str, since: Position | None, catch_up: _CatchUp) -> bool:
+        """Read the room's history and wait until this process has heard everything published
+        before the read; then, in one step, replay, position, and what was heard meanwhile."""
+        try:
+            read = await self._read_history(room, since, catch_up)
+        except BaseException:
+            for _, message in self._end_catch_up(user, room, catch_up):  # live messages: they go out anyway
+                send_now([user.socket], message)
+            raise
+        fenced = await self._fenced(catch_up)
+        live = self._end_catch_up(user, room, catch_up)
+        track = self._tracks.get(room)
+        if track is not None and track.epoch is None:
+            track.epoch, track.offset = read.epoch, read.top
+        if user.client_id not in self._local or room not in user._rooms:
+            return False  # gone meanwhile
+        complete = replay(user.socket, room, since, read, live)
+        if catch_up.gap or not fenced:
+            send_now([user.socket], gap_event(room))
+        return complete
+
+    async def _read_history(self, room: str, since: Position | None, catch_up: _CatchUp) -> Read:
+        history = self.history.for_room(room)
+        assert history is not None, "a room with history"
+        fence_id = secrets.token_hex(8)
+        catch_up.fence = self._fences[fence_id] = asyncio.get_running_loop().create_future()
+        catch_up.fence.add_done_callback(lambda _: self._fences.pop(fence_id, None))
+        fence = '{"t":"f","k":"' + fence_id + '"}'
+        since_epoch, since_offset = since if since is not None else ("", 0)
+        keys = (self.keys.history_meta(room), self.keys.history(room))
+        args = (secrets.token_hex(8), _idle_ms(history), since_epoch, since_offset, history.size)
+        own = self.keys.worker_channel(self.worker_id)
+        reply = await self._call(("EVALSHA", READ_HISTORY.sha, 2, *keys, *args, own, fence), "resume")
+        epoch, top, now, entries = reply
+        oldest = -math.inf if history.ttl is None else now - history.ttl * 1000
+        kept = []
+        for entry_id, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            if int(values["t"]) > oldest:
+                kept.append((int(entry_id.partition("-")[0]), values["m"]))
+        return Read(epoch, int(top), kept)
+
+    async def _fenced(self, catch_up: _CatchUp) -> bool:
+        """Wait for the read's fence; ``False`` if it did not come back in time (then the member resumes again)."""
+        assert catch_up.fence is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(catch_up.fence)
+        except TimeoutError:
+            logger.warning("a history read's fence did not come back within %s s", self.timeout)
+            return False
+        return True
+
+    def _heard_in_room(self, room: str, exclude: frozenset[UUID], position: Position, message: str) -> None:
+        """A history room's message, in offset order: to members here, or held for those catching up."""
+        track = self._tracks.get(room)
+        if track is None:
+            return  # no member here
+        self._check_continuity(room, track, position)
+        stamped = stamp(message, room, position)
+        local, held = self._local, track.catching_up
+        sockets = []
+        for cid, user in self.presence.members(room).items():
+            if cid in local and cid not in exclude:
+                if cid in held:
+                    held[cid].live.append((position.offset, stamped))
+                else:
+                    sockets.append(user.socket)
+        send_now(sockets, stamped)
+
+    def _check_continuity(self, room: str, track: _RoomTrack, position: Position) -> None:
+        """Tell the room's members here when a message of it never arrived (or its history was lost)."""
+        if track.epoch is not None and (position.epoch != track.epoch or position.offset != track.offset + 1):
+            if position.epoch == track.epoch and position.offset <= track.offset:
+                return  # an older message, already covered by a member's replay: nothing lost
+            self._tell_gap(room, track)
+        track.epoch, track.offset = position
+
+    def _tell_gap(self, room: str, track: _RoomTrack) -> None:
+        self.health.history_gaps += 1
+        logger.warning("messages of history room %r were lost on their way here; its members will resume", room)
+        for catch_up in track.catching_up.values():
+            catch_up.gap = True
+        members = self.presence.members(room).items()
+        send_now(
+            [u.socket for cid, u in members if cid in self._local and cid not in track.catching_up], gap_event(room)
+        )
+
+    def _untrack_if_empty(self, room: str) -> None:
+        if room in self._tracks and not any(cid in self._local for cid in self.presence.members(room)):
+            del self._tracks[room]
+
+    async def _check_positions(self) -> None:
+        """After a reconnection: compare each tracked room with Redis, and tell members of what was lost."""
+        assert self._client is not None
+        tracked = [(room, track) for room, track in self._tracks.items() if track.epoch is not None]
+        if not tracked:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for room, _ in tracked:
+            pipe.hmget(self.keys.history_meta(room), "e", "s")
+        for (room, track), (epoch, top) in zip(tracked, await pipe.execute(), strict=True):
+            if epoch != track.epoch or int(top or 0) != track.offset:
+                self._tell_gap(room, track)
+                track.epoch, track.offset = (epoch, int(top)) if epoch is not None else (None, 0)
 
     # the writer: every command of this process, in order, pipelined
 
@@ -496,6 +685,7 @@ class RedisBackend(IndexedBackend):
         self._unsent_revocations.clear()
         await self._drop_tokens_revoked_meanwhile()
         self._load_mirror(await client.hgetall(self.keys.clients))  # type: ignore[arg-type]  # decoded
+        await self._check_positions()
 
     async def _drop_tokens_revoked_meanwhile(self) -> None:
         """Unverify local holders of tokens that vanished while this process heard nothing."""
@@ -556,9 +746,17 @@ class RedisBackend(IndexedBackend):
 
     def _handle(self, data: str) -> None:
         try:
-            event = json.loads(data)
+            head, _, message = data.partition("\n")  # a history room's message follows its event
+            event = json.loads(head)
             kind = event["t"]
-            if kind == "up":
+            if kind == "h":
+                position = Position(event["e"], event["n"])
+                self._heard_in_room(event["r"], frozenset(map(UUID, event["x"])), position, message)
+            elif kind == "f":
+                fence = self._fences.get(event["k"])
+                if fence is not None and not fence.done():
+                    fence.set_result(None)
+            elif kind == "up":
                 self._mirror(UUID(event["c"]), event["d"])
             elif kind == "rm":
                 self._removed(UUID(event["c"]))
@@ -647,11 +845,30 @@ class RedisBackend(IndexedBackend):
         user = self._local.get(client_id)
         if user is None:
             return
+        if join and self.keeps_history(room):
+            self._in_background(self.join(client_id, room), f"joining {client_id} to {room!r}")
+            return
         if join:
             self.presence.join(user, room)
         else:
             self.presence.leave(user, room)
+            self._untrack_if_empty(room)
         self._publish(user)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("failed %s", what)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _idle_ms(history: History) -> int:
+    return int(max(HISTORY_IDLE, history.ttl or 0) * 1000)
 
 
 def _wire(message: str | bytes) -> dict[str, Any]:

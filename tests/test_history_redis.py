@@ -1,0 +1,302 @@
+"""Room history across processes on a real Redis: resume anywhere, lose nothing, and say so when something is lost.
+
+Two apps in this test process stand for two server processes (each its own RedisBackend,
+listener and real server on 127.0.0.1), as in ``test_scale_out.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis_server import RedisServer
+from test_history import history_app, joined, resume, say, texts_until_position
+from test_scale_out import backend, eventually
+
+from websuckets import History
+from websuckets.testing import Received, TestClient, TestConnection
+
+pytestmark = pytest.mark.timeout(120)
+
+SIZE = 4
+"""Messages each test room keeps: small, so that overflow is easy to reach."""
+
+
+def apps(url: str) -> tuple[TestClient, TestClient]:
+    rooms = {"lobby": History(size=SIZE), "room:*": History(size=SIZE)}
+    return (
+        TestClient(history_app(backend(url), rooms), real=True, timeout=5),
+        TestClient(history_app(backend(url), rooms), real=True, timeout=5),
+    )
+
+
+@pytest.fixture
+async def two(redis_url: str) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """Two apps keeping history, each its own server, sharing one Redis."""
+    async with AsyncExitStack() as stack:
+        first, second = apps(redis_url)
+        yield await stack.enter_async_context(first), await stack.enter_async_context(second)
+
+
+def position_of(event: Received) -> tuple[str, int]:
+    """The position a client keeps from a stamped room message or a ``websuckets position`` event."""
+    source = event.payload if event.event == "websuckets position" else json.loads(event.raw)
+    return source["epoch"], source["offset"]
+
+
+async def test_a_client_resumes_on_another_process(two: tuple[TestClient, TestClient]) -> None:
+    """Disconnected from A while B publishes, a client reconnects to B: exactly the missed ones, recovered."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    epoch = (await joined(alice)).payload["epoch"]
+    await joined(bob)
+    await say(bob, "seen")
+    assert position_of(await alice.receive()) == (epoch, 1)
+    await alice.close()
+    for text in ("a", "b", "c"):
+        await say(bob, text)
+
+    again = await second.connect()
+    await resume(again, {"lobby": (epoch, 1)})
+    await again.send("join", {"room": "lobby"})
+    assert await texts_until_position(again) == (
+        ["a", "b", "c"],
+        {"room": "lobby", "epoch": epoch, "offset": 4, "recovered": True},
+    )
+    await say(bob, "live")
+    assert (await again.receive()).payload == "live"
+
+
+async def test_overflow_across_processes_is_not_recovered(two: tuple[TestClient, TestClient]) -> None:
+    """More missed than the room keeps: nothing replayed, recovered false, live messages follow."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    epoch = (await joined(alice)).payload["epoch"]
+    await joined(bob)
+    await alice.close()
+    for number in range(SIZE + 1):
+        await say(bob, str(number))
+    again = await second.connect()
+    await resume(again, {"lobby": (epoch, 0)})
+    await again.send("join", {"room": "lobby"})
+    texts, position = await texts_until_position(again)
+    assert (texts, position["recovered"], position["offset"]) == ([], False, SIZE + 1)
+
+
+async def test_redis_restarted_empty_ends_the_epoch(redis_server: RedisServer) -> None:
+    """Redis restarted without persistence: members are told of the gap, and resuming is honestly not recovered."""
+    async with AsyncExitStack() as stack:
+        first, second = apps(redis_server.url)
+        first, second = await stack.enter_async_context(first), await stack.enter_async_context(second)
+        alice, bob = await first.connect(), await second.connect()
+        epoch = (await joined(alice)).payload["epoch"]
+        await joined(bob)
+        await say(bob, "before")
+        await alice.receive()
+
+        redis_server.kill()
+        redis_server.start()
+        for member in (alice, bob):  # the position check after reconnecting finds the room gone
+            gap = await member.receive(timeout=10)
+            assert (gap.event, gap.payload) == ("websuckets gap", {"room": "lobby"})
+
+        await say(bob, "after")
+        assert (await alice.receive()).payload == "after"  # still a member: live traffic goes on
+        await alice.send("websuckets resume", {"rooms": {"lobby": {"epoch": epoch, "offset": 1}}})
+        texts, position = await texts_until_position(alice)
+        assert (texts, position["recovered"]) == ([], False)
+        assert position["epoch"] != epoch
+
+
+async def test_a_lost_message_is_noticed_and_not_recovered(two: tuple[TestClient, TestClient], redis_url: str) -> None:
+    """An offset that never arrives (a message lost before pub/sub) makes members resume; the hole is reported."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    epoch = (await joined(alice)).payload["epoch"]
+    # bob publishes without being a member
+    await say(bob, "one")
+    await alice.receive()
+    meta = first.app.backend.keys.history_meta("lobby")  # type: ignore[attr-defined]
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.hincrby(meta, "s", 1)  # offset 2 is taken but never kept nor published
+    await say(bob, "three")
+    gap = await alice.receive()
+    assert (gap.event, gap.payload) == ("websuckets gap", {"room": "lobby"})
+    assert (await alice.receive()).payload == "three"  # live traffic goes on
+    assert first.app.backend.health.history_gaps == 1
+
+    await alice.send("websuckets resume", {"rooms": {"lobby": {"epoch": epoch, "offset": 1}}})
+    texts, position = await texts_until_position(alice)
+    assert (texts, position["recovered"], position["offset"]) == ([], False, 3)
+
+
+async def test_live_messages_during_a_resume_are_neither_lost_nor_doubled(two: tuple[TestClient, TestClient]) -> None:
+    """While a member resumes on A, B keeps publishing: dropping what it already has (as clients do), it
+    gets every offset once, in order, and its position event stands exactly after the replay."""
+    first, second = two
+    watcher, bob = await first.connect(), await second.connect()
+    epoch = (await joined(watcher)).payload["epoch"]
+    known = 0
+    for round_ in range(5):
+
+        async def publish(round_: int = round_) -> int:
+            for number in range(30):
+                position = await say(bob, f"r{round_}-{number}")
+            assert position is not None
+            return position.offset
+
+        publishing = asyncio.create_task(publish())
+        await watcher.send("websuckets resume", {"rooms": {"lobby": {"epoch": epoch, "offset": max(known - 3, 0)}}})
+        recovered_at, replied, last = None, False, known + 30
+        while known < last or not replied:
+            event = await watcher.receive()
+            if event.event == "said":
+                offset = position_of(event)[1]
+                if offset <= known:
+                    continue  # already shown: a client drops it
+                assert offset == known + 1, f"offset {offset} after {known}: a hole"
+                known = offset
+            elif event.event == "websuckets position":
+                assert (event.payload["recovered"], event.payload["offset"]) == (True, known)
+                recovered_at = known
+            else:
+                replied = event.event == "websuckets resume"
+        assert recovered_at is not None
+        assert await publishing == last
+
+
+async def test_a_client_of_another_process_joined_to_a_history_room_gets_its_position(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    """A join of a client connected elsewhere is done by its own process, position included."""
+    first, second = two
+    bob = await second.connect()
+    await eventually(lambda: first.app.backend.get_online(bob.client_id) is not None)
+    await first.app.backend.join(bob.client_id, "room:1")
+    event = await bob.receive()
+    assert (event.event, event.payload["room"], event.payload["recovered"]) == ("websuckets position", "room:1", None)
+
+
+# random interleavings of publishes, disconnects and resumes
+
+
+@dataclass
+class Reader:
+    """What a client app shows of one room, and the position it would resume from."""
+
+    shown: list[str] = field(default_factory=list)
+    position: tuple[str, int] = ("", 0)
+    connection: TestConnection | None = None
+
+
+Step = tuple[str, Any]
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("publish"), st.integers(1, SIZE + 2)),
+        st.tuples(st.just("drop"), st.none()),
+        st.tuples(st.just("resume"), st.integers(0, 1)),
+        st.tuples(st.just("resume while publishing"), st.integers(1, 8)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+async def play(clients: tuple[TestClient, TestClient], room: str, scenario: list[Step]) -> None:
+    """Drive one scenario; ``published`` is the room's truth, ``reader.shown`` what a resuming client shows."""
+    publisher = await clients[1].connect()
+    published: list[str] = []
+    reader = Reader(connection=await clients[0].connect())
+    reader.position = position_of(await joined(reader.connection, room))
+
+    async def publish(count: int) -> None:
+        for _ in range(count):
+            text = f"m{len(published)}"
+            published.append(text)
+            await say(publisher, text, room)
+
+    async def read_live(connection: TestConnection, upto: int) -> None:
+        while len(reader.shown) < upto:
+            event = await connection.receive()
+            assert event.event == "said", event
+            reader.shown.append(event.payload)
+            reader.position = position_of(event)
+
+    for action, argument in scenario:
+        if action == "publish":
+            await publish(argument)
+            if reader.connection is not None:
+                await read_live(reader.connection, len(published))
+        elif action == "drop" and reader.connection is not None:
+            await reader.connection.close()
+            reader.connection = None
+        elif action.startswith("resume"):
+            if reader.connection is not None:
+                await reader.connection.close()
+            connection = reader.connection = await clients[argument if action == "resume" else 0].connect()
+            before = len(published)
+            publishing = asyncio.create_task(publish(argument if action != "resume" else 0))
+            epoch, offset = reader.position
+            await connection.send("websuckets resume", {"rooms": {room: {"epoch": epoch, "offset": offset}}})
+            await connection.receive()  # the reply: waiting for the join
+            await connection.send("join", {"room": room})
+            replayed, position = await texts_until_position(connection)
+            top = position["offset"]
+            assert before <= top <= len(published), (before, position, len(published))
+            assert position["recovered"] is (top - offset <= SIZE), "true exactly when nothing is lost"
+            if position["recovered"]:
+                assert replayed == published[offset:top], "the missed ones, in order"
+                reader.shown += replayed
+            else:
+                assert replayed == [], "nothing replayed when not recovered"
+                reader.shown = published[:top]  # the app reloads the room's state
+            reader.position = (position["epoch"], top)
+            await publishing
+            await read_live(connection, len(published))
+    if reader.connection is not None:
+        await publish(1)  # a last message: anything doubled would arrive before it
+        await read_live(reader.connection, len(published))
+        assert reader.shown == published, "shown once each, in order"
+    await publisher.close()
+    if reader.connection is not None:
+        await reader.connection.close()
+
+
+async def interleavings(redis_url: str, examples: int) -> None:
+    scenarios: list[list[Step]] = []
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(steps)
+    def collect(scenario: list[Step]) -> None:
+        scenarios.append(scenario)  # collected, then driven below in the test's own loop
+
+    collect()
+    async with AsyncExitStack() as stack:
+        first, second = apps(redis_url)
+        clients = await stack.enter_async_context(first), await stack.enter_async_context(second)
+        for number, scenario in enumerate(scenarios):
+            try:
+                await play(clients, f"room:{number}", scenario)
+            except AssertionError as exc:
+                raise AssertionError(f"scenario {scenario}: {exc}") from exc
+
+
+async def test_random_interleavings_never_lose_double_or_lie(redis_url: str) -> None:
+    """Generated publishes, disconnects and resumes (on either process, some while publishing): recovered
+    is true exactly when nothing was lost, and then the client has every message once, in order."""
+    await interleavings(redis_url, examples=40)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_random_interleavings_long(redis_url: str) -> None:
+    """The same, 400 scenarios."""
+    await interleavings(redis_url, examples=400)
