@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -13,10 +12,13 @@ from http import HTTPStatus
 
 import pytest
 from pydantic import BaseModel
+from redis_server import free_port
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from websuckets import CallNext, ClientEvent, CommandGroup, Context, History, Session, WebSuckets
+from websuckets.backends import Backend
+from websuckets.backends.redis import RedisBackend
 from websuckets.client import Backoff, Client, ClientError, Position, Positions, ServerEvent, connect
 from websuckets.exc import InternalError, WebSucketsError
 from websuckets.handshake_auth import HandshakeAuth
@@ -57,9 +59,10 @@ class Gate:
         await call_next(ctx)
 
 
-def make_app(gate: Gate, handshake_auth: HandshakeAuth | None = None) -> WebSuckets:
+def make_app(gate: Gate, handshake_auth: HandshakeAuth | None = None, backend: Backend | None = None) -> WebSuckets:
     """Commands for the client: replies, errors, pushes, tokens, drops, and rooms with history."""
     app = WebSuckets(
+        backend=backend,
         welcome=True,
         handshake_auth=handshake_auth,
         handshake_checks=[gate],
@@ -160,9 +163,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(handshake_auth: HandshakeAuth | None = None) -> AsyncIterator[Server]:
+async def serving(handshake_auth: HandshakeAuth | None = None, backend: Backend | None = None) -> AsyncIterator[Server]:
     gate = Gate()
-    app = make_app(gate, handshake_auth)
+    app = make_app(gate, handshake_auth, backend)
     async with app, app.serve("127.0.0.1", 0) as server:
         served = Server(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", gate)
         try:
@@ -175,6 +178,14 @@ async def serving(handshake_auth: HandshakeAuth | None = None) -> AsyncIterator[
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     async with serving() as served:
+        yield served
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def history_server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The server with each backend that keeps history: the resume tests run over both."""
+    backend = RedisBackend(request.getfixturevalue("redis_url")) if request.param == "redis" else None
+    async with serving(backend=backend) as served:
         yield served
 
 
@@ -509,10 +520,7 @@ async def test_a_request_that_timed_out_while_queued_is_never_sent(server: Serve
 
 async def test_start_gives_up_after_open_timeout() -> None:
     """With nothing listening, start() raises ClientError "timeout" after open_timeout, saying why."""
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = Client(f"ws://127.0.0.1:{port}/", **{**FAST, "open_timeout": 0.2})  # type: ignore[arg-type]
+    client = Client(f"ws://127.0.0.1:{free_port()}/", **{**FAST, "open_timeout": 0.2})  # type: ignore[arg-type]
     with pytest.raises(ClientError) as caught:
         await client.start()
     assert caught.value.name == "timeout"
@@ -539,20 +547,20 @@ async def joined(client: Client, room: str) -> Position:
     return client.positions[room]
 
 
-async def test_a_reconnected_client_gets_exactly_what_it_missed(server: Server) -> None:
+async def test_a_reconnected_client_gets_exactly_what_it_missed(history_server: Server) -> None:
     """After a drop, the resume replays the missed room messages once, in order, then "resumed" recovered true."""
-    client, speaker = await server.started(), await server.started()
+    client, speaker = await history_server.started(), await history_server.started()
     await joined(speaker, "lobby")
     start = await joined(client, "lobby")
     recorder = Recorder(client, "said", "websuckets position", "resumed", "open", "close", "joined")
     await speaker.request("say", {"room": "lobby", "text": "before"})
     assert (await recorder.next("said")).payload == "before"
-    server.gate.shut = True
+    history_server.gate.shut = True
     await dropped(client, recorder)
     for text in ("missed 1", "missed 2"):
         await speaker.request("say", {"room": "lobby", "text": text})
     await client.send("join", {"room": "lobby"})  # queued: the app's own join, after the resume
-    server.gate.shut = False
+    history_server.gate.shut = False
     resumed = await recorder.next("resumed")
     after_drop = recorder.events[recorder.names().index("close") :]
     assert [(e.event, e.payload) for e in after_drop if e.event in ("said", "resumed")] == [
@@ -567,37 +575,37 @@ async def test_a_reconnected_client_gets_exactly_what_it_missed(server: Server) 
     assert (await recorder.next("said")).payload == "live"
 
 
-async def test_an_overflowed_history_recovers_nothing(server: Server) -> None:
+async def test_an_overflowed_history_recovers_nothing(history_server: Server) -> None:
     """When the history lost messages the client missed, nothing is replayed and "resumed" says recovered false."""
-    client, speaker = await server.started(), await server.started()
+    client, speaker = await history_server.started(), await history_server.started()
     await joined(speaker, "tiny")
     start = await joined(client, "tiny")
     recorder = Recorder(client, "said", "resumed", "close")
-    server.gate.shut = True
+    history_server.gate.shut = True
     await dropped(client, recorder)
     for n in range(3):  # one more than the history keeps
         await speaker.request("say", {"room": "tiny", "text": f"lost {n}"})
     await client.send("join", {"room": "tiny"})
-    server.gate.shut = False
+    history_server.gate.shut = False
     resumed = await recorder.next("resumed")
     assert resumed.payload == {"room": "tiny", "recovered": False, "epoch": start.epoch, "offset": start.offset + 3}
     assert "said" not in recorder.names()
 
 
-async def test_the_resume_is_the_first_frame_after_a_reconnection(server: Server) -> None:
+async def test_the_resume_is_the_first_frame_after_a_reconnection(history_server: Server) -> None:
     """A client that knows positions sends "websuckets resume" before its queued commands; its reply stays internal."""
-    client = await server.started()
+    client = await history_server.started()
     start = await joined(client, "lobby")
     recorder = Recorder(client, "open", "close", "websuckets resume", "echo", "error")
-    server.gate.shut = True
+    history_server.gate.shut = True
     await dropped(client, recorder)
     await client.send("join", {"room": "lobby"})
     queued = asyncio.ensure_future(client.request("echo", "after the resume"))
-    server.gate.shut = False
+    history_server.gate.shut = False
     resumed_recorder = Recorder(client, "resumed")
     assert (await queued).payload == "after the resume"
     resumed = await resumed_recorder.next()
-    assert server.gate.commands[-3:] == ["websuckets resume", "join", "echo"]
+    assert history_server.gate.commands[-3:] == ["websuckets resume", "join", "echo"]
     assert resumed.payload["recovered"] is True
     assert resumed.payload["offset"] == start.offset
     assert "websuckets resume" not in recorder.names()
@@ -635,9 +643,9 @@ async def recorder_until(recorder: Recorder, payload: object) -> None:
             pass
 
 
-async def test_a_gap_makes_the_client_resume_the_room(server: Server) -> None:
+async def test_a_gap_makes_the_client_resume_the_room(history_server: Server) -> None:
     """On "websuckets gap" the client resumes that room from its position: "resumed" follows."""
-    client = await server.started()
+    client = await history_server.started()
     start = await joined(client, "lobby")
     recorder = Recorder(client, "websuckets gap", "resumed")
     await client.send("raw", '{"event":"websuckets gap","payload":{"room":"lobby"}}')
@@ -646,12 +654,12 @@ async def test_a_gap_makes_the_client_resume_the_room(server: Server) -> None:
     assert resumed.payload == {"room": "lobby", "recovered": True, "epoch": start.epoch, "offset": start.offset}
 
 
-async def test_preset_positions_resume_on_the_first_connection(server: Server) -> None:
+async def test_preset_positions_resume_on_the_first_connection(history_server: Server) -> None:
     """Positions set before start (saved by an earlier run) are resumed as soon as the client connects."""
-    speaker = await server.started()
+    speaker = await history_server.started()
     start = await joined(speaker, "lobby")
     await speaker.request("say", {"room": "lobby", "text": "while away"})
-    client = server.client()
+    client = history_server.client()
     client.positions["lobby"] = start
     recorder = Recorder(client, "said", "resumed")
     await client.start()
