@@ -107,12 +107,13 @@ async def test_two_processes_started_from_the_command_line_share_rooms(redis_url
 
 
 @asynccontextmanager
-async def serving(redis_url: str) -> AsyncIterator[str]:
-    """Run examples/rooms.py as a program on a free port with REDIS_URL; its URL until it exits 0 on SIGINT."""
+async def serving(redis_url: str, example: str = "rooms.py") -> AsyncIterator[str]:
+    """Run examples/rooms.py (or ``example``) as a program on a free port with REDIS_URL; its URL until it
+    exits 0 on SIGINT."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / "rooms.py"), env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, str(EXAMPLES / example), env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert process.stdout is not None

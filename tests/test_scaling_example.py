@@ -47,6 +47,7 @@ async def test_health_reports_the_backend_and_every_process_clients(
             "failed_operations": 0,
             "dropped_deliveries": 0,
             "listener_errors": 0,
+            "history_gaps": 0,
         }
         assert report["slow_consumers_closed"] >= 0
 
