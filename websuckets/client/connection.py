@@ -52,7 +52,11 @@ class Client:
         handshake_token: also present the token when the connection opens (and reopens), as
             the subprotocol ``websuckets.token.<token>`` beside ``websuckets``.
         reconnect: reconnect when the connection drops (never after `close`).
-        min_delay, max_delay, factor, jitter, max_retries: the waits between attempts (`Backoff`).
+        min_delay: seconds before the first reconnection attempt (see `Backoff`).
+        max_delay: the cap on the delay between attempts, in seconds.
+        factor: how much the delay grows after each failed attempt.
+        jitter: the random part of each delay, from 0 (none) to 1 (all of it).
+        max_retries: attempts in a row before giving up; ``None`` for no limit.
         timeout: the default `request` timeout, in seconds.
         open_timeout: seconds `start` waits for the first connection; also each attempt's limit.
         max_queue: commands kept while disconnected, sent once connected.
