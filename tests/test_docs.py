@@ -79,11 +79,16 @@ def shown_names(entry: str) -> set[str]:
 def test_the_reference_shows_the_public_api_and_nothing_internal() -> None:
     """The Reference page documents every name the package exports, and nothing of its internals."""
     shown = {name for entry in reference_entries() for name in shown_names(entry)}
-    internal = sorted(name for name in shown if name.startswith(INTERNAL_MODULES) or name in INTERNAL_NAMES)
+    internal = sorted(name for name in shown if is_internal(name))
     assert internal == []
     documented = [resolve(name) for name in shown]
     exported = [name for name in websuckets.__all__ if name != "__version__"]
     assert [name for name in exported if not any(getattr(websuckets, name) is obj for obj in documented)] == []
+
+
+def is_internal(name: str) -> bool:
+    """Whether ``name`` is an internal name, module or inside one (``websuckets.client`` is not ``.cli``)."""
+    return name in INTERNAL_NAMES or any(name == module or name.startswith(module + ".") for module in INTERNAL_MODULES)
 
 
 def resolve(dotted: str) -> object:

@@ -18,6 +18,7 @@ The tree::
     ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
     ├── DuplicateCommand(ValueError)    a full command name registered twice
     ├── AppStateError(RuntimeError)     the app used before start or changed after it
+    ├── websuckets.client.ClientError   the Python client's request got an error, or no answer
     └── WorkerBootError(RuntimeError)   a worker of ``websuckets run --workers`` failed before serving
 
 An `InternalError` is *external*: its ``name`` and ``details`` are what the client
