@@ -48,9 +48,7 @@ class RoomPosition(BaseModel):
 class ResumeRequest(BaseModel):
     """The payload of ``websuckets resume``: the rooms to resume, each from its last position."""
 
-    rooms: dict[Annotated[str, StringConstraints(min_length=1)], RoomPosition] = Field(
-        max_length=MAX_ROOMS
-    )
+    rooms: dict[Annotated[str, StringConstraints(min_length=1)], RoomPosition] = Field(max_length=MAX_ROOMS)
 
 
 class ResumeReply(BaseModel):
