@@ -291,3 +291,25 @@ async def test_a_long_history_room_name_does_not_spoil_a_resume() -> None:
         await again.send("join", {"room": "lobby"})
         texts, position = await texts_until_position(again)
         assert (texts, position["recovered"]) == (["missed"], True)
+
+
+async def test_idle_rooms_lose_their_history_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MemoryBackend forgets the history of rooms idle for HISTORY_IDLE, as Redis expires their keys."""
+    import websuckets.backends.memory as memory
+
+    class Small(MemoryBackend):
+        PRUNE_MINIMUM = 2
+
+    monkeypatch.setattr(memory, "HISTORY_IDLE", 0.0)
+    async with TestClient(history_app(Small()), real=True) as client:
+        alice = await client.connect()
+        first = await say(alice, "kept a moment", room="chat:1")
+        await say(alice, "also", room="chat:2")
+        await asyncio.sleep(0.01)
+        await say(alice, "a third room sweeps the idle ones", room="chat:3")
+        assert first is not None
+        await resume(alice, {"chat:1": (first.epoch, 0)})
+        await alice.send("join", {"room": "chat:1"})
+        texts, position = await texts_until_position(alice)
+        assert (texts, position["recovered"]) == ([], False)
+        assert position["epoch"] != first.epoch

@@ -300,3 +300,17 @@ async def test_random_interleavings_never_lose_double_or_lie(redis_url: str) -> 
 async def test_random_interleavings_long(redis_url: str) -> None:
     """The same, 400 scenarios."""
     await interleavings(redis_url, examples=400)
+
+
+async def test_a_process_configured_without_the_rooms_history_still_delivers(redis_url: str) -> None:
+    """During a rolling change of configuration, members on a process without the room's history still hear it."""
+    async with (
+        TestClient(history_app(backend(redis_url), {"lobby": History(size=SIZE)}), real=True) as keeping,
+        TestClient(history_app(backend(redis_url), {"elsewhere": History()}), real=True) as plain,
+    ):
+        listener, speaker = await plain.connect(), await keeping.connect()
+        await listener.send("join", {"room": "lobby"})
+        await eventually(lambda: listener.client_id in keeping.app.backend.room_members("lobby"))
+        await say(speaker, "hello")
+        heard = await listener.receive()
+        assert (heard.payload, position_of(heard)[1]) == ("hello", 1)

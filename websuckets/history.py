@@ -26,6 +26,7 @@ from .events import ClientEvent
 
 __all__ = [
     "GAP_EVENT",
+    "HISTORY_IDLE",
     "POSITION_EVENT",
     "History",
     "HistoryRules",
@@ -42,6 +43,8 @@ POSITION_EVENT = "websuckets position"
 """Sent to a client joining a history room, and after each resume: where it now stands."""
 GAP_EVENT = "websuckets gap"
 """Sent to the members of a room whose messages were lost on their way to this process."""
+HISTORY_IDLE = 24 * 60 * 60
+"""Seconds a room's history outlives its last message (its ``ttl`` when longer); then a new epoch starts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..delivery import send_now
-from ..history import History, Position, Read, replay, stamp, stampable
+from ..history import HISTORY_IDLE, History, Position, Read, replay, stamp, stampable
 from ..presence import Presence
 from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 
@@ -26,7 +26,7 @@ class MemoryBackend(IndexedBackend):
     """
 
     PRUNE_MINIMUM = 1024
-    """Tokens stored before the first sweep of expired ones."""
+    """Tokens stored (and rooms' histories kept) before the first sweep of expired (idle) ones."""
 
     def __init__(self) -> None:
         self.presence = Presence()
@@ -34,6 +34,7 @@ class MemoryBackend(IndexedBackend):
         self._tokens: dict[str, TokenRecord] = {}
         self._prune_at = self.PRUNE_MINIMUM
         self._logs: dict[str, _RoomLog] = {}
+        self._prune_logs_at = self.PRUNE_MINIMUM
 
     # presence
 
@@ -96,8 +97,16 @@ class MemoryBackend(IndexedBackend):
     def _log(self, room: str, history: History) -> _RoomLog:
         log = self._logs.get(room)
         if log is None:
+            if len(self._logs) >= self._prune_logs_at:
+                self._prune_idle_logs()
             log = self._logs[room] = _RoomLog(history)
         return log
+
+    def _prune_idle_logs(self) -> None:
+        """Forget the history of rooms silent for `HISTORY_IDLE` (or their ttl, when longer), as Redis expires them."""
+        now = time.time()
+        self._logs = {room: log for room, log in self._logs.items() if not log.idle_since(now)}
+        self._prune_logs_at = 2 * len(self._logs) + self.PRUNE_MINIMUM
 
     def _connected(self, client_id: UUID) -> User:
         user = self.presence.online.get(client_id)
@@ -109,17 +118,23 @@ class MemoryBackend(IndexedBackend):
 class _RoomLog:
     """One room's last messages: a ring buffer of (offset, time, message), and the room's epoch."""
 
-    __slots__ = ("entries", "epoch", "top", "ttl")
+    __slots__ = ("entries", "epoch", "keep", "top", "ttl", "used")
 
     def __init__(self, history: History) -> None:
         self.epoch = secrets.token_hex(8)
         self.top = 0
         self.ttl = history.ttl
+        self.keep = max(HISTORY_IDLE, history.ttl or 0)
+        self.used = time.time()
         self.entries: deque[tuple[int, float, str]] = deque(maxlen=history.size)
+
+    def idle_since(self, now: float) -> bool:
+        return now - self.used > self.keep
 
     def append(self, message: str) -> Position:
         self.top += 1
-        self.entries.append((self.top, time.time(), message))
+        self.used = time.time()
+        self.entries.append((self.top, self.used, message))
         return Position(self.epoch, self.top)
 
     def read(self, since: Position | None) -> Read:

@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosedError
 
 from ..delivery import send_now
 from ..exc import BackendUnavailable
-from ..history import History, Position, Read, gap_event, replay, stamp, stampable
+from ..history import HISTORY_IDLE, History, Position, Read, gap_event, replay, stamp, stampable
 from ..presence import Presence
 from ..remote import RemoteSocket, RemoteUser
 from ._redis_keys import APPEND, HEARTBEAT, READ_HISTORY, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
@@ -69,9 +69,6 @@ MAX_QUEUED = 100_000
 
 _INTERNAL = frozenset(("socket", "id", "token"))
 """User attributes that never go into the shared record (the token least of all)."""
-
-HISTORY_IDLE = 24 * 60 * 60
-"""Seconds a history room's keys outlive its last message (its ``ttl`` when longer): then its epoch ends."""
 
 
 class _Op:
@@ -450,11 +447,12 @@ class RedisBackend(IndexedBackend):
     def _heard_in_room(self, room: str, exclude: frozenset[UUID], position: Position, message: str) -> None:
         """A history room's message, in offset order: to members here, or held for those catching up."""
         track = self._tracks.get(room)
-        if track is None:
-            return  # no member here
-        self._check_continuity(room, track, position)
+        held: dict[UUID, _CatchUp] = {}
+        if track is not None:  # members here (without, a process configured without this room's history)
+            self._check_continuity(room, track, position)
+            held = track.catching_up
         stamped = stamp(message, room, position)
-        local, held = self._local, track.catching_up
+        local = self._local
         sockets = []
         for cid, user in self.presence.members(room).items():
             if cid in local and cid not in exclude:
