@@ -8,6 +8,8 @@ and ``recovered: false``.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -313,3 +315,19 @@ async def test_idle_rooms_lose_their_history_in_memory(monkeypatch: pytest.Monke
         texts, position = await texts_until_position(alice)
         assert (texts, position["recovered"]) == ([], False)
         assert position["epoch"] != first.epoch
+
+
+async def test_an_empty_object_gets_its_position_as_valid_json(client: TestClient) -> None:
+    """Even ``{}`` is stamped into valid JSON."""
+    alice = await client.connect()
+    epoch = (await joined(alice)).payload["epoch"]
+    await Session.broadcast("{}", room="lobby")
+    assert json.loads(await alice.receive_text()) == {"room": "lobby", "epoch": epoch, "offset": 1}
+
+
+def test_ttls_past_a_year_are_refused() -> None:
+    """An infinite or absurd ttl is refused where it is written, not at the first broadcast."""
+    with pytest.raises(ValueError, match="ttl"):
+        History(ttl=math.inf)
+    with pytest.raises(ValueError, match="ttl"):
+        History(ttl=1e300)

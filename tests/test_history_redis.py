@@ -21,7 +21,8 @@ from redis_server import RedisServer
 from test_history import history_app, joined, resume, say, texts_until_position
 from test_scale_out import backend, eventually
 
-from websuckets import History
+from websuckets import ClientEvent, History
+from websuckets.middleware import CommandTimeouts
 from websuckets.testing import Received, TestClient, TestConnection
 
 pytestmark = pytest.mark.timeout(120)
@@ -314,3 +315,67 @@ async def test_a_process_configured_without_the_rooms_history_still_delivers(red
         await say(speaker, "hello")
         heard = await listener.receive()
         assert (heard.payload, position_of(heard)[1]) == ("hello", 1)
+
+
+async def test_a_join_cancelled_while_catching_up_leaves_the_member_live(redis_url: str) -> None:
+    """A join whose command times out while this process waits for its read's fence: the member, in the
+    room by then, still gets the live messages that follow."""
+    app = history_app(backend(redis_url), {"lobby": History(size=SIZE)})
+    app.command_timeouts = CommandTimeouts(0.3)
+    async with TestClient(app, real=True, timeout=5) as client:
+        bob, alice = await client.connect(), await client.connect()
+        await joined(bob)
+        listener = app.backend
+        handle = listener._handle  # type: ignore[attr-defined]
+        listener._handle = lambda data: None if '"t":"f"' in data else handle(data)  # type: ignore[attr-defined]
+        await alice.send("join", {"room": "lobby"})
+        assert (await alice.receive()).error_name == "command_timeout"
+        listener._handle = handle  # type: ignore[attr-defined]
+        await say(bob, "live")
+        assert (await alice.receive()).payload == "live"
+        assert listener._tracks["lobby"].catching_up == {}  # type: ignore[attr-defined]
+        assert listener._fences == {}  # type: ignore[attr-defined]
+
+
+async def test_redis_back_with_older_data_is_not_recovered(redis_server: RedisServer) -> None:
+    """Redis restarted from an older snapshot would hand out offsets again: a restart ends every epoch."""
+    rooms = {"lobby": History(size=10)}
+    async with TestClient(history_app(backend(redis_server.url), rooms), real=True, timeout=5) as client:
+        alice, bob = await client.connect(), await client.connect()
+        epoch = (await joined(alice)).payload["epoch"]
+        await joined(bob)
+        await say(bob, "m1")
+        await alice.receive()
+        with redis.Redis.from_url(redis_server.url) as raw:
+            raw.save()  # the snapshot Redis comes back with: offset 1
+        for text in ("m2", "m3"):
+            await say(bob, text)
+            await alice.receive()
+        await alice.close()
+        redis_server.kill()
+        redis_server.start()
+        assert (await bob.receive(timeout=10)).event == "websuckets gap"
+        for text in ("x2", "x3", "x4"):
+            await say(bob, text)
+        again = await client.connect()
+        await resume(again, {"lobby": (epoch, 3)})
+        await again.send("join", {"room": "lobby"})
+        texts, position = await texts_until_position(again)
+        assert (texts, position["recovered"]) == ([], False)
+        assert position["epoch"] != epoch
+
+
+async def test_a_join_forwarded_to_another_process_hears_the_next_broadcast(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    """Joined from another process, then a broadcast at once: the client gets it, after its position."""
+    first, second = two
+    alice = await first.connect()
+    await eventually(lambda: second.app.backend.get_online(alice.client_id) is not None)
+    await second.app.backend.join(alice.client_id, "lobby")
+    await second.app.backend.broadcast(ClientEvent("said", "welcome"), "lobby", frozenset())
+    events = [await alice.receive(), await alice.receive()]  # in either order: the read came before or after
+    assert sorted((event.event, event.payload == "welcome") for event in events) == [
+        ("said", True),
+        ("websuckets position", False),
+    ]

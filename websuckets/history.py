@@ -27,6 +27,7 @@ from .events import ClientEvent
 __all__ = [
     "GAP_EVENT",
     "HISTORY_IDLE",
+    "MAX_TTL",
     "POSITION_EVENT",
     "History",
     "HistoryRules",
@@ -45,6 +46,8 @@ GAP_EVENT = "websuckets gap"
 """Sent to the members of a room whose messages were lost on their way to this process."""
 HISTORY_IDLE = 24 * 60 * 60
 """Seconds a room's history outlives its last message (its ``ttl`` when longer); then a new epoch starts."""
+MAX_TTL = 365 * 24 * 60 * 60
+"""The longest ``History(ttl=...)``: a year."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,8 @@ class History:
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"History(size=...) is a positive number of messages, not {self.size!r}")
-        if self.ttl is not None and not self.ttl > 0:
-            raise ValueError(f"History(ttl=...) is a positive number of seconds or None, not {self.ttl!r}")
+        if self.ttl is not None and not 0 < self.ttl <= MAX_TTL:
+            raise ValueError(f"History(ttl=...) is a number of seconds up to {MAX_TTL} or None, not {self.ttl!r}")
 
 
 class Position(NamedTuple):
@@ -92,9 +95,11 @@ class HistoryRules:
             (re.compile(fnmatch.translate(name)).match, history) for name, history in rooms.items() if _is_pattern(name)
         ]
         self._known: dict[str, History | None] = {}
+        self.active = bool(self._exact or self._patterns)
+        """Whether any room keeps history (checked before every look-up, so apps without pay nothing more)."""
 
     def __bool__(self) -> bool:
-        return bool(self._exact or self._patterns)
+        return self.active
 
     def for_room(self, room: str) -> History | None:
         """The room's `History`, or ``None`` when its messages are not kept."""
@@ -126,7 +131,9 @@ def stampable(message: str | bytes, room: str) -> str:
 
 def stamp(message: str, room: str, position: Position) -> str:
     """The room message as clients get it: the event's object with ``room``, ``epoch`` and ``offset`` added."""
-    return f'{message[:-1]},"room":{to_json(room).decode()},"epoch":"{position.epoch}","offset":{position.offset}}}'
+    body = message[:-1].rstrip()
+    separator = "" if body.endswith("{") else ","  # an empty object
+    return f'{body}{separator}"room":{to_json(room).decode()},"epoch":"{position.epoch}","offset":{position.offset}}}'
 
 
 class Read(NamedTuple):
@@ -151,13 +158,18 @@ def recovered(since: Position, read: Read) -> bool:
 def replay(socket: Any, room: str, since: Position | None, read: Read, live: Sequence[tuple[int, str]] = ()) -> bool:
     """Bring one member up to date, without awaiting: what it missed, its position, then ``live``.
 
-    ``live`` holds the stamped messages heard for it while the history was read; those the
-    history already covered are skipped. Returns whether the client recovered (``False``
-    for a plain join, ``since`` being ``None``).
+    ``live`` holds the stamped messages heard for it while the history was read. After a
+    resume, those the history covered (up to the top) are left out: they were replayed, or
+    lost with the rest. After a plain join (``since`` is ``None``) they all go out, those up
+    to the top before the position. Returns whether the client recovered (``False`` for a
+    plain join).
     """
     complete = since is not None and recovered(since, read)
-    missed = read.entries if complete else ()
-    messages = [stamp(message, room, Position(read.epoch, offset)) for offset, message in missed]
+    if since is None:
+        messages = [message for offset, message in live if offset <= read.top]
+    else:
+        missed = read.entries if complete else ()
+        messages = [stamp(message, room, Position(read.epoch, offset)) for offset, message in missed]
     messages.append(_position_event(room, Position(read.epoch, read.top), None if since is None else complete))
     messages.extend(message for offset, message in live if offset > read.top)
     for message in messages:

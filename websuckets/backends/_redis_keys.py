@@ -13,7 +13,7 @@ key or channel              type     holds
 ``{ns}:worker:<wid>``       SET      the client ids connected to that worker (for reaping)
 ``{ns}:token:<sha256>``     STRING   JSON ``{"u": user id, "x": expiry}``; expires (PXAT) with the token
 ``{ns}:epoch``              STRING   random, set once: a new value means Redis lost its data
-``{ns}:hm:<room>``          HASH     a history room's epoch ``e`` and top offset ``s``
+``{ns}:hm:<room>``          HASH     a history room's epoch ``e``, top offset ``s``, Redis run id ``r``
 ``{ns}:h:<room>``           STREAM   its last messages, entry id ``<offset>-0``: ``t`` (ms), ``m``
 ``{ns}:all`` (channel)      pub/sub  presence changes, revocations, room and global fan-out
 ``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
@@ -141,29 +141,32 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 """KEYS token; ARGV channel, event."""
 
 _EPOCH = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
+local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
+local epoch = meta[1]
+if not epoch or meta[2] ~= ARGV[2] then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', ARGV[2])
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
-"""The room's epoch, a new one (and an emptied stream) when its meta is missing; and Redis's clock."""
+"""The room's epoch: a new one, with an emptied stream, when its meta is missing or was written before
+Redis last started (``r``, the server's run id: a restarted Redis may hold older data, whose offsets
+would be reused); and Redis's clock."""
 
 APPEND = Script(
     _EPOCH
     + """
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 't', now, 'm', ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ',"e":"' .. epoch .. '","n":' .. offset .. '}\\n' .. ARGV[6])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 't', now, 'm', ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ',"e":"' .. epoch .. '","n":' .. offset .. '}\\n' .. ARGV[7])
 return {epoch, offset}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, size, idle (ms), channel, event head, message.
+"""KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message.
 
 Numbers a history room's message, keeps it, and publishes it with its position: the event
 (JSON without its closing brace) gains ``"e"`` and ``"n"``, then a newline and the message.
@@ -172,17 +175,17 @@ Numbers a history room's message, keeps it, and publishes it with its position: 
 READ_HISTORY = Script(
     _EPOCH
     + """
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local top = tonumber(redis.call('HGET', KEYS[1], 's'))
 local entries = {}
-if ARGV[3] == epoch and tonumber(ARGV[4]) < top then
-  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[4]) + 1) .. '-0', '+', 'COUNT', ARGV[5])
+if ARGV[4] == epoch and tonumber(ARGV[5]) < top then
+  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[5]) + 1) .. '-0', '+', 'COUNT', ARGV[6])
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {epoch, top, now, entries}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, idle (ms), since epoch, since offset, count, own channel, fence.
+"""KEYS meta, stream; ARGV new epoch, run id, idle (ms), since epoch, since offset, count, own channel, fence.
 
 A history room's position and the entries after ``since``; then a fence on the reader's
 own channel: once the reader hears it, it has heard every message published before the read.

@@ -76,7 +76,7 @@ class MemoryBackend(IndexedBackend):
             members = self.presence.online
         else:
             members = self.presence.members(room)
-            history = self.history.for_room(room) if self.history else None
+            history = self.history.for_room(room) if self.history.active else None
             if history is not None:
                 text = stampable(message, room)
                 position = self._log(room, history).append(text)

@@ -155,6 +155,8 @@ class RedisBackend(IndexedBackend):
         self._tracks: dict[str, _RoomTrack] = {}
         """History rooms with members here, and the last position heard in each."""
         self._fences: dict[str, asyncio.Future[None]] = {}
+        self._run_id = ""
+        """The Redis server's ``run_id``: a new one (a restart, a failover) ends every history room's epoch."""
         self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
         self._last_failure_log = -math.inf
@@ -307,14 +309,7 @@ class RedisBackend(IndexedBackend):
             self.presence.join(user, room)
             await self._write_now(user, "join")
             return
-        catch_up = self._start_catch_up(user, room)  # before the join: live messages wait for the replay
-        self.presence.join(user, room)
-        try:
-            await self._write_now(user, "join")
-        except BaseException:
-            self._end_catch_up(user, room, catch_up)
-            raise
-        await self._catch_up(user, room, user._resume_from.pop(room, None), catch_up)
+        await self._finish_join(user, room, self._join_held(user, room))
 
     async def leave(self, client_id: UUID, room: str) -> None:
         user = self._local.get(client_id)
@@ -328,7 +323,7 @@ class RedisBackend(IndexedBackend):
         await self._write_now(user, "leave")
 
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
-        history = None if room is None or not self.history else self.history.for_room(room)
+        history = None if room is None or not self.history.active else self.history.for_room(room)
         if history is not None:
             assert room is not None
             return await self._append(stampable(message, room), room, history, exclude)
@@ -368,12 +363,26 @@ class RedisBackend(IndexedBackend):
         in the order of the room's offsets, like everyone else's."""
         head = to_json({"t": "h", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id}).decode()[:-1]
         keys = (self.keys.history_meta(room), self.keys.history(room))
-        args = (secrets.token_hex(8), history.size, _idle_ms(history), self.keys.all, head, message)
+        args = (secrets.token_hex(8), self._run_id, history.size, _idle_ms(history), self.keys.all, head, message)
         epoch, offset = await self._call(("EVALSHA", APPEND.sha, 2, *keys, *args), "broadcast")
         return Position(epoch, offset)
 
     async def recover(self, user: User, room: str, since: Position | None) -> bool:
         return await self._catch_up(user, room, since, self._start_catch_up(user, room))
+
+    def _join_held(self, user: User, room: str) -> _CatchUp:
+        """Join a local client to a history room, holding its live messages until its catch-up."""
+        catch_up = self._start_catch_up(user, room)
+        self.presence.join(user, room)
+        return catch_up
+
+    async def _finish_join(self, user: User, room: str, catch_up: _CatchUp) -> None:
+        try:
+            await self._write_now(user, "join")
+        except BaseException:
+            self._release(user, room, catch_up)
+            raise
+        await self._catch_up(user, room, user._resume_from.pop(room, None), catch_up)
 
     def _start_catch_up(self, user: User, room: str) -> _CatchUp:
         track = self._tracks.get(room)
@@ -391,16 +400,20 @@ class RedisBackend(IndexedBackend):
             catch_up.fence.cancel()
         return catch_up.live
 
+    def _release(self, user: User, room: str, catch_up: _CatchUp) -> None:
+        """A catch-up that failed: the live messages held so far go out as they are."""
+        for _, message in self._end_catch_up(user, room, catch_up):
+            send_now([user.socket], message)
+
     async def _catch_up(self, user: User, room: str, since: Position | None, catch_up: _CatchUp) -> bool:
         """Read the room's history and wait until this process has heard everything published
         before the read; then, in one step, replay, position, and what was heard meanwhile."""
         try:
             read = await self._read_history(room, since, catch_up)
-        except BaseException:
-            for _, message in self._end_catch_up(user, room, catch_up):  # live messages: they go out anyway
-                send_now([user.socket], message)
+            fenced = await self._fenced(catch_up)
+        except BaseException:  # Redis away, or the caller cancelled (a command's time limit)
+            self._release(user, room, catch_up)
             raise
-        fenced = await self._fenced(catch_up)
         live = self._end_catch_up(user, room, catch_up)
         track = self._tracks.get(room)
         if track is not None and track.epoch is None:
@@ -415,13 +428,10 @@ class RedisBackend(IndexedBackend):
     async def _read_history(self, room: str, since: Position | None, catch_up: _CatchUp) -> Read:
         history = self.history.for_room(room)
         assert history is not None, "a room with history"
-        fence_id = secrets.token_hex(8)
-        catch_up.fence = self._fences[fence_id] = asyncio.get_running_loop().create_future()
-        catch_up.fence.add_done_callback(lambda _: self._fences.pop(fence_id, None))
-        fence = '{"t":"f","k":"' + fence_id + '"}'
+        catch_up.fence, fence = self._new_fence()
         since_epoch, since_offset = since if since is not None else ("", 0)
         keys = (self.keys.history_meta(room), self.keys.history(room))
-        args = (secrets.token_hex(8), _idle_ms(history), since_epoch, since_offset, history.size)
+        args = (secrets.token_hex(8), self._run_id, _idle_ms(history), since_epoch, since_offset, history.size)
         own = self.keys.worker_channel(self.worker_id)
         reply = await self._call(("EVALSHA", READ_HISTORY.sha, 2, *keys, *args, own, fence), "resume")
         epoch, top, now, entries = reply
@@ -433,14 +443,24 @@ class RedisBackend(IndexedBackend):
                 kept.append((int(entry_id.partition("-")[0]), values["m"]))
         return Read(epoch, int(top), kept)
 
+    def _new_fence(self) -> tuple[asyncio.Future[None], str]:
+        """A future set when this process hears the returned message on its own channel."""
+        fence_id = secrets.token_hex(8)
+        future = self._fences[fence_id] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._fences.pop(fence_id, None))
+        return future, '{"t":"f","k":"' + fence_id + '"}'
+
     async def _fenced(self, catch_up: _CatchUp) -> bool:
         """Wait for the read's fence; ``False`` if it did not come back in time (then the member resumes again)."""
         assert catch_up.fence is not None
+        return await self._wait_fence(catch_up.fence)
+
+    async def _wait_fence(self, fence: asyncio.Future[None]) -> bool:
         try:
             async with asyncio.timeout(self.timeout):
-                await asyncio.shield(catch_up.fence)
+                await asyncio.shield(fence)
         except TimeoutError:
-            logger.warning("a history read's fence did not come back within %s s", self.timeout)
+            logger.warning("a fence on this process's channel did not come back within %s s", self.timeout)
             return False
         return True
 
@@ -485,18 +505,24 @@ class RedisBackend(IndexedBackend):
             del self._tracks[room]
 
     async def _check_positions(self) -> None:
-        """After a reconnection: compare each tracked room with Redis, and tell members of what was lost."""
+        """After a reconnection: once this process has heard what was published before it looked,
+        compare each tracked room with Redis, and tell its members here of what was lost."""
         assert self._client is not None
         tracked = [(room, track) for room, track in self._tracks.items() if track.epoch is not None]
         if not tracked:
             return
+        fence, message = self._new_fence()
         pipe = self._client.pipeline(transaction=False)
         for room, _ in tracked:
-            pipe.hmget(self.keys.history_meta(room), "e", "s")
-        for (room, track), (epoch, top) in zip(tracked, await pipe.execute(), strict=True):
-            if epoch != track.epoch or int(top or 0) != track.offset:
+            pipe.hmget(self.keys.history_meta(room), "e", "s", "r")
+        pipe.publish(self.keys.worker_channel(self.worker_id), message)
+        *metas, _ = await pipe.execute()
+        await self._wait_fence(fence)
+        for (room, track), (epoch, top, run) in zip(tracked, metas, strict=True):
+            alive = epoch is not None and run == self._run_id  # a restarted Redis ended every epoch
+            if not alive or epoch != track.epoch or track.offset < int(top):
                 self._tell_gap(room, track)
-                track.epoch, track.offset = (epoch, int(top)) if epoch is not None else (None, 0)
+                track.epoch, track.offset = (epoch, int(top)) if alive else (None, 0)
 
     # the writer: every command of this process, in order, pipelined
 
@@ -653,12 +679,15 @@ class RedisBackend(IndexedBackend):
         self._up.set()
         for data in early:
             self._handle(data)
+        if self._tracks:
+            self._in_background(self._check_positions(), "checking the history rooms' positions")
         return pubsub
 
     async def _rebuild_state(self) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
         assert self._client is not None
         client = self._client
+        self._run_id = str((await client.info("server"))["run_id"])
         fresh_epoch = secrets.token_hex(8)
         await client.set(self.keys.epoch, fresh_epoch, nx=True)
         epoch = str(await client.get(self.keys.epoch))
@@ -683,7 +712,6 @@ class RedisBackend(IndexedBackend):
         self._unsent_revocations.clear()
         await self._drop_tokens_revoked_meanwhile()
         self._load_mirror(await client.hgetall(self.keys.clients))  # type: ignore[arg-type]  # decoded
-        await self._check_positions()
 
     async def _drop_tokens_revoked_meanwhile(self) -> None:
         """Unverify local holders of tokens that vanished while this process heard nothing."""
@@ -744,13 +772,15 @@ class RedisBackend(IndexedBackend):
 
     def _handle(self, data: str) -> None:
         try:
-            head, _, message = data.partition("\n")  # a history room's message follows its event
-            event = json.loads(head)
-            kind = event["t"]
-            if kind == "h":
+            if data.startswith('{"t":"h"'):  # a history room's event, then a newline and the message
+                head, _, message = data.partition("\n")
+                event = json.loads(head)
                 position = Position(event["e"], event["n"])
                 self._heard_in_room(event["r"], frozenset(map(UUID, event["x"])), position, message)
-            elif kind == "f":
+                return
+            event = json.loads(data)
+            kind = event["t"]
+            if kind == "f":
                 fence = self._fences.get(event["k"])
                 if fence is not None and not fence.done():
                     fence.set_result(None)
@@ -844,7 +874,8 @@ class RedisBackend(IndexedBackend):
         if user is None:
             return
         if join and self.keeps_history(room):
-            self._in_background(self.join(client_id, room), f"joining {client_id} to {room!r}")
+            catch_up = self._join_held(user, room)  # now, in the order the processes asked
+            self._in_background(self._finish_join(user, room, catch_up), f"joining {client_id} to {room!r}")
             return
         if join:
             self.presence.join(user, room)
