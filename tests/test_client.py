@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import subprocess
 import sys
@@ -13,11 +14,13 @@ from http import HTTPStatus
 import pytest
 from pydantic import BaseModel
 from redis_server import free_port
+from test_history import history_app
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from websuckets import CallNext, ClientEvent, CommandGroup, Context, History, Session, WebSuckets
 from websuckets.backends import Backend
+from websuckets.backends.memory import MemoryBackend
 from websuckets.backends.redis import RedisBackend
 from websuckets.client import Backoff, Client, ClientError, Position, Positions, ServerEvent, connect
 from websuckets.exc import InternalError, WebSucketsError
@@ -691,6 +694,76 @@ async def test_a_server_without_history_refuses_the_resume_and_the_client_goes_o
     assert "the server refused to resume: unknown_command" in caplog.text
 
 
+def auto_joining_app() -> WebSuckets:
+    """``history_app`` (``lobby`` keeps 5 messages) that joins every client to ``lobby`` in a connect hook,
+    before the server reads the client's first frame; then broadcasts a greeting, if one was queued
+    (``greet``), to the room: a live message the client gets before its resume is read."""
+    app = history_app(MemoryBackend())
+    greetings: list[str] = []
+    group = CommandGroup()
+
+    @group.command("drop")
+    async def drop(socket: ServerConnection) -> None:
+        await socket.close(1012, "dropped for a test")
+
+    @group.command("greet")
+    async def greet(socket: ServerConnection, ctx: Context) -> None:
+        greetings.append(ctx.payload)  # for the next client that connects
+        await ctx.reply("queued")
+
+    app.include_command_group(group)
+
+    @app.on_connect
+    async def auto_join(socket: ServerConnection) -> None:
+        await Session.join(socket.id, "lobby")
+        if greetings:
+            await Session.broadcast(ClientEvent("said", greetings.pop(0)), room="lobby")
+
+    return app
+
+
+@pytest.mark.parametrize("greeting", [None, "hello"])
+async def test_a_client_joined_on_connect_gets_what_it_missed(greeting: str | None) -> None:
+    """Joined by the app's connect hook, the client gets a plain position and live messages before its
+    resume is answered: it still shows each missed message once, then "resumed" recovered true."""
+    app = auto_joining_app()
+    async with app, app.serve("127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        alice, bob = Client(url, **FAST), Client(url, **FAST)  # type: ignore[arg-type]
+        recorder = Recorder(alice, "said", "websuckets position", "resumed", "close")
+        sent = Recorder(bob, "sent")
+        async with alice, bob:
+            start = (await recorder.next("websuckets position")).payload
+            assert (start["offset"], start["recovered"]) == (0, None)
+            await bob.send("say", {"room": "lobby", "text": "seen"})
+            assert (await recorder.next("said")).payload == "seen"
+            assert alice.positions["lobby"] == Position(start["epoch"], 1)
+
+            alice.url = f"ws://127.0.0.1:{free_port()}/"  # her attempts to reconnect fail meanwhile
+            await alice.send("drop")
+            await recorder.next("close")
+            for text in ("a", "b", "c"):
+                await bob.send("say", {"room": "lobby", "text": text})
+                await sent.next()
+            if greeting is not None:
+                await bob.request("greet", greeting)
+            alice.url = url
+            top = 5 if greeting else 4
+            resumed = await recorder.next("resumed")
+            assert resumed.payload == {"room": "lobby", "recovered": True, "epoch": start["epoch"], "offset": top}
+
+            after_drop = recorder.events[recorder.names().index("close") :]
+            shown = [(event.payload, event.offset) for event in after_drop if event.event == "said"]
+            assert shown == ([("hello", 5)] if greeting else []) + [("a", 2), ("b", 3), ("c", 4)]
+            reports = [event.payload for event in after_drop if event.event == "websuckets position"]
+            assert [(report["offset"], report["recovered"]) for report in reports] == [(4, None), (top, True)]
+            assert alice.positions["lobby"] == Position(start["epoch"], top)
+            assert alice.positions.pending == frozenset()
+            await bob.send("say", {"room": "lobby", "text": "live"})
+            live = await recorder.next("said")
+            assert (live.payload, live.offset) == ("live", top + 1)
+
+
 def test_importing_websuckets_does_not_import_the_client() -> None:
     """The client is imported only by those who use it."""
     code = "import sys, websuckets; assert 'websuckets.client' not in sys.modules"
@@ -721,6 +794,72 @@ def test_positions_forget_the_oldest_room() -> None:
     positions["c"] = Position("e", 1)
     assert dict(positions) == {"a": Position("e", 2), "c": Position("e", 1)}
     assert positions.resume_payloads(["c", "unknown"]) == [{"rooms": {"c": {"epoch": "e", "offset": 1}}}]
+
+
+def said_at(offset: int, epoch: str = "e") -> ServerEvent:
+    frame = {"event": "said", "payload": offset, "room": "lobby", "epoch": epoch, "offset": offset}
+    event = ServerEvent.parse(json.dumps(frame))
+    assert event is not None
+    return event
+
+
+def position_at(offset: int, recovered: bool | None, epoch: str = "e") -> ServerEvent:
+    payload = {"room": "lobby", "epoch": epoch, "offset": offset, "recovered": recovered}
+    return ServerEvent("websuckets position", payload)
+
+
+def test_a_pending_room_shows_live_and_replayed_messages_once() -> None:
+    """While a resume is unanswered: a plain position of the room's epoch is ignored, live and replayed
+    messages are each shown once in whatever order, the position stays; the answer moves it."""
+    positions = Positions()
+    positions["lobby"] = Position("e", 1)
+    positions.resuming(["lobby", "unknown"], 7)
+    assert positions.pending == {"lobby"}
+    assert positions.observe(position_at(4, None))  # the app joined before the server read the resume
+    live = [5, 6]
+    replay = [2, 3, 4, 5, 6]
+    shown = [offset for offset in live + replay if positions.observe(said_at(offset))]
+    assert shown == [5, 6, 2, 3, 4]
+    assert positions["lobby"] == Position("e", 1)
+    assert positions.resume_payloads() == [{"rooms": {"lobby": {"epoch": "e", "offset": 1}}}]
+    assert positions.observe(position_at(6, True))
+    assert (positions["lobby"], positions.pending) == (Position("e", 6), frozenset())
+    assert [positions.observe(said_at(offset)) for offset in (6, 7)] == [False, True]
+    assert positions["lobby"] == Position("e", 7)
+
+
+def test_a_failed_resume_ends_pending_and_what_it_showed_is_not_shown_again() -> None:
+    """A failed resume (its id, or all on a drop) ends pending; the next resume's replay skips what was shown."""
+    positions = Positions()
+    positions["lobby"] = Position("e", 1)
+    positions.resuming(["lobby"], 7)
+    assert positions.observe(said_at(5))
+    positions.failed(8)  # another resume: nothing changes
+    assert positions.pending == {"lobby"}
+    positions.failed()  # the connection dropped before the answer
+    assert (positions.pending, positions["lobby"]) == (frozenset(), Position("e", 1))
+    positions.resuming(["lobby"], 9)  # resent after the reconnection, from the same position
+    assert [offset for offset in (2, 3, 4, 5) if positions.observe(said_at(offset))] == [2, 3, 4]
+    positions.failed(9)  # refused
+    assert positions.observe(said_at(6))  # not pending: the position moves again
+    assert positions["lobby"] == Position("e", 6)
+
+
+def test_a_pending_room_takes_another_epoch_and_stops_waiting_past_max_seen() -> None:
+    """A position or message of another epoch is adopted at once; past max_seen offsets the room stops
+    waiting and moves to the largest seen."""
+    positions = Positions(max_seen=3)
+    positions["lobby"] = Position("e", 1)
+    positions.resuming(["lobby"], 1)
+    assert positions.observe(position_at(9, None, epoch="f"))
+    assert (positions["lobby"], positions.pending) == (Position("f", 9), frozenset())
+
+    positions.resuming(["lobby"], 2)
+    assert all(positions.observe(said_at(offset, "f")) for offset in (12, 11, 13))
+    assert positions["lobby"] == Position("f", 9)
+    assert positions.observe(said_at(10, "f"))  # the fourth: no more waiting
+    assert (positions["lobby"], positions.pending) == (Position("f", 13), frozenset())
+    assert not positions.observe(said_at(12, "f"))
 
 
 def test_backoff_grows_caps_and_gives_up() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from uuid import UUID
 
 import pytest
 from pydantic import BaseModel
+from test_client import auto_joining_app
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, History, Session, WebSuckets
@@ -114,15 +116,22 @@ def node_command() -> list[str]:
 
 
 async def test_js_client_against_a_real_server() -> None:
-    """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection, resuming history rooms."""
+    """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection, resuming history rooms.
+
+    A third server joins every client to its room ``lobby`` when it connects (``auto_joining_app``).
+    """
     command = node_command()
-    app, authenticating = make_app(), make_app(HandshakeAuth(required=False))
-    async with app, app.serve("127.0.0.1", 0) as server, authenticating, authenticating.serve("127.0.0.1", 0) as auth:
-        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-        auth_url = f"ws://127.0.0.1:{auth.sockets[0].getsockname()[1]}/"
+    app, authenticating, lobby = make_app(), make_app(HandshakeAuth(required=False)), auto_joining_app()
+    async with contextlib.AsyncExitStack() as stack:
+        urls = {}
+        apps = {"WEBSUCKETS_URL": app, "WEBSUCKETS_AUTH_URL": authenticating, "WEBSUCKETS_LOBBY_URL": lobby}
+        for name, served in apps.items():
+            await stack.enter_async_context(served)
+            server = await stack.enter_async_context(served.serve("127.0.0.1", 0))
+            urls[name] = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
         process = await asyncio.create_subprocess_exec(
             *command,
-            env={**os.environ, "WEBSUCKETS_URL": url, "WEBSUCKETS_AUTH_URL": auth_url, "NO_COLOR": "1"},
+            env={**os.environ, **urls, "NO_COLOR": "1"},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

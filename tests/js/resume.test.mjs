@@ -1,5 +1,6 @@
 // websuckets.js resuming history rooms against a real server: tests/test_js_client.py starts one
-// whose rooms named "history:..." keep their last 5 messages, and sets WEBSUCKETS_URL.
+// whose rooms named "history:..." keep their last 5 messages, and sets WEBSUCKETS_URL; and one that
+// joins every client to its room "lobby" (which keeps 5) when it connects: WEBSUCKETS_LOBBY_URL.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
@@ -7,6 +8,8 @@ import { WebSucketsClient } from "../../websuckets/js/websuckets.js";
 
 const URL = process.env.WEBSUCKETS_URL;
 assert.ok(URL, "set WEBSUCKETS_URL to a running test server (tests/test_js_client.py does)");
+const LOBBY_URL = process.env.WEBSUCKETS_LOBBY_URL;
+assert.ok(LOBBY_URL, "set WEBSUCKETS_LOBBY_URL to a running test server (tests/test_js_client.py does)");
 const UNREACHABLE = "ws://127.0.0.1:1/";
 
 const FAST = { minDelay: 20, maxDelay: 100, timeout: 3000 };
@@ -31,8 +34,8 @@ function line() {
   return state;
 }
 
-function client(options = {}) {
-  const made = new WebSucketsClient(URL, { ...FAST, ...options });
+function client(options = {}, url = URL) {
+  const made = new WebSucketsClient(url, { ...FAST, ...options });
   clients.push(made);
   return made;
 }
@@ -234,4 +237,135 @@ test("at most 100 rooms are kept, the longest unmoved forgotten; a duplicate is 
   receive("r1", "f", 1); // another epoch: the room's history was lost, this one is new
   assert.deepEqual(said.map(([offset, message]) => [offset, message.epoch]), [[1, "f"]]);
   assert.deepEqual(probe.positions.get("r1"), { epoch: "f", offset: 1 });
+});
+
+for (const greeting of [null, "hello"]) {
+  const what = greeting === null ? "" : ", and a live message before the resume is read";
+  test(`a client the app joins when it connects gets what it missed${what}`, async () => {
+    // The join comes before the server reads the resume: a plain position, maybe live messages,
+    // then the replay of what was missed and the answering position.
+    const room = "lobby";
+    const wire = line();
+    const alice = client({ WebSocket: wire.WebSocket }, LOBBY_URL);
+    const start = await next(alice, "websuckets position");
+    assert.equal(start.recovered, null);
+    const bob = client({}, LOBBY_URL);
+    const say = async (text) => {
+      const sent = next(bob, "sent");
+      bob.send("say", { room, text });
+      return (await sent)[1];
+    };
+    const seen = next(alice, "said");
+    await say("seen");
+    assert.equal(await seen, "seen");
+    const p = start.offset + 1;
+    assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: p });
+
+    const closed = next(alice, "close");
+    wire.down = true;
+    alice.send("drop");
+    await closed;
+    for (const text of ["a", "b", "c"]) await say(text);
+    if (greeting !== null) await bob.request("greet", greeting);
+    const said = collect(alice, "said");
+    const raw = collect(alice, "websuckets position");
+    const resumed = next(alice, "resumed");
+    wire.down = false;
+
+    const top = p + 3 + (greeting === null ? 0 : 1);
+    assert.deepEqual(await resumed, { room, recovered: true, epoch: start.epoch, offset: top });
+    const live = greeting === null ? [] : [[greeting, top]];
+    assert.deepEqual(
+      said.map(([text, message]) => [text, message.offset]),
+      [...live, ["a", p + 1], ["b", p + 2], ["c", p + 3]],
+      "each missed message once, the live one first",
+    );
+    assert.deepEqual(raw.map(([payload]) => [payload.offset, payload.recovered]), [
+      [p + 3, null],
+      [top, true],
+    ]);
+    assert.equal(sentAfter(wire, "drop")[0].event, "websuckets resume");
+    assert.deepEqual(sentAfter(wire, "drop")[0].payload, { rooms: { [room]: { epoch: start.epoch, offset: p } } });
+    assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: top });
+
+    const after = next(alice, "said");
+    await say("live");
+    assert.equal(await after, "live");
+    assert.deepEqual(alice.positions.get(room), { epoch: start.epoch, offset: top + 1 });
+  });
+}
+
+/** A client on a socket that never connects anywhere: `sent` holds its frames, `open()` opens it. */
+function offline() {
+  const sent = [];
+  class Socket {
+    constructor() {
+      this.readyState = 0;
+    }
+
+    send(data) {
+      sent.push(JSON.parse(data));
+    }
+
+    close() {
+      this.readyState = 3;
+    }
+  }
+  const probe = new WebSucketsClient(URL, { WebSocket: Socket });
+  clients.push(probe);
+  const open = () => {
+    probe._socket.readyState = 1;
+    probe._socket.onopen();
+  };
+  return { probe, sent, open };
+}
+
+test("while a resume is unanswered, live and replayed messages are each shown once and the position waits", async () => {
+  const { probe, sent, open } = offline();
+  open();
+  const said = collect(probe, "said");
+  const resumed = collect(probe, "resumed");
+  const receive = (frame) => probe._receive(JSON.stringify(frame));
+  const message = (offset, epoch = "e") => receive({ event: "said", payload: offset, room: "lobby", epoch, offset });
+  const position = (offset, recovered, epoch = "e") =>
+    receive({ event: "websuckets position", payload: { room: "lobby", epoch, offset, recovered } });
+  position(1, null);
+  probe._resume(probe.positions); // as after a reconnection
+  assert.deepEqual(sent.at(-1).payload, { rooms: { lobby: { epoch: "e", offset: 1 } } });
+
+  position(4, null); // joined before the server read the resume: ignored
+  for (const offset of [5, 6]) message(offset); // live
+  for (const offset of [2, 3, 4, 5, 6]) message(offset); // the replay
+  assert.deepEqual(probe.positions.get("lobby"), { epoch: "e", offset: 1 }, "the position waits for the answer");
+  position(6, true);
+  message(6);
+  message(7);
+  assert.deepEqual(said.map(([offset]) => offset), [5, 6, 2, 3, 4, 7]);
+  assert.deepEqual(resumed.map(([payload]) => payload.offset), [6]);
+  assert.deepEqual(probe.positions.get("lobby"), { epoch: "e", offset: 7 });
+
+  // A resume that fails ends the wait; what it showed is not shown again by the next one's replay.
+  said.length = 0;
+  probe._resume(probe.positions);
+  message(9);
+  receive({ event: "error", payload: { name: "nope", details: null, id: sent.at(-1).id } });
+  await new Promise((resolve) => setTimeout(resolve)); // the request's rejection
+  assert.deepEqual(probe.positions.get("lobby"), { epoch: "e", offset: 7 });
+  assert.deepEqual(probe._shown.get("lobby"), { resume: null, seen: new Set([9]) }, "not pending any more");
+  probe._resume(probe.positions);
+  for (const offset of [8, 9]) message(offset);
+  position(9, true);
+  assert.deepEqual(said.map(([offset]) => offset), [9, 8]);
+
+  // Another epoch is taken at once; past 1,000 offsets seen, the room stops waiting.
+  probe._resume(probe.positions);
+  position(3, null, "f");
+  assert.deepEqual(probe.positions.get("lobby"), { epoch: "f", offset: 3 });
+  probe._resume(probe.positions);
+  for (let offset = 1004; offset >= 4; offset--) message(offset, "f");
+  assert.deepEqual(probe.positions.get("lobby"), { epoch: "f", offset: 1004 });
+  said.length = 0;
+  message(1004, "f");
+  message(1005, "f");
+  assert.deepEqual(said.map(([offset]) => offset), [1005]);
 });

@@ -285,6 +285,7 @@ class Client:
         self.client_id = None
         self._opened.clear()
         self._resumes.clear()
+        self.positions.failed()  # no answer will come on this connection
         why = f"the connection closed ({code}) after the command was sent"
         self._pending.fail("disconnected", why, sent_only=True)
         if reconnect_in is not None:
@@ -327,6 +328,7 @@ class Client:
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = self._pending.next_id()
         self._resumes.add(command_id)
+        self.positions.resuming(payload["rooms"], command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
         await self._write(socket, _command(RESUME_COMMAND, payload, command_id))
 
@@ -348,6 +350,7 @@ class Client:
         if answers in self._resumes:
             self._resumes.discard(answers)
             if event.is_error:
+                self.positions.failed(answers)
                 logger.warning("the server refused to resume: %s", ClientError.from_payload(event.payload))
             return
         if self._pending.answer(event):

@@ -74,6 +74,9 @@
 /** The rooms whose positions a client keeps (past it, the one moved longest ago is forgotten): as
  * many as the server takes in one "websuckets resume". */
 const MAX_ROOMS = 100;
+/** The offsets a room notes while a resume of it is unanswered; past them it stops waiting and
+ * moves its position to the largest. */
+const MAX_SEEN = 1000;
 const RESUME_COMMAND = "websuckets resume";
 const POSITION_EVENT = "websuckets position";
 const GAP_EVENT = "websuckets gap";
@@ -135,9 +138,15 @@ export class WebSucketsClient {
     /** @type {string|null} this connection's id on the server (its `socket.id`), once a
      * `WebSuckets(welcome=True)` server has said it; a new one after each reconnect. */
     this.clientId = null;
-    /** @type {Map<string, RoomPosition>} the last position seen in each history room, the most
-     * recently moved last; at most {@link MAX_ROOMS}. Kept across reconnections. */
+    /** @type {Map<string, RoomPosition>} the position each history room resumes from (the last
+     * message seen there, except while a resume of the room is unanswered: then where it starts),
+     * the most recently moved last; at most {@link MAX_ROOMS}. Kept across reconnections. */
     this.positions = new Map();
+    /** @type {Map<string, {resume: number|null, seen: Set<number>}>} the rooms whose messages were
+     * shown past their position while a resume was unanswered: `resume` is that resume (`null` once
+     * it failed), `seen` the offsets shown. Cleared when the position moves. */
+    this._shown = new Map();
+    this._nextResume = 1;
     /** @type {Map<string, Set<Listener>>} */
     this._listeners = new Map();
     /** @type {Map<number, {resolve: Function, reject: Function, timer: any, sent: boolean}>} */
@@ -311,24 +320,67 @@ export class WebSucketsClient {
     }
   }
 
-  /** Keep the position `message` carries; `false` for a room message already seen (a duplicate). */
+  /**
+   * Keep the position `message` carries; `false` for a room message already seen (a duplicate).
+   *
+   * While a resume of the room is unanswered (the room is pending) its position stays where the
+   * resume starts and the offsets shown meanwhile are noted: an app that joins the client when it
+   * connects sends live messages, and a plain "websuckets position", before the server reads the
+   * resume, whose replay then comes. Each offset is shown once, in whatever order it comes.
+   */
   _track(message) {
-    const { room, epoch, offset } = message.event === POSITION_EVENT ? (message.payload ?? {}) : message;
+    const isPosition = message.event === POSITION_EVENT;
+    const { room, epoch, offset } = isPosition ? (message.payload ?? {}) : message;
     if (typeof room !== "string" || typeof epoch !== "string" || !Number.isInteger(offset)) return true;
     const known = this.positions.get(room);
-    if (message.event !== POSITION_EVENT && known?.epoch === epoch && offset <= known.offset) return false;
+    const shown = known?.epoch === epoch ? this._shown.get(room) : undefined;
+    if (isPosition) {
+      // A plain join of a pending room: the join came before the resume, which will still be answered.
+      if (typeof message.payload.recovered !== "boolean" && shown?.resume != null) return true;
+    } else if (known?.epoch === epoch) {
+      if (offset <= known.offset || shown?.seen.has(offset)) return false;
+      if (shown?.resume != null) {
+        shown.seen.add(offset);
+        if (shown.seen.size > MAX_SEEN) this._move(room, epoch, Math.max(...shown.seen));
+        return true;
+      }
+    }
+    this._move(room, epoch, offset);
+    return true;
+  }
+
+  /** Set the position of `room`, which is pending no more. */
+  _move(room, epoch, offset) {
+    this._shown.delete(room);
     this.positions.delete(room); // to the end: the most recently moved
     this.positions.set(room, { epoch, offset });
-    if (this.positions.size > MAX_ROOMS) this.positions.delete(this.positions.keys().next().value);
-    return true;
+    if (this.positions.size > MAX_ROOMS) {
+      const oldest = this.positions.keys().next().value;
+      this.positions.delete(oldest);
+      this._shown.delete(oldest);
+    }
   }
 
   /** Ask the server to resume `positions`' rooms; what it misses comes back as "resumed" events. */
   _resume(positions) {
     if (!this.options.resume || positions.size === 0) return;
     const rooms = Object.fromEntries([...positions].map(([room, { epoch, offset }]) => [room, { epoch, offset }]));
-    // The reply (the rooms waiting for a join) is of no use; a failure leaves the rooms as they are.
-    this.request(RESUME_COMMAND, { rooms }).catch(() => {});
+    const resume = this._nextResume++;
+    // Pending until answered; what a failed resume from the same position showed stays noted.
+    for (const room of positions.keys()) {
+      const shown = this._shown.get(room);
+      if (shown === undefined) this._shown.set(room, { resume, seen: new Set() });
+      else shown.resume = resume;
+    }
+    // The reply (the rooms waiting for a join) is of no use. A failure (an error, the connection
+    // lost before the answer) ends the wait: the rooms are no longer pending.
+    this.request(RESUME_COMMAND, { rooms }).catch(() => {
+      for (const [room, shown] of this._shown) {
+        if (shown.resume !== resume) continue;
+        shown.resume = null;
+        if (shown.seen.size === 0) this._shown.delete(room);
+      }
+    });
   }
 
   _takeToken(message) {
