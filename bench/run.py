@@ -28,6 +28,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,32 @@ SERVERS = {
     "websuckets_rooms_redis": Server(
         "websuckets rooms, Redis", ("websuckets_rooms.py", "--backend", "redis"), redis=True
     ),
+    "websuckets_rooms_history": Server("websuckets rooms + history", ("websuckets_rooms.py", "--history", "2000")),
+    "websuckets_rooms_redis_history": Server(
+        "websuckets rooms, Redis + history",
+        ("websuckets_rooms.py", "--backend", "redis", "--history", "2000"),
+        redis=True,
+    ),
+    "websuckets_history": Server("websuckets history rooms", ("websuckets_history.py",)),
+    "websuckets_history_redis": Server(
+        "websuckets history rooms, Redis", ("websuckets_history.py", "--backend", "redis"), redis=True
+    ),
 }
-FANOUT_ONLY = ("websuckets_rooms", "websuckets_rooms_redis")
+FANOUT_ONLY = (
+    "websuckets_rooms",
+    "websuckets_rooms_redis",
+    "websuckets_rooms_history",
+    "websuckets_rooms_redis_history",
+)
 """Servers that only broadcast ``chat say`` (no ``user echo``)."""
+RESUME_ONLY = ("websuckets_history", "websuckets_history_redis")
+"""Servers of ``bench/history.py``'s resume latency, which no workload here runs."""
+ON_REQUEST = ("websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
+"""Servers that run only when ``--servers`` names them (``bench/history.py`` does)."""
 WORKLOADS = {
-    "command": [name for name in SERVERS if name not in FANOUT_ONLY],
+    "command": [name for name in SERVERS if name not in FANOUT_ONLY + RESUME_ONLY],
     "errors": ["handrolled", "handrolled_dishka", "websuckets", "websuckets_di"],
-    "fanout": ["handrolled", "fastapi", "socketio", "websuckets", "websuckets_rooms", "websuckets_rooms_redis"],
+    "fanout": ["handrolled", "fastapi", "socketio", "websuckets", *FANOUT_ONLY],
     "idle": ["raw", "handrolled", "fastapi", "socketio", "websuckets", "websuckets_di"],
 }
 
@@ -293,11 +313,24 @@ class Bench:
             await self.stop_all()
 
 
+async def fanout_records(
+    servers: Sequence[str], concurrency: Sequence[int], warmup: float, duration: float, repeat: int
+) -> list[dict[str, Any]]:
+    """The fan-out workload on ``servers``, repetitions interleaved: one record a run (``rate``, ``server_cpu``...)."""
+    argv = ["--workloads=fanout", f"--servers={','.join(servers)}", "--no-plot"]
+    argv += [f"--concurrency={','.join(map(str, concurrency))}", f"--warmup={warmup}"]
+    argv += [f"--duration={duration}", f"--repeat={repeat}"]
+    bench = Bench(parse_options(argv))
+    await bench.run()
+    return bench.records
+
+
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="C = 1, 16, 64; 0.5 s warm-up, 1 s runs; 1 repetition")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {','.join(WORKLOADS)}")
-    parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, of {','.join(SERVERS)}")
+    default_servers = ",".join(name for name in SERVERS if name not in ON_REQUEST)
+    parser.add_argument("--servers", default=default_servers, help=f"comma-separated, of {','.join(SERVERS)}")
     parser.add_argument("--concurrency", help="comma-separated connection counts (default 1,16,64,256)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (default 1)")
     parser.add_argument("--duration", type=float, help="seconds measured (default 3)")

@@ -52,14 +52,13 @@ from run import (
     ROOT,
     SERVERS,
     SERVERS_DIR,
-    Bench,
     BenchError,
     cpu_seconds,
+    fanout_records,
     free_port,
     load_redis_server,
     rss_kib,
 )
-from run import parse_options as run_options
 from websockets.asyncio.client import ClientConnection, connect
 
 from websuckets.backends._redis_keys import UPSERT, Keys
@@ -313,12 +312,9 @@ async def bare_publish(redis: OwnRedis, count: int) -> list[float]:
 
 
 async def fanout(options: argparse.Namespace) -> list[dict[str, Any]]:
-    argv = ["--workloads=fanout", f"--servers={','.join(FANOUT_SERVERS)}", "--no-plot"]
-    argv += [f"--concurrency={','.join(map(str, options.fanout_c))}", f"--warmup={options.warmup}"]
-    argv += [f"--duration={options.fanout_duration}", f"--repeat={options.repeat}"]
-    bench = Bench(run_options(argv))
-    await bench.run()
-    return bench.records
+    return await fanout_records(
+        FANOUT_SERVERS, options.fanout_c, options.warmup, options.fanout_duration, options.repeat
+    )
 
 
 # 3: mirror memory
