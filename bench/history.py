@@ -39,7 +39,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from report import machine
 from run import BENCH, ROOT, Bench, BenchError, fanout_records
 from run import parse_options as run_options
-from scale_out import median, percentile, ratio, redis_version, spread
+from scale_out import median, percentile, ratio, redis_version
 
 HISTORY_SIZE = 2000
 """Messages each history room keeps (``History(size=...)``), in both parts."""
@@ -248,33 +248,46 @@ def resume_table(results: dict[str, list[dict[str, Any]]]) -> tuple[list[str], l
 
 def fanout_table(records: list[dict[str, Any]], levels: Sequence[int]) -> tuple[list[str], list[str]]:
     def runs(server: str, c: int) -> list[dict[str, Any]]:
-        return [r for r in records if r["server"] == server and r["connections"] == c]
+        return sorted(
+            (r for r in records if r["server"] == server and r["connections"] == c), key=lambda r: r["repetition"]
+        )
 
-    def rate(server: str, c: int) -> float:
-        return median([r["rate"] for r in runs(server, c)])
+    def per_cpu(run: dict[str, Any]) -> float:
+        return float(run["count"] / run["server_cpu"]) if run["server_cpu"] else float("nan")
 
-    def per_cpu(server: str, c: int) -> float:
-        return median([r["count"] / r["server_cpu"] for r in runs(server, c) if r["server_cpu"]])
+    def redis_us(server: str, c: int) -> str:
+        found = [r["redis_cpu"] / r["count"] * c * 1e6 for r in runs(server, c) if r.get("redis_cpu") is not None]
+        return f"{median(found):.1f}" if found else "-"
 
     lines = [
-        "| backend | C | without history, deliveries/s (runs, k) | with history, deliveries/s (runs, k) "
-        "| ratio | per server CPU-s, without / with | ratio | server CPU with history |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| backend | C | deliveries/s without history | with history | ratio (by run) "
+        "| deliveries per server CPU-s, without / with | ratio | Redis CPU µs per broadcast, without / with "
+        "| others' CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     checks = []
     for backend, (plain, kept) in FANOUT_PAIRS.items():
         for c in levels:
-            cells = [f"{rate(s, c):,.0f} ({spread([r['rate'] / 1e3 for r in runs(s, c)])})" for s in (plain, kept)]
-            cpu = median([r["server_cpu"] / r["elapsed"] for r in runs(kept, c)])
+            pairs = list(zip(runs(plain, c), runs(kept, c), strict=True))
+            rates = [kept_run["rate"] / plain_run["rate"] for plain_run, kept_run in pairs]
+            cpus = [per_cpu(kept_run) / per_cpu(plain_run) for plain_run, kept_run in pairs]
+            others = median([r.get("others_cpu", float("nan")) for pair in pairs for r in pair])
+            plain_rate, kept_rate = (median([r["rate"] for r in runs(s, c)]) for s in (plain, kept))
+            plain_cpu, kept_cpu = (median([per_cpu(r) for r in runs(s, c)]) for s in (plain, kept))
             lines.append(
-                f"| {backend} | {c} | {cells[0]} | {cells[1]} | {ratio(rate(kept, c), rate(plain, c))} "
-                f"| {per_cpu(plain, c):,.0f} / {per_cpu(kept, c):,.0f} | {ratio(per_cpu(kept, c), per_cpu(plain, c))} "
-                f"| {cpu:.0%} |"
+                f"| {backend} | {c} | {plain_rate:,.0f} | {kept_rate:,.0f} "
+                f"| {median(rates):.2f}x ({', '.join(f'{x:.2f}' for x in rates)}) "
+                f"| {plain_cpu:,.0f} / {kept_cpu:,.0f} | {median(cpus):.2f}x "
+                f"| {redis_us(plain, c)} / {redis_us(kept, c)} | {others:.0%} |"
             )
-            value = rate(kept, c) / rate(plain, c)
+            value = median(rates)
             checks.append(
                 f"{'MET' if value >= FANOUT_TARGET else 'MISS'}  {backend} room fan-out with history at C={c}: "
                 f"{value:.2f}x the deliveries/s without (target ≥ {FANOUT_TARGET}x)"
+            )
+            checks.append(
+                f"INFO  ... per server CPU-second: {median(cpus):.2f}x (less disturbed by the load generator and "
+                "by other work on the machine)"
             )
     return lines, checks
 
@@ -312,9 +325,12 @@ def render(header: dict[str, str], results: dict[str, Any], options: argparse.Na
             "### 2. Room fan-out with history: deliveries/s (bench/run.py's fan-out workload)",
             "",
             "One sender, C receivers in one room, `Session.broadcast(..., room=...)`; the room keeps "
-            f"{HISTORY_SIZE:,} messages, or none (the reference). Medians of {options.repeat} run(s), min-max in "
-            "brackets. Per server CPU-s: deliveries per second of the server's own CPU time (Redis's CPU not "
-            "counted).",
+            f"{HISTORY_SIZE:,} messages, or none (the reference). Medians of {options.repeat} run(s); each "
+            "repetition runs the two one after the other (every other repetition in reverse order), and the ratio "
+            "is the median of those pairs' ratios, each shown in brackets. Per server CPU-s: deliveries per second "
+            "of the server's own CPU time; Redis's CPU is shown apart, per message broadcast. Others' CPU: the "
+            "share of the machine's cores busy with anything but the server, the load generator and Redis during "
+            "the runs (other people's work on a shared machine: the noise).",
             "",
             *table,
         ]
@@ -337,7 +353,7 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", help="comma-separated fan-out receivers (default 64,256, quick 64)")
     parser.add_argument("--warmup", type=float, help="fan-out seconds before measuring (default 0.5, quick 0.3)")
     parser.add_argument("--duration", type=float, help="fan-out seconds measured (default 2, quick 1)")
-    parser.add_argument("--repeat", type=int, help="fan-out repetitions, interleaved (default 3, quick 1)")
+    parser.add_argument("--repeat", type=int, help="fan-out repetitions, interleaved (default 4, quick 2)")
     parser.add_argument("--out", type=Path, help="directory for history.md and history.json")
     options = parser.parse_args(argv)
     quick = options.quick
@@ -354,7 +370,7 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     options.fanout_c = [int(c) for c in (options.concurrency or ("64" if quick else "64,256")).split(",")]
     options.warmup = options.warmup if options.warmup is not None else (0.3 if quick else 0.5)
     options.duration = options.duration if options.duration is not None else (1.0 if quick else 2.0)
-    options.repeat = options.repeat or (1 if quick else 3)
+    options.repeat = options.repeat or (2 if quick else 4)
     return options
 
 
@@ -367,6 +383,20 @@ async def run_parts(options: argparse.Namespace) -> dict[str, Any]:
         print("room fan-out with and without history", file=sys.stderr)
         results["fanout"] = await fanout(options)
     return results
+
+
+def method(options: argparse.Namespace) -> str:
+    parts = []
+    if "resume" in options.parts:
+        parts.append(
+            f"resume: {options.resumes} timed runs of each case after {options.resume_warmup} untimed, interleaved"
+        )
+    if "fanout" in options.parts:
+        parts.append(
+            f"fan-out: warm-up {options.warmup:g} s, {options.duration:g} s measured, "
+            f"{options.repeat} repetition(s), interleaved"
+        )
+    return "; ".join([*parts, f"redis-server {redis_version()} on 127.0.0.1, no persistence"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,9 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             ["python", os.path.relpath(sys.argv[0], ROOT), *(sys.argv[1:] if argv is None else argv)]
         ),
         "machine": machine(),
-        "method": f"resume: {options.resumes} timed runs of each case after {options.resume_warmup} untimed, "
-        f"interleaved; fan-out: warm-up {options.warmup:g} s, {options.duration:g} s measured, "
-        f"{options.repeat} repetition(s), interleaved; redis-server {redis_version()} on 127.0.0.1, no persistence",
+        "method": method(options),
         "elapsed": f"{time.monotonic() - started:.0f} s",
     }
     text = render(header, results, options)

@@ -128,6 +128,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
 
 
+def system_busy() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, VmRSS from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -234,16 +240,19 @@ class Bench:
         assert client.stdout is not None
         assert client.stdin is not None
         result: dict[str, Any] = {}
-        server_cpu = 0.0
+        server_cpu = redis_cpu = busy = 0.0
+        redis_pid = self.redis.process.pid if server.redis and self.redis and self.redis.process else None
         try:
             async with asyncio.timeout(self.options.warmup + self.options.duration + 120 + connections / 10):
                 while line := await client.stdout.readline():
                     message = json.loads(line)
                     phase = message.get("phase")
                     if phase == "measuring":
-                        server_cpu = cpu_seconds(process.pid)
+                        server_cpu, busy = cpu_seconds(process.pid), system_busy()
+                        redis_cpu = cpu_seconds(redis_pid) if redis_pid else 0.0
                     elif phase == "done":
-                        server_cpu = cpu_seconds(process.pid) - server_cpu
+                        server_cpu, busy = cpu_seconds(process.pid) - server_cpu, system_busy() - busy
+                        redis_cpu = cpu_seconds(redis_pid) - redis_cpu if redis_pid else 0.0
                     elif phase == "connected":
                         result.update(await idle_hook(process.pid))
                         client.stdin.write(b"close\n")
@@ -259,18 +268,27 @@ class Bench:
         if client.returncode != 0 or not result:
             raise BenchError(f"client {workload} against {name} failed: {stderr.decode(errors='replace')[-2000:]}")
         result["server_cpu"] = server_cpu
+        if redis_pid:
+            result["redis_cpu"] = redis_cpu
+        if "client_cpu" in result:  # the machine's busy time that was none of server, client and Redis
+            others = busy - server_cpu - redis_cpu - result["client_cpu"]
+            result["others_cpu"] = max(0.0, others) / (result["elapsed"] * (os.cpu_count() or 1))
         return result
 
     # workloads
 
     async def throughput(self, workload: str, names: list[str]) -> None:
-        """Closed-loop runs: for each repetition, each concurrency, each server in turn."""
+        """Closed-loop runs: for each repetition, each concurrency, each server in turn.
+
+        Every other repetition takes the servers in reverse order, so that none always runs
+        right after the same one.
+        """
         for name in names:
             if name not in self.running:
                 await self.start(name)
         for repetition in range(self.options.repeat):
             for connections in self.options.concurrency:
-                for name in names:
+                for name in names if repetition % 2 == 0 else names[::-1]:
                     result = await self.client(name, workload, connections)
                     self.record(workload, name, connections, repetition, result)
 

@@ -48,7 +48,6 @@ from redis.asyncio import Redis
 from report import machine
 from run import (
     BENCH,
-    CLOCK_TICKS,
     ROOT,
     SERVERS,
     SERVERS_DIR,
@@ -58,6 +57,7 @@ from run import (
     free_port,
     load_redis_server,
     rss_kib,
+    system_busy,
 )
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -244,12 +244,6 @@ async def run_measured(argv: list[str], pids: dict[str, int], options: argparse.
         ours += used
     result["others_cpu"] = max(0.0, busy - ours) / (wall * (os.cpu_count() or 1))
     return result
-
-
-def system_busy() -> float:
-    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), from /proc/stat."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
 def own_cpu() -> float:

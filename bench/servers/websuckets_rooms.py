@@ -5,11 +5,15 @@ connection but the sender), through ``Session.broadcast(..., room="lobby", exclu
 ``--backend redis --redis-url URL`` runs it on `RedisBackend` (one process: what Redis adds
 to a local fan-out); ``memory`` (the default) on `MemoryBackend`. ``--history SIZE`` makes
 ``lobby`` keep its last SIZE messages (``WebSuckets(history={"lobby": History(size=SIZE)})``):
-every message is then numbered, kept, and reaches clients with its position.
+every message is then numbered, kept, and reaches clients with its position. ``--profile FILE``
+writes a cProfile of the whole run to FILE when the server stops (SIGTERM).
 """
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import signal
 
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
@@ -53,8 +57,10 @@ async def main(port: int, backend_name: str, redis_url: str, history: int) -> No
     else:
         backend = MemoryBackend()
     app = create_app(backend, history)
-    async with app, app.serve("127.0.0.1", port) as server:
-        await server.serve_forever()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with app, app.serve("127.0.0.1", port):
+        await stop.wait()
 
 
 if __name__ == "__main__":
@@ -63,5 +69,10 @@ if __name__ == "__main__":
     parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--history", type=int, default=0, metavar="SIZE", help="lobby keeps its last SIZE messages")
+    parser.add_argument("--profile", help="write a cProfile of the run to this file when the server stops")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.port, arguments.backend, arguments.redis_url, arguments.history))
+    profile = cProfile.Profile() if arguments.profile else contextlib.nullcontext()
+    with profile:
+        asyncio.run(main(arguments.port, arguments.backend, arguments.redis_url, arguments.history))
+    if isinstance(profile, cProfile.Profile):
+        profile.dump_stats(arguments.profile)

@@ -455,6 +455,9 @@ class RedisBackend(IndexedBackend):
         self._check_continuity(room, track, position)
         stamped = stamp(message, room, position)
         local, held = self._local, track.catching_up
+        if not held:  # the usual case: nobody here is catching up
+            self._deliver_to_room(room, exclude, stamped)
+            return
         sockets = []
         for cid, user in self.presence.members(room).items():
             if cid in local and cid not in exclude:
