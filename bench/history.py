@@ -193,10 +193,10 @@ async def resume_latency(options: argparse.Namespace) -> dict[str, list[dict[str
     results = {}
     bench = Bench(run_options(["--no-plot"]))
     try:
+        await asyncio.gather(*(bench.start(name) for name in BACKENDS.values()))
         for backend, name in BACKENDS.items():
-            _, port = await bench.start(name)
+            _, port = bench.running[name]
             results[backend] = await resume_cases(f"ws://127.0.0.1:{port}/", options)
-            await bench.stop(name)
             found = summarise(results[backend])
             shown = ", ".join(f"{case}: {p50:.2f} ms" for case, (p50, _) in found.items())
             print(f"  resume on {backend}: p50 {shown}", file=sys.stderr)

@@ -283,9 +283,7 @@ class Bench:
         Every other repetition takes the servers in reverse order, so that none always runs
         right after the same one.
         """
-        for name in names:
-            if name not in self.running:
-                await self.start(name)
+        await asyncio.gather(*(self.start(name) for name in names if name not in self.running))
         for repetition in range(self.options.repeat):
             for connections in self.options.concurrency:
                 for name in names if repetition % 2 == 0 else names[::-1]:
