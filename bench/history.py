@@ -283,10 +283,10 @@ def fanout_table(records: list[dict[str, Any]], levels: Sequence[int]) -> tuple[
             value = median(rates)
             checks.append(
                 f"{'MET' if value >= FANOUT_TARGET else 'MISS'}  {backend} room fan-out with history at C={c}: "
-                f"{value:.2f}x the deliveries/s without (target ≥ {FANOUT_TARGET}x)"
+                f"{value:.3f}x the deliveries/s without (target ≥ {FANOUT_TARGET}x)"
             )
             checks.append(
-                f"INFO  ... per server CPU-second: {median(cpus):.2f}x (less disturbed by the load generator and "
+                f"INFO  ... per server CPU-second: {median(cpus):.3f}x (less disturbed by the load generator and "
                 "by other work on the machine)"
             )
     return lines, checks
