@@ -1,7 +1,7 @@
 """What room history costs: resume latency, and room fan-out with and without history, each against a reference.
 
-    .venv/bin/python bench/history.py            # both parts (about 3 minutes)
-    .venv/bin/python bench/history.py --quick    # both parts, smaller and shorter (under a minute)
+    .venv/bin/python bench/history.py            # both parts (about 2 minutes)
+    .venv/bin/python bench/history.py --quick    # both parts, smaller and shorter (about 20 seconds)
 
 1. **Resume latency**: a fresh connection sends ``websuckets resume`` from a position, then the
    app's own join command (``room join``, which calls ``Session.join``), back to back; the time
@@ -346,7 +346,7 @@ PARTS = ("resume", "fanout")
 
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="both parts, smaller and shorter (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="both parts, smaller and shorter (about 20 seconds)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
     parser.add_argument("--missed", help="comma-separated missed messages to resume (default 0,100,1000)")
     parser.add_argument("--resumes", type=int, help="timed resumes of each case (default 50, quick 10)")
