@@ -28,6 +28,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,32 @@ SERVERS = {
     "websuckets_rooms_redis": Server(
         "websuckets rooms, Redis", ("websuckets_rooms.py", "--backend", "redis"), redis=True
     ),
+    "websuckets_rooms_history": Server("websuckets rooms + history", ("websuckets_rooms.py", "--history", "2000")),
+    "websuckets_rooms_redis_history": Server(
+        "websuckets rooms, Redis + history",
+        ("websuckets_rooms.py", "--backend", "redis", "--history", "2000"),
+        redis=True,
+    ),
+    "websuckets_history": Server("websuckets history rooms", ("websuckets_history.py",)),
+    "websuckets_history_redis": Server(
+        "websuckets history rooms, Redis", ("websuckets_history.py", "--backend", "redis"), redis=True
+    ),
 }
-FANOUT_ONLY = ("websuckets_rooms", "websuckets_rooms_redis")
+FANOUT_ONLY = (
+    "websuckets_rooms",
+    "websuckets_rooms_redis",
+    "websuckets_rooms_history",
+    "websuckets_rooms_redis_history",
+)
 """Servers that only broadcast ``chat say`` (no ``user echo``)."""
+RESUME_ONLY = ("websuckets_history", "websuckets_history_redis")
+"""Servers of ``bench/history.py``'s resume latency, which no workload here runs."""
+ON_REQUEST = ("websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
+"""Servers that run only when ``--servers`` names them (``bench/history.py`` does)."""
 WORKLOADS = {
-    "command": [name for name in SERVERS if name not in FANOUT_ONLY],
+    "command": [name for name in SERVERS if name not in FANOUT_ONLY + RESUME_ONLY],
     "errors": ["handrolled", "handrolled_dishka", "websuckets", "websuckets_di"],
-    "fanout": ["handrolled", "fastapi", "socketio", "websuckets", "websuckets_rooms", "websuckets_rooms_redis"],
+    "fanout": ["handrolled", "fastapi", "socketio", "websuckets", *FANOUT_ONLY],
     "idle": ["raw", "handrolled", "fastapi", "socketio", "websuckets", "websuckets_di"],
 }
 
@@ -106,6 +126,12 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
+
+
+def system_busy() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
 def rss_kib(pid: int) -> int:
@@ -214,16 +240,19 @@ class Bench:
         assert client.stdout is not None
         assert client.stdin is not None
         result: dict[str, Any] = {}
-        server_cpu = 0.0
+        server_cpu = redis_cpu = busy = 0.0
+        redis_pid = self.redis.process.pid if server.redis and self.redis and self.redis.process else None
         try:
             async with asyncio.timeout(self.options.warmup + self.options.duration + 120 + connections / 10):
                 while line := await client.stdout.readline():
                     message = json.loads(line)
                     phase = message.get("phase")
                     if phase == "measuring":
-                        server_cpu = cpu_seconds(process.pid)
+                        server_cpu, busy = cpu_seconds(process.pid), system_busy()
+                        redis_cpu = cpu_seconds(redis_pid) if redis_pid else 0.0
                     elif phase == "done":
-                        server_cpu = cpu_seconds(process.pid) - server_cpu
+                        server_cpu, busy = cpu_seconds(process.pid) - server_cpu, system_busy() - busy
+                        redis_cpu = cpu_seconds(redis_pid) - redis_cpu if redis_pid else 0.0
                     elif phase == "connected":
                         result.update(await idle_hook(process.pid))
                         client.stdin.write(b"close\n")
@@ -239,18 +268,25 @@ class Bench:
         if client.returncode != 0 or not result:
             raise BenchError(f"client {workload} against {name} failed: {stderr.decode(errors='replace')[-2000:]}")
         result["server_cpu"] = server_cpu
+        if redis_pid:
+            result["redis_cpu"] = redis_cpu
+        if "client_cpu" in result:  # the machine's busy time that was none of server, client and Redis
+            others = busy - server_cpu - redis_cpu - result["client_cpu"]
+            result["others_cpu"] = max(0.0, others) / (result["elapsed"] * (os.cpu_count() or 1))
         return result
 
     # workloads
 
     async def throughput(self, workload: str, names: list[str]) -> None:
-        """Closed-loop runs: for each repetition, each concurrency, each server in turn."""
-        for name in names:
-            if name not in self.running:
-                await self.start(name)
+        """Closed-loop runs: for each repetition, each concurrency, each server in turn.
+
+        Every other repetition takes the servers in reverse order, so that none always runs
+        right after the same one.
+        """
+        await asyncio.gather(*(self.start(name) for name in names if name not in self.running))
         for repetition in range(self.options.repeat):
             for connections in self.options.concurrency:
-                for name in names:
+                for name in names if repetition % 2 == 0 else names[::-1]:
                     result = await self.client(name, workload, connections)
                     self.record(workload, name, connections, repetition, result)
 
@@ -293,11 +329,24 @@ class Bench:
             await self.stop_all()
 
 
+async def fanout_records(
+    servers: Sequence[str], concurrency: Sequence[int], warmup: float, duration: float, repeat: int
+) -> list[dict[str, Any]]:
+    """The fan-out workload on ``servers``, repetitions interleaved: one record a run (``rate``, ``server_cpu``...)."""
+    argv = ["--workloads=fanout", f"--servers={','.join(servers)}", "--no-plot"]
+    argv += [f"--concurrency={','.join(map(str, concurrency))}", f"--warmup={warmup}"]
+    argv += [f"--duration={duration}", f"--repeat={repeat}"]
+    bench = Bench(parse_options(argv))
+    await bench.run()
+    return bench.records
+
+
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="C = 1, 16, 64; 0.5 s warm-up, 1 s runs; 1 repetition")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, of {','.join(WORKLOADS)}")
-    parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, of {','.join(SERVERS)}")
+    default_servers = ",".join(name for name in SERVERS if name not in ON_REQUEST)
+    parser.add_argument("--servers", default=default_servers, help=f"comma-separated, of {','.join(SERVERS)}")
     parser.add_argument("--concurrency", help="comma-separated connection counts (default 1,16,64,256)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (default 1)")
     parser.add_argument("--duration", type=float, help="seconds measured (default 3)")

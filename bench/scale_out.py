@@ -48,18 +48,17 @@ from redis.asyncio import Redis
 from report import machine
 from run import (
     BENCH,
-    CLOCK_TICKS,
     ROOT,
     SERVERS,
     SERVERS_DIR,
-    Bench,
     BenchError,
     cpu_seconds,
+    fanout_records,
     free_port,
     load_redis_server,
     rss_kib,
+    system_busy,
 )
-from run import parse_options as run_options
 from websockets.asyncio.client import ClientConnection, connect
 
 from websuckets.backends._redis_keys import UPSERT, Keys
@@ -247,12 +246,6 @@ async def run_measured(argv: list[str], pids: dict[str, int], options: argparse.
     return result
 
 
-def system_busy() -> float:
-    """CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), from /proc/stat."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
 def own_cpu() -> float:
     """CPU seconds of this script and of its children that have ended (each load generator)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -313,12 +306,9 @@ async def bare_publish(redis: OwnRedis, count: int) -> list[float]:
 
 
 async def fanout(options: argparse.Namespace) -> list[dict[str, Any]]:
-    argv = ["--workloads=fanout", f"--servers={','.join(FANOUT_SERVERS)}", "--no-plot"]
-    argv += [f"--concurrency={','.join(map(str, options.fanout_c))}", f"--warmup={options.warmup}"]
-    argv += [f"--duration={options.fanout_duration}", f"--repeat={options.repeat}"]
-    bench = Bench(run_options(argv))
-    await bench.run()
-    return bench.records
+    return await fanout_records(
+        FANOUT_SERVERS, options.fanout_c, options.warmup, options.fanout_duration, options.repeat
+    )
 
 
 # 3: mirror memory

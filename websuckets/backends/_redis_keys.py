@@ -23,7 +23,7 @@ key or channel              type     holds
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "APPEND",
@@ -42,10 +42,11 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Script:
     source: str
+    sha: str = field(init=False)
+    """The SHA1 of ``source``, as EVALSHA names it: computed once, not for every call."""
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 class Keys:

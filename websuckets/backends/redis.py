@@ -472,6 +472,9 @@ class RedisBackend(IndexedBackend):
             self._check_continuity(room, track, position)
             held = track.catching_up
         stamped = stamp(message, room, position)
+        if not held:  # the usual case: nobody here is catching up
+            self._deliver_to_room(room, exclude, stamped)
+            return
         local = self._local
         sockets = []
         for cid, user in self.presence.members(room).items():
