@@ -149,47 +149,63 @@ if not epoch or meta[2] ~= ARGV[2] then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', ARGV[2])
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 """The room's epoch: a new one, with an emptied stream, when its meta is missing or was written before
 Redis last started (``r``, the server's run id: a restarted Redis may hold older data, whose offsets
-would be reused); and Redis's clock."""
+would be reused)."""
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+"""Redis's clock, in milliseconds."""
 
 APPEND = Script(
     _EPOCH
     + """
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 't', now, 'm', ARGV[7])
+if ARGV[8] == '1' then
+"""
+    + _NOW
+    + """
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 't', now, 'm', ARGV[7])
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', ARGV[7])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. ',"e":"' .. epoch .. '","n":' .. offset .. '}\\n' .. ARGV[7])
 return {epoch, offset}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message.
+"""KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message, timed ('1' or '0').
 
-Numbers a history room's message, keeps it, and publishes it with its position: the event
-(JSON without its closing brace) gains ``"e"`` and ``"n"``, then a newline and the message.
+Numbers a history room's message, keeps it (with Redis's time when the room has a ttl), and
+publishes it with its position: the event (JSON without its closing brace) gains ``"e"`` and
+``"n"``, then a newline and the message. The stream is trimmed roughly (``MAXLEN ~``, cheaper):
+readers keep to the last ``size`` offsets exactly.
 """
 
 READ_HISTORY = Script(
     _EPOCH
+    + _NOW
     + """
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local top = tonumber(redis.call('HGET', KEYS[1], 's'))
 local entries = {}
+local first = math.max(tonumber(ARGV[5]) + 1, top - tonumber(ARGV[6]) + 1)
 if ARGV[4] == epoch and tonumber(ARGV[5]) < top then
-  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[5]) + 1) .. '-0', '+', 'COUNT', ARGV[6])
+  entries = redis.call('XRANGE', KEYS[2], first .. '-0', '+', 'COUNT', ARGV[6])
 end
 redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {epoch, top, now, entries}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, run id, idle (ms), since epoch, since offset, count, own channel, fence.
+"""KEYS meta, stream; ARGV new epoch, run id, idle (ms), since epoch, since offset, size, own channel, fence.
 
-A history room's position and the entries after ``since``; then a fence on the reader's
-own channel: once the reader hears it, it has heard every message published before the read.
+A history room's position and its entries after ``since`` among the last ``size``; then a
+fence on the reader's own channel: once the reader hears it, it has heard every message
+published before the read.
 """
 
 SCRIPTS = (UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE, APPEND, READ_HISTORY)

@@ -363,8 +363,10 @@ class RedisBackend(IndexedBackend):
         in the order of the room's offsets, like everyone else's."""
         head = to_json({"t": "h", "r": room, "x": [cid.hex for cid in exclude], "o": self.worker_id}).decode()[:-1]
         keys = (self.keys.history_meta(room), self.keys.history(room))
-        args = (secrets.token_hex(8), self._run_id, history.size, _idle_ms(history), self.keys.all, head, message)
-        epoch, offset = await self._call(("EVALSHA", APPEND.sha, 2, *keys, *args), "broadcast")
+        timed = "0" if history.ttl is None else "1"  # Redis's time only for an age limit
+        room_args = (history.size, _idle_ms(history), self.keys.all, head, message, timed)
+        command = ("EVALSHA", APPEND.sha, 2, *keys, secrets.token_hex(8), self._run_id, *room_args)
+        epoch, offset = await self._call(command, "broadcast")
         return Position(epoch, offset)
 
     async def recover(self, user: User, room: str, since: Position | None) -> bool:
@@ -439,7 +441,7 @@ class RedisBackend(IndexedBackend):
         kept = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
-            if int(values["t"]) > oldest:
+            if int(values.get("t", now)) > oldest:  # kept without a time: the room had no ttl then
                 kept.append((int(entry_id.partition("-")[0]), values["m"]))
         return Read(epoch, int(top), kept)
 
