@@ -331,3 +331,20 @@ def test_ttls_past_a_year_are_refused() -> None:
         History(ttl=math.inf)
     with pytest.raises(ValueError, match="ttl"):
         History(ttl=1e300)
+
+
+async def test_a_replay_larger_than_the_slow_consumer_limit_is_delivered(make_backend: Callable[[], Backend]) -> None:
+    """Resuming over 6 MiB of missed messages is an answer, not a slow consumer: all of it arrives."""
+    app = history_app(make_backend(), {"lobby": History(size=2000)})
+    async with TestClient(app, real=True, timeout=10) as client:
+        alice = await client.connect()
+        epoch = (await joined(alice)).payload["epoch"]
+        await alice.close()
+        text = "x" * 3072
+        for _ in range(2000):  # pushed by the server (a client's commands would meet the rate limit)
+            await Session.broadcast(ClientEvent("said", text), room="lobby")
+        again = await client.connect()
+        await resume(again, {"lobby": (epoch, 0)})
+        await again.send("join", {"room": "lobby"})
+        texts, position = await texts_until_position(again)
+        assert (len(texts), position["recovered"]) == (2000, True)

@@ -21,7 +21,7 @@ from websockets.asyncio.server import broadcast
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 
-__all__ = ["SLOW_CONSUMER_BUFFER", "SLOW_CONSUMER_GRACE", "DeliveryStats", "send_now", "stats"]
+__all__ = ["SLOW_CONSUMER_BUFFER", "SLOW_CONSUMER_GRACE", "DeliveryStats", "send_batch", "send_now", "stats"]
 
 logger = logging.getLogger("websuckets.delivery")
 
@@ -88,6 +88,29 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
         written += sum(1 for socket in other if socket.protocol.state is State.OPEN)
     stats.delivered += written
     return written
+
+
+def send_batch(socket: Any, messages: list[str]) -> None:
+    """Write ``messages`` to one socket at once, in order, without awaiting: a replay, not a fan-out.
+
+    The slow-consumer check runs once, before the batch: a replay larger than
+    `SLOW_CONSUMER_BUFFER` is an answer the client asked for, not a sign that it stopped reading.
+    """
+    if not isinstance(socket, Connection):
+        for message in messages:
+            send_now((socket,), message)
+        return
+    protocol, transport = socket.protocol, socket.transport
+    if protocol.state is not State.OPEN:
+        return
+    if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
+        _close_slow(socket)
+    elif protocol.extensions or socket.send_in_progress is not None:
+        for message in messages:
+            broadcast([socket], message)
+    else:
+        transport.write(b"".join(_frame(message) for message in messages))
+    stats.delivered += len(messages)
 
 
 def _frame(message: str | bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
-from .delivery import send_now
+from .delivery import send_batch
 from .events import ClientEvent
 
 __all__ = [
@@ -172,8 +172,7 @@ def replay(socket: Any, room: str, since: Position | None, read: Read, live: Seq
         messages = [stamp(message, room, Position(read.epoch, offset)) for offset, message in missed]
     messages.append(_position_event(room, Position(read.epoch, read.top), None if since is None else complete))
     messages.extend(message for offset, message in live if offset > read.top)
-    for message in messages:
-        send_now((socket,), message)
+    send_batch(socket, messages)
     return complete
 
 
