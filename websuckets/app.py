@@ -151,7 +151,7 @@ class WebSuckets:
         self.server_events: dict[str, Any] = {}
         """Events the server pushes, by name, with the type of their payload (see `server_event`)."""
         self.history = HistoryRules(history)
-        if self.history:
+        if self.history.active:
             self.include_command_group(resume_commands())
             self.server_event(POSITION_EVENT, PositionPayload)
             self.server_event(GAP_EVENT, GapPayload)
@@ -309,7 +309,7 @@ class WebSuckets:
         return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
 
     def _give_history(self, backend: Backend) -> None:
-        if self.history and type(backend).recover is Backend.recover:
+        if self.history.active and type(backend).recover is Backend.recover:
             name = type(backend).__name__
             raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
         backend.history = self.history

@@ -105,7 +105,8 @@ def send_batch(socket: Any, messages: list[str]) -> None:
         return
     if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
         _close_slow(socket)
-    elif protocol.extensions or socket.send_in_progress is not None:
+        return
+    if protocol.extensions or socket.send_in_progress is not None:
         for message in messages:
             broadcast([socket], message)
     else:

@@ -98,9 +98,6 @@ class HistoryRules:
         self.active = bool(self._exact or self._patterns)
         """Whether any room keeps history (checked before every look-up, so apps without pay nothing more)."""
 
-    def __bool__(self) -> bool:
-        return self.active
-
     def for_room(self, room: str) -> History | None:
         """The room's `History`, or ``None`` when its messages are not kept."""
         try:

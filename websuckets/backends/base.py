@@ -176,7 +176,7 @@ class Backend(ABC):
         raise NotImplementedError(f"{type(self).__name__} keeps no room history")
 
     def keeps_history(self, room: str) -> bool:
-        return bool(self.history) and self.history.for_room(room) is not None
+        return self.history.active and self.history.for_room(room) is not None
 
 
 class IndexedBackend(Backend):

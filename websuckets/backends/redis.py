@@ -411,8 +411,8 @@ class RedisBackend(IndexedBackend):
         """Read the room's history and wait until this process has heard everything published
         before the read; then, in one step, replay, position, and what was heard meanwhile."""
         try:
-            read = await self._read_history(room, since, catch_up)
-            fenced = await self._fenced(catch_up)
+            read, fence = await self._read_history(room, since, catch_up)
+            fenced = await self._wait_fence(fence)
         except BaseException:  # Redis away, or the caller cancelled (a command's time limit)
             self._release(user, room, catch_up)
             raise
@@ -427,15 +427,18 @@ class RedisBackend(IndexedBackend):
             send_now([user.socket], gap_event(room))
         return complete
 
-    async def _read_history(self, room: str, since: Position | None, catch_up: _CatchUp) -> Read:
+    async def _read_history(
+        self, room: str, since: Position | None, catch_up: _CatchUp
+    ) -> tuple[Read, asyncio.Future[None]]:
+        """The room's history after ``since``, and the fence the read sent (kept on ``catch_up`` too, to cancel)."""
         history = self.history.for_room(room)
         assert history is not None, "a room with history"
-        catch_up.fence, fence = self._new_fence()
+        catch_up.fence, fence_message = self._new_fence()
         since_epoch, since_offset = since if since is not None else ("", 0)
         keys = (self.keys.history_meta(room), self.keys.history(room))
         args = (secrets.token_hex(8), self._run_id, _idle_ms(history), since_epoch, since_offset, history.size)
         own = self.keys.worker_channel(self.worker_id)
-        reply = await self._call(("EVALSHA", READ_HISTORY.sha, 2, *keys, *args, own, fence), "resume")
+        reply = await self._call(("EVALSHA", READ_HISTORY.sha, 2, *keys, *args, own, fence_message), "resume")
         epoch, top, now, entries = reply
         oldest = -math.inf if history.ttl is None else now - history.ttl * 1000
         kept = []
@@ -443,7 +446,7 @@ class RedisBackend(IndexedBackend):
             values = dict(zip(fields[::2], fields[1::2], strict=True))
             if int(values.get("t", now)) > oldest:  # kept without a time: the room had no ttl then
                 kept.append((int(entry_id.partition("-")[0]), values["m"]))
-        return Read(epoch, int(top), kept)
+        return Read(epoch, int(top), kept), catch_up.fence
 
     def _new_fence(self) -> tuple[asyncio.Future[None], str]:
         """A future set when this process hears the returned message on its own channel."""
@@ -452,12 +455,8 @@ class RedisBackend(IndexedBackend):
         future.add_done_callback(lambda _: self._fences.pop(fence_id, None))
         return future, '{"t":"f","k":"' + fence_id + '"}'
 
-    async def _fenced(self, catch_up: _CatchUp) -> bool:
-        """Wait for the read's fence; ``False`` if it did not come back in time (then the member resumes again)."""
-        assert catch_up.fence is not None
-        return await self._wait_fence(catch_up.fence)
-
     async def _wait_fence(self, fence: asyncio.Future[None]) -> bool:
+        """Wait for a fence; ``False`` if it did not come back in time (a member is then told to resume again)."""
         try:
             async with asyncio.timeout(self.timeout):
                 await asyncio.shield(fence)
@@ -474,18 +473,12 @@ class RedisBackend(IndexedBackend):
             self._check_continuity(room, track, position)
             held = track.catching_up
         stamped = stamp(message, room, position)
-        if not held:  # the usual case: nobody here is catching up
-            self._deliver_to_room(room, exclude, stamped)
-            return
-        local = self._local
-        sockets = []
-        for cid, user in self.presence.members(room).items():
-            if cid in local and cid not in exclude:
-                if cid in held:
-                    held[cid].live.append((position.offset, stamped))
-                else:
-                    sockets.append(user.socket)
-        send_now(sockets, stamped)
+        if held:  # members here catching up: they get it after their replay
+            for cid, catch_up in held.items():
+                if cid not in exclude:
+                    catch_up.live.append((position.offset, stamped))
+            exclude = exclude.union(held)
+        self._deliver_to_room(room, exclude, stamped)
 
     def _check_continuity(self, room: str, track: _RoomTrack, position: Position) -> None:
         """Tell the room's members here when a message of it never arrived (or its history was lost)."""
