@@ -1,41 +1,17 @@
 // websuckets.js against a real server: tests/test_js_client.py starts one and sets WEBSUCKETS_URL.
 // Run by `node --test` (Node 20 needs --experimental-websocket for the global WebSocket).
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 
 import { connect, WebSucketsClient, WebSucketsError } from "../../websuckets/js/websuckets.js";
+import { clientsOf, next } from "./helpers.mjs";
 
 const URL = process.env.WEBSUCKETS_URL;
 assert.ok(URL, "set WEBSUCKETS_URL to a running test server (tests/test_js_client.py does)");
 const AUTH_URL = process.env.WEBSUCKETS_AUTH_URL; // the same app, with HandshakeAuth(required=False)
 
 const FAST = { minDelay: 20, maxDelay: 200, timeout: 3000 };
-const clients = [];
-
-function client(options = {}, url = URL) {
-  const made = new WebSucketsClient(url, { ...FAST, ...options });
-  clients.push(made);
-  return made;
-}
-
-/** The next `event` on `emitter` (its payload), or an error after `ms`. */
-function next(emitter, event, ms = 3000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      stop();
-      reject(new Error(`no ${JSON.stringify(event)} within ${ms} ms`));
-    }, ms);
-    const stop = emitter.on(event, (payload) => {
-      clearTimeout(timer);
-      stop();
-      resolve(payload);
-    });
-  });
-}
-
-after(() => {
-  for (const made of clients) made.close();
-});
+const client = clientsOf(URL, FAST);
 
 test("request resolves with the reply's payload, even when sent before the connection opens", async () => {
   const echo = client();
@@ -139,7 +115,7 @@ test("close() stops for good and rejects what is pending", async () => {
 
 test("connect() resolves once open, and rejects when the server cannot be reached", async () => {
   const opened = await connect(URL, FAST);
-  clients.push(opened);
+  client.track(opened);
   assert.equal(opened.connected, true);
   await assert.rejects(connect("ws://127.0.0.1:1/", { reconnect: false }), { code: "closed" });
   await assert.rejects(connect("ws://127.0.0.1:1/", { ...FAST, openTimeout: 300 }), { code: "timeout" });

@@ -2,9 +2,10 @@
 // whose rooms named "history:..." keep their last 5 messages, and sets WEBSUCKETS_URL; and one that
 // joins every client to its room "lobby" (which keeps 5) when it connects: WEBSUCKETS_LOBBY_URL.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 
 import { WebSucketsClient } from "../../websuckets/js/websuckets.js";
+import { clientsOf, next } from "./helpers.mjs";
 
 const URL = process.env.WEBSUCKETS_URL;
 assert.ok(URL, "set WEBSUCKETS_URL to a running test server (tests/test_js_client.py does)");
@@ -13,7 +14,7 @@ assert.ok(LOBBY_URL, "set WEBSUCKETS_LOBBY_URL to a running test server (tests/t
 const UNREACHABLE = "ws://127.0.0.1:1/";
 
 const FAST = { minDelay: 20, maxDelay: 100, timeout: 3000 };
-const clients = [];
+const client = clientsOf(URL, FAST);
 
 /**
  * A line between a client and the server: `sent` records the frames the client sends, and while
@@ -32,27 +33,6 @@ function line() {
     }
   };
   return state;
-}
-
-function client(options = {}, url = URL) {
-  const made = new WebSucketsClient(url, { ...FAST, ...options });
-  clients.push(made);
-  return made;
-}
-
-/** The next `event` on `emitter` (its payload), or an error after `ms`. */
-function next(emitter, event, ms = 3000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      stop();
-      reject(new Error(`no ${JSON.stringify(event)} within ${ms} ms`));
-    }, ms);
-    const stop = emitter.on(event, (payload) => {
-      clearTimeout(timer);
-      stop();
-      resolve(payload);
-    });
-  });
 }
 
 /** Every `event` on `emitter` from now on, as `[payload, message]` pairs. */
@@ -74,10 +54,6 @@ async function member(room, options = {}) {
 function sentAfter(wire, event) {
   return wire.sent.slice(wire.sent.findIndex((frame) => frame.event === event) + 1);
 }
-
-after(() => {
-  for (const made of clients) made.close();
-});
 
 test("positions come from the join's position event and from each room message", async () => {
   const room = "history:positions";
@@ -312,7 +288,7 @@ function offline() {
     }
   }
   const probe = new WebSucketsClient(URL, { WebSocket: Socket });
-  clients.push(probe);
+  client.track(probe);
   const open = () => {
     probe._socket.readyState = 1;
     probe._socket.onopen();
