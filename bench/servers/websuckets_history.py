@@ -11,18 +11,12 @@ Rooms named ``history:*`` keep their last ``--size`` messages; the others keep n
 `MemoryBackend`. ``--profile FILE`` writes a cProfile of the whole run to FILE when it stops.
 """
 
-import argparse
-import asyncio
-import contextlib
-import cProfile
-import signal
-
+from _serving import serve, server_options
 from pydantic import BaseModel, Field
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, History, Session, WebSuckets
 from websuckets.backends.base import Backend
-from websuckets.backends.memory import MemoryBackend
 
 
 class Room(BaseModel):
@@ -61,30 +55,8 @@ def create_app(backend: Backend, size: int) -> WebSuckets:
     return app
 
 
-async def main(port: int, backend_name: str, redis_url: str, size: int) -> None:
-    if backend_name == "redis":
-        from websuckets.backends.redis import RedisBackend
-
-        backend: Backend = RedisBackend(redis_url, namespace=f"bench-history-{port}")
-    else:
-        backend = MemoryBackend()
-    app = create_app(backend, size)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with app, app.serve("127.0.0.1", port):
-        await stop.wait()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser = server_options(__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2000, help="messages each history room keeps")
-    parser.add_argument("--profile", help="write a cProfile of the run to this file on SIGTERM")
-    arguments = parser.parse_args()
-    profile = cProfile.Profile() if arguments.profile else contextlib.nullcontext()
-    with profile:
-        asyncio.run(main(arguments.port, arguments.backend, arguments.redis_url, arguments.size))
-    if isinstance(profile, cProfile.Profile):
-        profile.dump_stats(arguments.profile)
+    options = parser.parse_args()
+    serve(options, lambda backend: create_app(backend, options.size), namespace="bench-history")

@@ -9,18 +9,12 @@ every message is then numbered, kept, and reaches clients with its position. ``-
 writes a cProfile of the whole run to FILE when the server stops (SIGTERM).
 """
 
-import argparse
-import asyncio
-import contextlib
-import cProfile
-import signal
-
+from _serving import serve, server_options
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, History, Session, WebSuckets
 from websuckets.backends.base import Backend
-from websuckets.backends.memory import MemoryBackend
 
 
 class Echo(BaseModel):
@@ -49,30 +43,8 @@ def create_app(backend: Backend, history: int = 0) -> WebSuckets:
     return app
 
 
-async def main(port: int, backend_name: str, redis_url: str, history: int) -> None:
-    if backend_name == "redis":
-        from websuckets.backends.redis import RedisBackend
-
-        backend: Backend = RedisBackend(redis_url, namespace=f"bench-rooms-{port}")
-    else:
-        backend = MemoryBackend()
-    app = create_app(backend, history)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with app, app.serve("127.0.0.1", port):
-        await stop.wait()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backend", choices=["memory", "redis"], default="memory")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser = server_options(__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=0, metavar="SIZE", help="lobby keeps its last SIZE messages")
-    parser.add_argument("--profile", help="write a cProfile of the run to this file when the server stops")
-    arguments = parser.parse_args()
-    profile = cProfile.Profile() if arguments.profile else contextlib.nullcontext()
-    with profile:
-        asyncio.run(main(arguments.port, arguments.backend, arguments.redis_url, arguments.history))
-    if isinstance(profile, cProfile.Profile):
-        profile.dump_stats(arguments.profile)
+    options = parser.parse_args()
+    serve(options, lambda backend: create_app(backend, options.history), namespace="bench-rooms")
