@@ -397,3 +397,19 @@ async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis
                 break
             await asyncio.sleep(0.05)
         assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())
+
+
+async def test_a_redis_backed_app_starts_and_stops_without_a_warning(tmp_path: Path, redis_url: str) -> None:
+    """With warnings as errors in the supervisor and its workers, a RedisBackend app serves and stops cleanly:
+    the installed redis-py (the lock's, or the newest in ``scripts/check-deps newest``) warns of nothing."""
+    env = {"PYTHONWARNINGS": "error"}
+    with supervised(tmp_path, redis_url, env=env, start_new_session=True) as server:
+        pids = set()
+        for _ in range(20):
+            pids.add(await served_by(server.url))
+        assert pids <= server.worker_pids()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.communicate(timeout=30)
+        assert server.process.returncode == 0, server.stderr
+        assert "Warning" not in server.stderr
+        assert "Traceback" not in server.stderr

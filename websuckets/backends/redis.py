@@ -29,7 +29,7 @@ import secrets
 import socket as socket_module
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -48,9 +48,9 @@ from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
 try:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
+    from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import NoScriptError
-    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError("RedisBackend needs redis-py: pip install 'websuckets[redis]'") from exc
 
@@ -926,7 +926,8 @@ async def _confirmed(pubsub: PubSub, count: int) -> list[str]:
 async def _close(pubsub: PubSub) -> None:
     """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
     with contextlib.suppress(Exception):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # redis-py < 8.2 leaves it unannotated
+        await aclose()
     with contextlib.suppress(Exception):
         await pubsub.connection_pool.disconnect()
 
