@@ -1,8 +1,10 @@
 """The tutorial's programs (examples/tutorial) behave as docs/tutorial.md says, in memory and over a socket."""
 
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from examples_loader import EXAMPLES, load_example
@@ -125,3 +127,21 @@ async def test_sign_up_log_in_and_call_the_protected_command(real: bool) -> None
         bob = await client.connect()  # another connection presents the token: it is verified as alice
         await bob.send("users", token=token)
         assert (await bob.receive()).event == "users"
+
+
+def test_the_testing_guide_test_passes_beside_the_tutorial_program(tmp_path: Path) -> None:
+    """examples/testing/test_main.py, saved beside the send-message program as main.py, passes under pytest."""
+    shutil.copy(EXAMPLES / "tutorial" / "send_message.py", tmp_path / "main.py")
+    shutil.copy(EXAMPLES / "testing" / "test_main.py", tmp_path / "test_main.py")
+    settings = '[tool.pytest.ini_options]\nasyncio_mode = "auto"\nasyncio_default_fixture_loop_scope = "function"\n'
+    (tmp_path / "pyproject.toml").write_text(settings)  # as the testing guide shows, and `websuckets new` writes
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
