@@ -1,6 +1,7 @@
 """Session.online and Session.verified, User attributes, tokens: expiry and reuse."""
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from pydantic import BaseModel
@@ -8,8 +9,25 @@ from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Session, Token, User, WebSuckets
 from websuckets.backends import Backend, MemoryBackend
+from websuckets.backends.redis import RedisBackend
 from websuckets.exc import AppStateError, Unauthorized
 from websuckets.testing import TestClient, TestConnection
+
+AppFactory = Callable[..., WebSuckets]
+Serve = Callable[..., TestClient]
+
+
+@pytest.fixture(params=["memory", "real", "redis"])
+def serve(request: pytest.FixtureRequest) -> Serve:
+    """Run the test three times: in memory, on a real server on 127.0.0.1, and on a real server whose
+    RedisBackend keeps the state in a real redis-server. ``serve(make_app, **options)`` is the TestClient."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return lambda factory, **options: TestClient(
+            factory(backend=RedisBackend(url, heartbeat=0.2, dead_after=1.0), **options), real=True
+        )
+    real = request.param == "real"
+    return lambda factory, **options: TestClient(factory(**options), real=real)
 
 
 class Login(BaseModel):
@@ -46,9 +64,9 @@ async def log_in(client: TestClient, name: str) -> tuple[TestConnection, str]:
     return connection, (await connection.receive()).payload
 
 
-async def test_online_and_verified_follow_connections(real: bool) -> None:
+async def test_online_and_verified_follow_connections(serve: Serve) -> None:
     """Clients appear online on connect, verified once id and token are set, and leave both."""
-    async with TestClient(make_app(), real=real) as client:
+    async with serve(make_app) as client:
         alice = await client.connect()
         assert list(Session.online) == [alice.client_id]
         user = Session.online[alice.client_id]
@@ -69,9 +87,9 @@ async def test_online_and_verified_follow_connections(real: bool) -> None:
         assert len(Session.online) == 0
 
 
-async def test_protected_command_needs_a_valid_token(real: bool) -> None:
+async def test_protected_command_needs_a_valid_token(serve: Serve) -> None:
     """No token, a wrong token, or a revoked one: unauthorized. The right one passes."""
-    async with TestClient(make_app(), real=real) as client:
+    async with serve(make_app) as client:
         alice = await client.connect()
         await alice.send("secret")
         assert (await alice.receive_error("unauthorized")).payload["details"] == "this command needs a token"
@@ -87,9 +105,9 @@ async def test_protected_command_needs_a_valid_token(real: bool) -> None:
         await alice.receive_error("unauthorized")
 
 
-async def test_token_from_an_earlier_connection_verifies_a_new_one(real: bool) -> None:
+async def test_token_from_an_earlier_connection_verifies_a_new_one(serve: Serve) -> None:
     """A client that reconnects with its token is the same user again."""
-    async with TestClient(make_app(), real=real) as client:
+    async with serve(make_app) as client:
         alice, token = await log_in(client, "alice")
         await alice.close()
         again = await client.connect()
@@ -98,9 +116,9 @@ async def test_token_from_an_earlier_connection_verifies_a_new_one(real: bool) -
         assert Session.verified["alice"] is Session.online[again.client_id]
 
 
-async def test_tokens_expire(real: bool) -> None:
+async def test_tokens_expire(serve: Serve) -> None:
     """After token_ttl seconds a token no longer opens protected commands, and the client is told it expired."""
-    async with TestClient(make_app(token_ttl=0.05), real=real) as client:
+    async with serve(make_app, token_ttl=0.05) as client:
         alice, token = await log_in(client, "alice")
         await alice.send("secret", token=token)
         await alice.receive()
@@ -115,9 +133,9 @@ async def test_tokens_expire(real: bool) -> None:
         assert "alice" not in Session.verified
 
 
-async def test_unauthorized_says_why(real: bool) -> None:
+async def test_unauthorized_says_why(serve: Serve) -> None:
     """Three stable texts: no token, a token the app does not know, an expired one."""
-    async with TestClient(make_app(token_ttl=0.2), real=real) as client:
+    async with serve(make_app, token_ttl=0.2) as client:
         alice, token = await log_in(client, "alice")
         await alice.send("secret")
         assert (await alice.receive_error("unauthorized")).payload["details"] == Unauthorized.MISSING
@@ -151,10 +169,10 @@ async def test_backend_holds_the_state() -> None:
         assert token not in repr(vars(backend)), "the backend holds only digests of tokens"
 
 
-async def test_tokens_never_reach_the_log(real: bool, caplog: pytest.LogCaptureFixture) -> None:
+async def test_tokens_never_reach_the_log(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
     """Even at DEBUG level, no server log record carries a token (the test's own client may)."""
     caplog.set_level("DEBUG")
-    async with TestClient(make_app(), real=real) as client:
+    async with serve(make_app) as client:
         alice, token = await log_in(client, "alice")
         await alice.send("secret", token=token[::-1])
         await alice.receive_error("unauthorized")
@@ -209,9 +227,9 @@ def make_multi_app(**options: object) -> WebSuckets:
     return app
 
 
-async def test_a_user_on_two_connections_stays_verified_until_both_leave(real: bool) -> None:
+async def test_a_user_on_two_connections_stays_verified_until_both_leave(serve: Serve) -> None:
     """Session.verified keeps a user while any of its connections is verified."""
-    async with TestClient(make_multi_app(), real=real) as client:
+    async with serve(make_multi_app) as client:
         laptop, _ = await log_in(client, "alice")
         phone, _ = await log_in(client, "alice")
         assert Session.verified["alice"] is Session.online[phone.client_id]
@@ -221,9 +239,9 @@ async def test_a_user_on_two_connections_stays_verified_until_both_leave(real: b
         assert "alice" not in Session.verified
 
 
-async def test_setting_the_token_before_the_id_also_verifies(real: bool) -> None:
+async def test_setting_the_token_before_the_id_also_verifies(serve: Serve) -> None:
     """Either order of setting User.token and User.id verifies the user with a working token."""
-    async with TestClient(make_multi_app(), real=real) as client:
+    async with serve(make_multi_app) as client:
         alice = await client.connect()
         await alice.send("x token first", {"name": "alice"})
         reply = await alice.receive()
@@ -232,9 +250,9 @@ async def test_setting_the_token_before_the_id_also_verifies(real: bool) -> None
         assert (await alice.receive()).payload == "alice"
 
 
-async def test_logging_out_revokes_the_token_on_every_connection(real: bool) -> None:
+async def test_logging_out_revokes_the_token_on_every_connection(serve: Serve) -> None:
     """A cleared token stops working, and connections that reused it are no longer verified."""
-    async with TestClient(make_multi_app(), real=real) as client:
+    async with serve(make_multi_app) as client:
         alice, token = await log_in(client, "alice")
         tab = await client.connect()
         await tab.send("secret", token=token)
@@ -248,9 +266,9 @@ async def test_logging_out_revokes_the_token_on_every_connection(real: bool) -> 
         await tab.receive_error("unauthorized")
 
 
-async def test_clearing_the_id_logs_out(real: bool) -> None:
+async def test_clearing_the_id_logs_out(serve: Serve) -> None:
     """Setting User.id = None unverifies the user and revokes its token."""
-    async with TestClient(make_multi_app(), real=real) as client:
+    async with serve(make_multi_app) as client:
         alice, token = await log_in(client, "alice")
         await alice.send("x forget id")
         await alice.receive()
@@ -259,9 +277,9 @@ async def test_clearing_the_id_logs_out(real: bool) -> None:
         await alice.receive_error("unauthorized")
 
 
-async def test_an_expired_token_unverifies_its_holders(real: bool) -> None:
+async def test_an_expired_token_unverifies_its_holders(serve: Serve) -> None:
     """Once a token is found expired, the connections verified with it are unverified."""
-    async with TestClient(make_multi_app(token_ttl=0.05), real=real) as client:
+    async with serve(make_multi_app, token_ttl=0.05) as client:
         alice, token = await log_in(client, "alice")
         await asyncio.sleep(0.1)
         await alice.send("secret", token=token)
