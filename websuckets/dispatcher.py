@@ -45,6 +45,8 @@ class Route(NamedTuple):
 
     command: Command
     chain: CallNext
+    request_chain: CallNext
+    """The chain for the command sent with an ``id``: ``chain``, or around it `websuckets.answer.answer`."""
 
 
 class ErrorListener(Protocol):
@@ -194,7 +196,8 @@ class Dispatcher:
             unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
             await self._refuse(connection, unknown, envelope.event, envelope.id)
             return
-        await route.chain(
+        chain = route.chain if envelope.id is None else route.request_chain  # a request: see websuckets.answer
+        await chain(
             Context(connection, route.command, envelope.payload, envelope.token, envelope.id, envelope.traceparent)
         )
 
