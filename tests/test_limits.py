@@ -97,6 +97,21 @@ async def test_a_flooding_client_gets_its_1008_close_handshake_behind_its_unread
     assert received.code == CloseCode.POLICY_VIOLATION
 
 
+async def test_a_rate_limit_subclass_trusts_the_services_it_names() -> None:
+    """examples/service_limit.py: a stranger is refused past the burst; a signed-in service is not."""
+    app = load_example("service_limit.py").app
+    async with TestClient(app) as client:
+        stranger, service = await client.connect(), await client.connect()
+        for _ in range(250):
+            await stranger.send("service ping")
+        replies = [await stranger.receive() for _ in range(250)]
+        assert 0 < sum(reply.error_name == "rate_limited" for reply in replies) <= 50  # the burst is 200
+        await service.request("service login", {"name": "billing", "secret": "s3cret"})
+        for _ in range(1000):
+            await service.send("service ping")
+        assert {(await service.receive()).event for _ in range(1000)} == {"pong"}
+
+
 async def test_the_limit_is_per_connection(real: bool) -> None:
     """One client over its limit does not limit another."""
     app = make_app(rate_limit=RateLimit(rate=0.001, burst=1))
