@@ -6,6 +6,11 @@ serialise). Run with ``python bench/dispatch.py [--messages N] [--repeat R]``; i
 microseconds per message for each, the median of R runs, and the ratio. The websuckets app
 runs without its rate limit (the hand-rolled one has none); a third row gives the cost of the
 default chain with a rate limit that never refuses.
+
+Two more rows answer with ``socket.send(ClientEvent(...))``, the README's style: a command
+without an ``id`` (which must cost what it did before commands' ids were stamped on such
+answers), and one with an ``id``, whose first event gets it (see ``websuckets.answer``).
+``--quick`` runs 20,000 messages once.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
 from websuckets.dispatcher import Connection
 from websuckets.middleware import RateLimit
 
 FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
+SEND_PAYLOAD = {"nickname": "alice", "text": "hello", "n": 1}
+SEND_NO_ID = json.dumps({"event": "user send", "payload": SEND_PAYLOAD})
+SEND_WITH_ID = json.dumps({"event": "user send", "payload": SEND_PAYLOAD, "id": 1})
 
 
 class Echo(BaseModel):
@@ -66,12 +74,12 @@ def hand_rolled_dispatch(socket: NullSocket) -> Callable[[str], Awaitable[None]]
     return dispatch
 
 
-async def per_message(dispatch: Callable[[str], Awaitable[None]], messages: int) -> float:
+async def per_message(dispatch: Callable[[str], Awaitable[None]], messages: int, frame: str = FRAME) -> float:
     for _ in range(messages // 10):  # warm-up
-        await dispatch(FRAME)
+        await dispatch(frame)
     started = time.perf_counter()
     for _ in range(messages):
-        await dispatch(FRAME)
+        await dispatch(frame)
     return (time.perf_counter() - started) / messages * 1e6
 
 
@@ -82,6 +90,10 @@ def make_app(rate_limit: RateLimit | None) -> WebSuckets:
     @group.command("echo")
     async def echo(socket: ServerConnection, model: Echo, ctx: Context) -> None:
         await ctx.reply("echo", model)
+
+    @group.command("send")
+    async def send(socket: ServerConnection, model: Echo) -> None:
+        await socket.send(ClientEvent("echo", model))
 
     app.include_command_group(group)
     return app
@@ -96,12 +108,16 @@ async def main(messages: int, repeat: int) -> None:
         ours_us = statistics.median([await per_message(ours, messages) for _ in range(repeat)])
         theirs_us = statistics.median([await per_message(theirs, messages) for _ in range(repeat)])
         limited_us = statistics.median([await per_message(with_limit, messages) for _ in range(repeat)])
+        no_id_us = statistics.median([await per_message(ours, messages, SEND_NO_ID) for _ in range(repeat)])
+        with_id_us = statistics.median([await per_message(ours, messages, SEND_WITH_ID) for _ in range(repeat)])
     print(f"messages per run: {messages}, runs: {repeat} (median)")
     print("| server      | µs/message | messages/s |")
     print("|-------------|-----------:|-----------:|")
     print(f"| websuckets  | {ours_us:10.2f} | {1e6 / ours_us:10.0f} |")
     print(f"| hand-rolled | {theirs_us:10.2f} | {1e6 / theirs_us:10.0f} |")
     print(f"| websuckets with rate limit | {limited_us:10.2f} | {1e6 / limited_us:10.0f} |")
+    print(f"| websuckets, socket.send, no id | {no_id_us:10.2f} | {1e6 / no_id_us:10.0f} |")
+    print(f"| websuckets, socket.send, with id | {with_id_us:10.2f} | {1e6 / with_id_us:10.0f} |")
     print(f"ratio websuckets / hand-rolled: {ours_us / theirs_us:.2f}")
 
 
@@ -109,5 +125,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="20,000 messages, one run")
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.messages, arguments.repeat = 20_000, 1
     asyncio.run(main(arguments.messages, arguments.repeat))

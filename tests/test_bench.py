@@ -32,6 +32,15 @@ def test_dispatch_benchmark_runs_and_prints_a_ratio() -> None:
     assert "ratio websuckets / hand-rolled:" in result.stdout
 
 
+def test_close_benchmark_runs_and_prints_a_ratio() -> None:
+    """A short run of bench/close.py prints both times to close and their ratio."""
+    command = [sys.executable, str(BENCH / "close.py"), "--repeat", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert "| idle, closed by its command | 1008 |" in result.stdout
+    assert "| flood, closed by the rate limit | 1008 |" in result.stdout
+    assert "ratio flood / idle:" in result.stdout
+
+
 def test_the_committed_results_render_from_their_figures_as_the_docs_show(tmp_path: Path) -> None:
     """`--from latest.json` gives the committed table; one readable plot a file; the statuses the docs name."""
     result = subprocess.run(

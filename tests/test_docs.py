@@ -46,6 +46,7 @@ DIRECTIVE = re.compile(r"^::: (\S+)$")
 MEMBERS = re.compile(r"^\s+members: \[(.*)\]$")
 # the parts of the package that are not API: whatever they hold, users do not import it
 INTERNAL_MODULES = (
+    "websuckets.answer",
     "websuckets.cli",
     "websuckets.dispatcher",
     "websuckets.envelope",
@@ -59,6 +60,7 @@ INTERNAL_NAMES = {
     "websuckets.middleware.endpoint",
     "websuckets.middleware.parse_payload",
     "websuckets.events.dump_event",
+    "websuckets.events.with_id",
     "websuckets.static.CLIENT_JS",
     "websuckets.delivery.send_now",
     "websuckets.backends.base.UserId",

@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from examples_loader import load_example
 from pydantic import BaseModel
 from test_client import auto_joining_app
 from websockets.asyncio.server import ServerConnection
@@ -118,13 +119,20 @@ def node_command() -> list[str]:
 async def test_js_client_against_a_real_server() -> None:
     """tests/js/*.test.mjs pass: request/reply, errors, on(), the token, reconnection, resuming history rooms.
 
-    A third server joins every client to its room ``lobby`` when it connects (``auto_joining_app``).
+    A third server joins every client to its room ``lobby`` when it connects (``auto_joining_app``);
+    a fourth is the README's first example (``examples/quickstart.py``).
     """
     command = node_command()
     app, authenticating, lobby = make_app(), make_app(HandshakeAuth(required=False)), auto_joining_app()
+    readme = load_example("quickstart.py").app
     async with contextlib.AsyncExitStack() as stack:
         urls = {}
-        apps = {"WEBSUCKETS_URL": app, "WEBSUCKETS_AUTH_URL": authenticating, "WEBSUCKETS_LOBBY_URL": lobby}
+        apps = {
+            "WEBSUCKETS_URL": app,
+            "WEBSUCKETS_AUTH_URL": authenticating,
+            "WEBSUCKETS_LOBBY_URL": lobby,
+            "WEBSUCKETS_README_URL": readme,
+        }
         for name, served in apps.items():
             await stack.enter_async_context(served)
             server = await stack.enter_async_context(served.serve("127.0.0.1", 0))

@@ -1,14 +1,22 @@
 """Per-connection rate limits and handler time limits: errors the client can act on, the connection goes on."""
 
 import asyncio
+import json
 
 import pytest
+from examples_loader import load_example
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from websuckets import CommandGroup, Context, WebSuckets
+from websuckets.dispatcher import Connection
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import TestClient
+
+HANG_GUARD = 5.0
+"""Seconds far above the time these closes take, far below websockets' 10 s ``close_timeout``: only stops a hang."""
 
 
 def make_app(**options: object) -> WebSuckets:
@@ -50,6 +58,58 @@ async def test_over_the_rate_limit_gets_rate_limited_then_1008(real: bool) -> No
         for _ in range(10):
             await alice.send("x ping")
         assert await alice.expect_closed() == CloseCode.POLICY_VIOLATION
+
+
+async def test_a_flooding_client_gets_its_1008_close_handshake_behind_its_unread_commands() -> None:
+    """The README app, 600 commands at once: the server keeps reading past its close frame, so the
+    client's close frame is read and the close handshake completes (it is not aborted after
+    close_timeout), while hundreds of the client's commands were still unread by the server."""
+    app = load_example("quickstart.py").app
+    served: list[ServerConnection] = []
+
+    def ready(connection: Connection) -> None:
+        served.append(connection.socket)
+
+    frame = json.dumps({"event": "user hello", "payload": {"nickname": "flood"}})
+    async with app, app.serve("127.0.0.1", 0) as server:
+        app.dispatcher.ready_listeners.append(ready)
+        async with connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as client:
+            for _ in range(600):
+                await client.send(frame)  # all sent before reading anything
+            replies: list[str] = []
+
+            async def read_to_the_end() -> None:
+                try:
+                    while True:
+                        replies.append(str(await client.recv()))
+                except ConnectionClosed:
+                    pass
+
+            await asyncio.wait_for(read_to_the_end(), HANG_GUARD)
+            (socket,) = served
+            await asyncio.wait_for(socket.wait_closed(), HANG_GUARD)
+    assert len(replies) < 600, "the server closed before it had read the whole flood"
+    assert sum('"rate_limited"' in reply for reply in replies) > 0
+    assert client.protocol.close_rcvd is not None
+    assert client.protocol.close_rcvd.code == CloseCode.POLICY_VIOLATION
+    received = socket.protocol.close_rcvd
+    assert received is not None, "the server read the client's close frame: a handshake, not an abort"
+    assert received.code == CloseCode.POLICY_VIOLATION
+
+
+async def test_a_rate_limit_subclass_trusts_the_services_it_names() -> None:
+    """examples/service_limit.py: a stranger is refused past the burst; a signed-in service is not."""
+    app = load_example("service_limit.py").app
+    async with TestClient(app) as client:
+        stranger, service = await client.connect(), await client.connect()
+        for _ in range(250):
+            await stranger.send("service ping")
+        replies = [await stranger.receive() for _ in range(250)]
+        assert 0 < sum(reply.error_name == "rate_limited" for reply in replies) <= 50  # the burst is 200
+        await service.request("service login", {"name": "billing", "secret": "s3cret"})
+        for _ in range(1000):
+            await service.send("service ping")
+        assert {(await service.receive()).event for _ in range(1000)} == {"pong"}
 
 
 async def test_the_limit_is_per_connection(real: bool) -> None:

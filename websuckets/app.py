@@ -15,6 +15,7 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
+from .answer import request_chain
 from .backends.base import Backend, UserId
 from .backends.memory import MemoryBackend
 from .connection import drop_waiting_handshakes, guarded_connection
@@ -237,7 +238,7 @@ class WebSuckets:
         """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
         injects = self._check_container()
-        routes = {name: Route(command, self._chain_for(command)) for name, command in self.commands.items()}
+        routes = {name: self._route_for(command) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
         self._give_history(self.backend)
         _settle_malloc()
@@ -279,6 +280,10 @@ class WebSuckets:
         finally:
             if self.container is not None:
                 await self.container.close()
+
+    def _route_for(self, command: Command) -> Route:
+        chain = self._chain_for(command)
+        return Route(command, chain, request_chain(command.plan, chain))
 
     def _chain_for(self, command: Command) -> CallNext:
         """The command's chain: error mapping, instruments, rate limit, authentication, app and group

@@ -16,10 +16,12 @@ wait on it for long:
   to read no more than that; from the others (uvloop, TLS), a larger read is handed to
   ``websockets`` a slice per turn of the event loop, in order, before anything read later.
 
-And one addition: a shutdown can find the connections that have not sent their opening request
+And two additions: a shutdown can find the connections that have not sent their opening request
 yet (`drop_waiting_handshakes`), so that a TCP connection that never sends one (a browser's
 speculative preconnect, a probe that only connects) does not hold the shutdown for
-``open_timeout``.
+``open_timeout``; and the server closes a connection from inside its own command or hook with
+`close_draining`, which reads and drops what the client still sends so that the client's close
+frame is read at once, not ``close_timeout`` (10 s) later.
 """
 
 from __future__ import annotations
@@ -30,12 +32,20 @@ import logging
 import weakref
 from typing import ClassVar
 
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-__all__ = ["READ_SIZE", "GuardedConnection", "SendTimeout", "drop_waiting_handshakes", "guarded_connection"]
+__all__ = [
+    "READ_SIZE",
+    "GuardedConnection",
+    "SendTimeout",
+    "close_draining",
+    "drop_waiting_handshakes",
+    "guarded_connection",
+]
 
 logger = logging.getLogger("websuckets.connection")
 
@@ -191,3 +201,38 @@ def drop_waiting_handshakes(server: Server) -> None:
         if connection.server is server and connection.request is None and connection.state is State.CONNECTING:
             _opening.discard(connection)
             connection.transport.close()
+
+
+async def close_draining(socket: ServerConnection, code: int, reason: str) -> None:
+    """Close ``socket`` from the task that reads it (inside a command or hook), dropping what the client still sends.
+
+    ``socket.close`` sends the close frame, then waits for the client's, which comes after
+    whatever the client sent before it. Called from the task that reads the connection, nothing
+    reads those frames meanwhile: once ``max_queue`` messages wait, ``websockets`` stops reading
+    the socket, the client's close frame is never read, and the close ends ``close_timeout``
+    (10 s) later by aborting the connection. Here a task of its own reads and drops every
+    message until the connection has closed, so the close ends as soon as the client answers.
+    Only the task that reads the connection may call this: a second reader would be an error.
+    """
+    if not isinstance(socket, Connection):  # websuckets.testing's in-memory socket closes at once
+        await socket.close(code, reason)
+        return
+    drain = asyncio.get_running_loop().create_task(_drop_messages(socket))
+    _draining.add(drain)
+    drain.add_done_callback(_draining.discard)
+    try:
+        await socket.close(code, reason)
+    finally:
+        drain.cancel()  # it ends by itself once the connection is closed; not if this close was cancelled
+
+
+async def _drop_messages(socket: Connection) -> None:
+    try:
+        while True:
+            await socket.recv(decode=False)  # the bytes as they came: not even decoded
+    except ConnectionClosed:
+        pass
+
+
+_draining: set[asyncio.Task[None]] = set()
+"""The tasks of `close_draining` that have not ended yet (the event loop keeps only weak references)."""

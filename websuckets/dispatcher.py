@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from .connection import close_draining
 from .context import CallNext, Context
 from .envelope import bounded, error_event, parse_envelope, parse_traced_envelope
 from .events import ClientEvent
@@ -45,6 +46,8 @@ class Route(NamedTuple):
 
     command: Command
     chain: CallNext
+    request_chain: CallNext
+    """The chain for the command sent with an ``id``: ``chain``, or around it `websuckets.answer.answer`."""
 
 
 class ErrorListener(Protocol):
@@ -131,7 +134,7 @@ class Dispatcher:
             pass  # the client left while we were answering it
         except Exception as exc:  # the backend, a SESSION finalizer, or websuckets itself failed
             self.report_unexpected(exc, "a connection")
-            await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await close_draining(socket, CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self.open_connections -= 1
 
@@ -140,7 +143,7 @@ class Dispatcher:
         try:
             if self.adopt_handshake is not None and not await self.adopt_handshake(socket, user):
                 logger.info("client %s refused: its handshake token is not valid (any more)", socket.id)
-                await socket.close(CloseCode.POLICY_VIOLATION, "authentication required")
+                await close_draining(socket, CloseCode.POLICY_VIOLATION, "authentication required")
                 return
             if self.container is None:
                 await self._run(Connection(self, socket, user, None))
@@ -194,7 +197,8 @@ class Dispatcher:
             unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
             await self._refuse(connection, unknown, envelope.event, envelope.id)
             return
-        await route.chain(
+        chain = route.chain if envelope.id is None else route.request_chain  # a request: see websuckets.answer
+        await chain(
             Context(connection, route.command, envelope.payload, envelope.token, envelope.id, envelope.traceparent)
         )
 
@@ -241,11 +245,11 @@ class Dispatcher:
                 await _call_hook(plan, connection)
         except InternalError as error:
             await connection.socket.send(error_event(error))
-            await connection.socket.close(CloseCode.POLICY_VIOLATION, "connection refused")
+            await close_draining(connection.socket, CloseCode.POLICY_VIOLATION, "connection refused")
             return False
         except Exception as exc:
             self.report_unexpected(exc, "a connect hook")
-            await connection.socket.close(CloseCode.INTERNAL_ERROR, "internal error")
+            await close_draining(connection.socket, CloseCode.INTERNAL_ERROR, "internal error")
             return False
         return True
 

@@ -152,7 +152,8 @@ class Client:
 
         Raises `ClientError`: the server's error (its name), or ``timeout`` (after ``timeout``
         seconds, the client's ``timeout`` by default), ``disconnected``, ``closed``, ``queue_full``.
-        The handler must answer with ``ctx.reply(...)``, which echoes the id.
+        The answer is what the handler sends with ``ctx.reply(...)``, or, for a handler without
+        ``Context``, the first event it sends back (the server adds the id to it).
         """
         limit = self.timeout if timeout is None else timeout
         command_id, pending = self._pending.open()

@@ -204,7 +204,8 @@ export class WebSucketsClient {
    *
    * Resolves with the reply's payload. Rejects with a {@link WebSucketsError}: the server's error
    * (its `code` is the error name), `"timeout"`, or `"disconnected"` when the connection dropped
-   * after the command was sent. The handler must answer with `ctx.reply(...)`, which echoes the id.
+   * after the command was sent. The answer is what the handler sends with `ctx.reply(...)`, or,
+   * for a handler without `Context`, the first event it sends back (the server adds the id to it).
    * @param {string} event
    * @param {any} [payload]
    * @param {{timeout?: number}} [options] milliseconds to wait (default: the client's `timeout`).

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from websockets.frames import CloseCode
 
+from ..connection import close_draining
 from ..context import CallNext, Context
 from ..exc import RateLimited
 
@@ -86,6 +87,6 @@ class RateLimit:
             return
         if wait * limit.rate > limit.close_after:  # the debt, after this refusal
             logger.warning("client %s kept sending over its rate limit: closing with 1008", ctx.socket.id)
-            await ctx.socket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+            await close_draining(ctx.socket, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
             return
         raise RateLimited({"retry_after": round(wait, 3)})
