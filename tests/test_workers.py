@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from http_get import http_get
-from redis_server import free_port
+from redis_server import RedisServer, free_port
 from test_tls import certificate, client_context  # noqa: F401  (certificate: a fixture, requested by name)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -397,6 +397,37 @@ async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis
                 break
             await asyncio.sleep(0.05)
         assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())
+
+
+async def scraped(port: int, name: str) -> list[float]:
+    """The values of metric ``name`` in a scrape of /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = await http_get(port, "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    return [s.value for s in families[name].samples]
+
+
+async def test_backend_connected_is_the_workers_own_under_two_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """websuckets_backend_connected reads 1 while Redis answers both workers and 0 once it is gone: the
+    supervisor, which never connects, leaves no live gauge of its own in the multi-process directory."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with supervised(tmp_path, redis_server.url, app="workers_metrics_app:app", env=env) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        assert not list(metrics_dir.glob(f"gauge_live*_{server.process.pid}.db"))
+        assert await scraped(port, "websuckets_backend_connected") == [1]
+        assert await scraped(port, "websuckets_connections") == [0]
+        redis_server.kill()
+        for _ in range(100):  # each worker notices within a heartbeat and writes it within a second
+            if await scraped(port, "websuckets_backend_connected") == [0]:
+                break
+            await asyncio.sleep(0.1)
+        assert await scraped(port, "websuckets_backend_connected") == [0], server.stderr
 
 
 async def test_a_redis_backed_app_starts_and_stops_without_a_warning(tmp_path: Path, redis_url: str) -> None:

@@ -184,6 +184,9 @@ class Supervisor:
         Then drain every worker and return; raise `WorkerBootError` if the app cannot start.
         """
         self.sock = sock
+        # importing the app here made this process's own live gauges (connections 0, backend 0):
+        # only the workers serve, so only theirs may count (a 0 here held min(backend) at 0)
+        _forget_metrics(os.getpid())
         wake_read, wake_write = socket.socketpair()
         wake_write.setblocking(False)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -382,7 +385,7 @@ class Supervisor:
 
 
 def _forget_metrics(pid: int | None) -> None:
-    """Drop a dead worker's live gauges from ``prometheus_client``'s multi-process directory, if in use."""
+    """Drop a process's live gauges from ``prometheus_client``'s multi-process directory, if in use."""
     if pid is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
     try:
