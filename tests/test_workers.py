@@ -224,10 +224,8 @@ async def test_a_sigterm_during_the_start_up_stops_every_worker_then_exits_0(
     assert server.process.returncode == 0, log
     assert stdout == ""  # no address printed: the port never opened
     assert "SIGTERM: stopping" in log
-    stopped = re.findall(r"(worker\[\d\]) pid \d+ stopped\n", log)
-    assert sorted(stopped) == (["worker[1]"] if moment == "worker 1 imports the app" else ["worker[1]", "worker[2]"]), (
-        log
-    )
+    spawned = ["worker[1]"] if moment == "worker 1 imports the app" else ["worker[1]", "worker[2]"]
+    assert sorted(re.findall(r"(worker\[\d\]) pid \d+ stopped\n", log)) == spawned, log
     assert "was killed" not in log
     assert "Traceback" not in log
     assert "Error" not in log
@@ -259,9 +257,8 @@ async def test_the_port_opens_once_every_worker_has_started_the_app(
             pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
         assert len(pids) == 2, f"the first 40 clients all went to one worker\n{server.stderr}"
         assert server.process.stdout is not None
-        assert (
-            server.process.stdout.readline() == f"websuckets: serving on {url} with 2 workers (press Ctrl+C to stop)\n"
-        )
+        banner = server.process.stdout.readline()
+        assert banner == f"websuckets: serving on {url} with 2 workers (press Ctrl+C to stop)\n"
 
 
 async def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced(tmp_path: Path, redis_url: str) -> None:
