@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from http_get import http_get
-from redis_server import free_port
+from redis_server import RedisServer, free_port
 from test_tls import certificate, client_context  # noqa: F401  (certificate: a fixture, requested by name)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -66,28 +66,39 @@ def websuckets(
 
 
 @contextmanager
-def supervised(
+def launched(
     tmp_path: Path, redis_url: str, *args: str, app: str = "workers_app:app", **options: Any
 ) -> Iterator[Supervised]:
-    """``websuckets run APP --workers 2 ARGS`` until it prints its address; its stderr goes to a file."""
+    """``websuckets run APP --workers 2 ARGS``, not waited for (no url nor banner yet); its stderr goes to a file."""
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
         process = websuckets(
             "run", app, "--host", "127.0.0.1", "--port", "0", "--workers", "2", *args,
             redis_url=redis_url, stderr=stderr, **options,
         )  # fmt: skip
+    server = Supervised(process, "", "", log)
     try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        found = re.search(r"wss?://\S+", banner)
-        assert found, banner + log.read_text()
-        yield Supervised(process, found.group(), banner, log)
+        yield server
     finally:
         if process.poll() is None:
-            for pid in Supervised(process, "", "", log).worker_pids():
+            for pid in server.worker_pids():
                 os.kill(pid, signal.SIGKILL)
             process.kill()
         process.communicate()
+
+
+@contextmanager
+def supervised(
+    tmp_path: Path, redis_url: str, *args: str, app: str = "workers_app:app", **options: Any
+) -> Iterator[Supervised]:
+    """``websuckets run APP --workers 2 ARGS`` until it prints its address; its stderr goes to a file."""
+    with launched(tmp_path, redis_url, *args, app=app, **options) as server:
+        assert server.process.stdout is not None
+        server.banner = server.process.stdout.readline()
+        found = re.search(r"wss?://\S+", server.banner)
+        assert found, server.banner + server.stderr
+        server.url = found.group()
+        yield server
 
 
 async def ask(ws: ClientConnection, event: str, payload: Any = None) -> Any:
@@ -185,6 +196,69 @@ async def test_a_stop_signal_drains_every_worker_then_exits_0(
         for pid in clients:
             assert re.search(rf"worker\[\d\] pid {pid} stopped\n", server.stderr)
         assert "Traceback" not in server.stderr
+
+
+@pytest.mark.parametrize("moment", ["worker 1 imports the app", "worker 2 imports the app"])
+@pytest.mark.parametrize("target", ["supervisor", "process group"])
+async def test_a_sigterm_during_the_start_up_stops_every_worker_then_exits_0(
+    tmp_path: Path, redis_url: str, moment: str, target: str
+) -> None:
+    """SIGTERM before every worker is ready (to the supervisor, or systemd's to the whole group): every worker
+    started stops without being killed, none serves, no error, exit 0."""
+    with launched(tmp_path, redis_url, start_new_session=True) as server:
+        for _ in range(1000):  # a worker's start (its import, its app) takes a second or so
+            pids = server.worker_pids()
+            if moment == "worker 1 imports the app" and pids:
+                break
+            if len(pids) == 2 and re.search(r"worker\[1\] pid \d+ websuckets: app started", server.stderr):
+                break  # worker 2 is spawned only once worker 1 has started the app
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"never reached: {moment}\n{server.stderr}")
+        if target == "supervisor":
+            server.process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(server.process.pid, signal.SIGTERM)
+        stdout, _ = server.process.communicate(timeout=60)
+    log = server.stderr
+    assert server.process.returncode == 0, log
+    assert stdout == ""  # no address printed: the port never opened
+    assert "SIGTERM: stopping" in log
+    spawned = ["worker[1]"] if moment == "worker 1 imports the app" else ["worker[1]", "worker[2]"]
+    assert sorted(re.findall(r"(worker\[\d\]) pid \d+ stopped\n", log)) == spawned, log
+    assert "was killed" not in log
+    assert "Traceback" not in log
+    assert "Error" not in log
+
+
+@pytest.mark.parametrize("balance", BALANCES)
+async def test_the_port_opens_once_every_worker_has_started_the_app(
+    tmp_path: Path, redis_url: str, balance: str
+) -> None:
+    """Nothing answers before both workers have started the app (connections are refused, /readyz too): the
+    first /readyz answered is 200 with both started, and the first clients are spread over both workers."""
+    port = free_port()
+    args = ("--port", str(port), "--balance", balance)
+    with launched(tmp_path, redis_url, *args, app="workers_metrics_app:app") as server:
+        for _ in range(6000):  # a worker's start (its import, its app) takes a second or so
+            try:
+                status, _, _ = await http_get(port, "/readyz")
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.005)
+        else:
+            raise AssertionError(f"/readyz never answered\n{server.stderr}")
+        started = re.findall(r"(worker\[\d\]) pid \d+ websuckets: app started", server.stderr)
+        assert sorted(started) == ["worker[1]", "worker[2]"], server.stderr
+        assert status == 200
+        async with AsyncExitStack() as stack:
+            url = f"ws://127.0.0.1:{port}"
+            clients = await asyncio.gather(*(stack.enter_async_context(connect(url)) for _ in range(40)))
+            pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
+        assert len(pids) == 2, f"the first 40 clients all went to one worker\n{server.stderr}"
+        assert server.process.stdout is not None
+        banner = server.process.stdout.readline()
+        assert banner == f"websuckets: serving on {url} with 2 workers (press Ctrl+C to stop)\n"
 
 
 async def test_a_worker_whose_event_loop_is_stuck_is_killed_and_replaced(tmp_path: Path, redis_url: str) -> None:
@@ -328,9 +402,12 @@ def test_the_supervisor_holds_the_port_without_listening_with_reuse_port() -> No
             intruder.bind(address)
 
 
-def test_the_shared_socket_listens() -> None:
-    """With the shared socket the supervisor listens, so connections wait in its queue for any worker."""
+def test_the_shared_socket_listens_once_a_worker_listens_on_it() -> None:
+    """The shared socket refuses connections until a worker listens on it (the workers' copies are the same socket)."""
     with listening_socket("127.0.0.1", 0, Balance.SHARED) as shared:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(shared.getsockname(), timeout=5).close()
+        shared.listen()
         socket.create_connection(shared.getsockname(), timeout=5).close()
 
 
@@ -397,6 +474,37 @@ async def test_health_and_metrics_answer_under_two_workers(tmp_path: Path, redis
                 break
             await asyncio.sleep(0.05)
         assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())
+
+
+async def scraped(port: int, name: str) -> list[float]:
+    """The values of metric ``name`` in a scrape of /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = await http_get(port, "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    return [s.value for s in families[name].samples]
+
+
+async def test_backend_connected_is_the_workers_own_under_two_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """websuckets_backend_connected reads 1 while Redis answers both workers and 0 once it is gone: the
+    supervisor, which never connects, leaves no live gauge of its own in the multi-process directory."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with supervised(tmp_path, redis_server.url, app="workers_metrics_app:app", env=env) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        assert not list(metrics_dir.glob(f"gauge_live*_{server.process.pid}.db"))
+        assert await scraped(port, "websuckets_backend_connected") == [1]
+        assert await scraped(port, "websuckets_connections") == [0]
+        redis_server.kill()
+        for _ in range(100):  # each worker notices within a heartbeat and writes it within a second
+            if await scraped(port, "websuckets_backend_connected") == [0]:
+                break
+            await asyncio.sleep(0.1)
+        assert await scraped(port, "websuckets_backend_connected") == [0], server.stderr
 
 
 async def test_a_redis_backed_app_starts_and_stops_without_a_warning(tmp_path: Path, redis_url: str) -> None:

@@ -4,8 +4,12 @@ The supervisor (the parent process) binds the port, then starts the workers with
 multiprocessing's *spawn* context: each is a fresh interpreter that imports the app by its
 ``MODULE:ATTRIBUTE`` spec and serves it with the app's own lifecycle. The supervisor:
 
-- starts one worker alone, then the others once it serves: an app that cannot start (its
-  module raises, its backend is unreachable in ``async with app``) fails once, with one error;
+- starts one worker alone, then the others once it has started the app: an app that cannot
+  start (its module raises, its backend is unreachable in ``async with app``) fails once, with
+  one error;
+- opens the port only once every worker has started the app: until then no worker listens (the
+  port refuses connections); then it tells them all at once (SIGUSR2) to accept, and prints the
+  address once all of them do, so that the first clients are spread over every worker;
 - reads a heartbeat that each worker's **event loop** writes to a pipe every second or so; a
   worker silent for ``worker_timeout`` seconds has a blocked loop: it dumps its Python stack
   (faulthandler, SIGUSR1) and is killed;
@@ -13,7 +17,8 @@ multiprocessing's *spawn* context: each is a fresh interpreter that imports the 
   its place after a delay that doubles from 0.5 s to 30 s (reset once a worker has served a minute);
 - on SIGINT or SIGTERM, sends SIGTERM to every worker, which runs `WebSuckets.shutdown`
   (commands in flight finish, clients get 1001), and kills those still running after
-  ``drain_timeout``.
+  ``drain_timeout``; during the start-up too (a worker still importing the app just ends), and
+  the command exits 0.
 
 How connections reach the workers is the ``balance`` setting, see `Balance`.
 """
@@ -64,10 +69,11 @@ class Balance(enum.Enum):
     worker's queue are reset (``net.ipv4.tcp_migrate_req=1`` moves them instead), and a stuck
     worker goes on receiving its share until it is killed.
 
-    ``SHARED``: the supervisor listens, and every worker accepts from that one socket (uvicorn's
-    and gunicorn's model). Whichever worker wakes first takes the waiting connections, so the
-    spread depends on timing; a worker that dies or is stuck leaves no connection behind. The
-    default where ``SO_REUSEPORT`` does not spread connections (macOS, the BSDs).
+    ``SHARED``: one socket, the supervisor's, on which every worker listens and accepts
+    (uvicorn's and gunicorn's model; it goes on listening while workers come and go). Whichever
+    worker wakes first takes the waiting connections, so the spread depends on timing; a worker
+    that dies or is stuck leaves no connection behind. The default where ``SO_REUSEPORT`` does
+    not spread connections (macOS, the BSDs).
     """
 
     REUSE_PORT = "reuse-port"
@@ -80,7 +86,8 @@ class Balance(enum.Enum):
 
 
 def listening_socket(host: str, port: int, balance: Balance) -> socket.socket:
-    """The supervisor's socket on ``host:port``: listening (``SHARED``), or only holding the port.
+    """The supervisor's socket on ``host:port``, bound, not listening: the workers listen on it
+    (``SHARED``) or on sockets of their own (``REUSE_PORT``) once every one of them is ready.
 
     ``host`` is one address (``localhost`` is 127.0.0.1): an IPv6 one when it has a colon.
     """
@@ -91,8 +98,6 @@ def listening_socket(host: str, port: int, balance: Balance) -> socket.socket:
         if balance is Balance.REUSE_PORT:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if balance is Balance.SHARED:
-            sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()
         raise
@@ -109,6 +114,10 @@ class _Worker:
     started: float
     beat: float | None = None
     ready: float | None = None
+    """When it had started the app (it then waits for SIGUSR2 to accept connections)."""
+    told: bool = False
+    """It was sent SIGUSR2: accept connections."""
+    serving: float | None = None
     error: str | None = None
     stuck: bool = False
     kill_at: float | None = None
@@ -169,7 +178,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._slots = {slot: _Slot() for slot in range(1, workers + 1)}
         self._signals: list[int] = []
-        self._serving = False  # every worker has served once: the command printed its address
+        self._serving = False  # every worker has served: the command printed its address
         self._draining: float | None = None  # when the workers get SIGKILL, once stopping
         self._error: WorkerBootError | None = None
 
@@ -184,6 +193,9 @@ class Supervisor:
         Then drain every worker and return; raise `WorkerBootError` if the app cannot start.
         """
         self.sock = sock
+        # importing the app here made this process's own live gauges (connections 0, backend 0):
+        # only the workers serve, so only theirs may count (a 0 here held min(backend) at 0)
+        _forget_metrics(os.getpid())
         wake_read, wake_write = socket.socketpair()
         wake_write.setblocking(False)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -218,13 +230,15 @@ class Supervisor:
             if ready is wake:
                 with contextlib.suppress(BlockingIOError):
                     wake.recv(4096)
+        # signals first: a worker that a SIGTERM to the whole group ended before it was ready
+        # is then one that stopped, not one that could not start
+        while self._signals:
+            self._on_stop(self._signals.pop(0))
         now = time.monotonic()
         for worker in workers:
             self._read(worker, now)
             if worker.process.exitcode is not None:
                 self._exited(worker, now)
-        while self._signals:
-            self._on_stop(self._signals.pop(0))
         self._check(now)
         return True
 
@@ -239,7 +253,7 @@ class Supervisor:
         return max(0.0, min(deadlines) - now)
 
     def _read(self, worker: _Worker, now: float) -> None:
-        """Take the worker's messages: heartbeats, ``ready``, ``boot-failed REASON``."""
+        """Take the worker's messages: heartbeats, ``ready``, ``serving``, ``boot-failed REASON``."""
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(worker.pipe.fileno(), 65536):
                 worker.buffer += chunk
@@ -249,16 +263,31 @@ class Supervisor:
             worker.beat = now
             if message == "ready" and worker.ready is None:
                 worker.ready = now
-                logger.info("%s serving", worker.name)
                 self._on_ready()
+            elif message == "serving" and worker.serving is None:
+                worker.serving = now
+                logger.info("%s serving", worker.name)
+                self._on_serving()
             elif message == "boot-failed":
                 worker.error = reason
 
     def _on_ready(self) -> None:
+        """Start the others once the first worker is ready; tell every ready worker to serve once all are."""
+        if self._draining is not None:
+            return
+        if not self._serving:
+            self._start(*(n for n, state in self._slots.items() if state.worker is None and state.restart_at is None))
+            if not all(state.worker is not None and state.worker.ready for state in self._slots.values()):
+                return  # the port stays closed: the first clients would all go to the ready workers
+        for worker in self._live():
+            if worker.ready is not None and not worker.told:
+                worker.told = True
+                _kill(worker.process, signal.SIGUSR2)
+
+    def _on_serving(self) -> None:
         if self._serving or self._draining is not None:
             return
-        self._start(*(slot for slot, state in self._slots.items() if state.worker is None))
-        if all(state.worker is not None and state.worker.ready for state in self._slots.values()):
+        if all(state.worker is not None and state.worker.serving for state in self._slots.values()):
             self._serving = True
             serving = f"serving on {self.address(self.sock)} with {self.workers} workers"
             print(f"websuckets: {serving} (press Ctrl+C to stop)", flush=True)
@@ -274,7 +303,9 @@ class Supervisor:
         how = _exit_status(code)
         _forget_metrics(worker.process.pid)
         if self._draining is not None:
-            (logger.info if code == 0 else logger.warning)("%s stopped%s", worker.name, "" if code == 0 else f": {how}")
+            # SIGTERM's default action ends a worker still importing the app: it had nothing to drain
+            clean = code == 0 or (code == -signal.SIGTERM and worker.ready is None)
+            (logger.info if clean else logger.warning)("%s stopped%s", worker.name, "" if clean else f": {how}")
             return
         if worker.ready is None:  # it never served
             reason = worker.error or ("its event loop sent no heartbeat in time" if worker.stuck else how)
@@ -382,7 +413,7 @@ class Supervisor:
 
 
 def _forget_metrics(pid: int | None) -> None:
-    """Drop a dead worker's live gauges from ``prometheus_client``'s multi-process directory, if in use."""
+    """Drop a process's live gauges from ``prometheus_client``'s multi-process directory, if in use."""
     if pid is None or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
     try:

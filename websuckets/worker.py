@@ -7,11 +7,15 @@ supervisor over a pipe, one line a message:
 
 - ``beat``, written by the event loop itself every ``heartbeat`` seconds, so that a loop blocked
   by a handler stops beating (a thread would go on beating for it);
-- ``ready`` once it accepts connections;
+- ``ready`` once the app has started; it then waits, accepting no connection, for the
+  supervisor's SIGUSR2, sent to every worker once all are ready: they start accepting together;
+- ``serving`` once it accepts connections;
 - ``boot-failed REASON`` when it could not get that far; it then exits with `BOOT_FAILED`.
 
 It ignores SIGINT (Ctrl+C reaches every process of the terminal's group: the supervisor
-decides), and stops gracefully when the supervisor is gone (its pipe breaks).
+decides), and stops gracefully when the supervisor is gone (its pipe breaks). SIGTERM stops it
+gracefully once its event loop runs; before, while it imports the app, it ends the process
+(SIGTERM's default action): nothing has started yet.
 """
 
 from __future__ import annotations
@@ -132,18 +136,29 @@ def prepare(app: WebSuckets, settings: dict[str, Any], tls: tuple[str, str | Non
 
 
 async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ssl.SSLContext | None) -> None:
-    """Serve until SIGTERM or the supervisor's death, then shut down as `WebSuckets.__call__` does."""
+    """Start the app, serve once the supervisor says so (SIGUSR2) until SIGTERM or the supervisor's death,
+    then shut down as `WebSuckets.__call__` does."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    heartbeat = _Heartbeat(loop, pipe, config.heartbeat, stop)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stop, go = asyncio.Event(), asyncio.Event()
+
+    def on_stop() -> None:
+        stop.set()
+        go.set()  # a worker told to stop before it serves never serves
+
+    heartbeat = _Heartbeat(loop, pipe, config.heartbeat, on_stop)
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGUSR2, go.set)
     started = False
     try:
         sock = config.sock if config.sock is not None else _reuse_port_socket(config.family, config.address)
-        async with app, app.serve(None, None, sock=sock, ssl=context) as server:
+        async with app, app.serve(None, None, sock=sock, ssl=context, start_serving=False) as server:
             started = True
             pipe.send("ready")
-            await stop.wait()
+            await go.wait()
+            if not stop.is_set():
+                await server.start_serving()
+                pipe.send("serving")
+                await stop.wait()
             logger.info("shutting down")
             await app.shutdown(server)
     except Exception as exc:
@@ -154,12 +169,14 @@ async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ss
     finally:
         heartbeat.stop()
         loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGUSR2)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # a late "serve" must not kill a worker on its way out
 
 
 class _Heartbeat:
-    """``beat`` on the pipe every ``interval`` seconds, from the event loop; ``stop`` once the pipe breaks."""
+    """``beat`` on the pipe every ``interval`` seconds, from the event loop; ``stop()`` once the pipe breaks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pipe: _Pipe, interval: float, stop: asyncio.Event) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pipe: _Pipe, interval: float, stop: Callable[[], None]) -> None:
         self._loop = loop
         self._pipe = pipe
         self._interval = interval
@@ -171,7 +188,7 @@ class _Heartbeat:
             self._next = self._loop.call_later(self._interval, self._beat)
         else:
             logger.warning("the supervisor is gone: stopping")
-            self._stop.set()
+            self._stop()
 
     def stop(self) -> None:
         self._next.cancel()
