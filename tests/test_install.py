@@ -5,8 +5,10 @@ import os
 import re
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
+import pytest
 from http_get import http_get
 from redis_server import free_port
 
@@ -34,16 +36,22 @@ def uv() -> str:
     return str(Path(sys.executable).with_name("uv"))
 
 
-async def test_the_demo_serves_with_the_demo_lock_alone(tmp_path: Path) -> None:
-    """examples/chat.py, the demo, serves its page from a venv holding requirements/demo.txt and nothing else."""
+@pytest.fixture
+def demo_python(tmp_path: Path) -> Path:
+    """The python of a new venv holding requirements/demo.txt and nothing else."""
     venv = tmp_path / "venv"
     subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    lock = str(ROOT / "requirements" / "demo.txt")
-    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-r", lock], check=True)
+    python = venv / "bin" / "python"
+    lock = ROOT / "requirements" / "demo.txt"
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", python, "-r", lock], check=True)
+    return python
+
+
+async def test_the_demo_serves_with_the_demo_lock_alone(demo_python: Path) -> None:
+    """examples/chat.py, the demo, serves its page from a venv holding requirements/demo.txt and nothing else."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WEBSUCKETS_HOST": "127.0.0.1", "WEBSUCKETS_PORT": str(port)}
-    env.pop("COV_CORE_SOURCE", None)  # coverage is not in the demo's venv
-    demo = subprocess.Popen([venv / "bin" / "python", ROOT / "examples" / "chat.py"], env=env, stderr=subprocess.PIPE)
+    demo = await asyncio.create_subprocess_exec(demo_python, ROOT / "examples" / "chat.py", env=env, stderr=PIPE)
     try:
         for _ in range(200):  # a bounded wait for the port
             try:
@@ -57,5 +65,5 @@ async def test_the_demo_serves_with_the_demo_lock_alone(tmp_path: Path) -> None:
         assert b"<html" in body.lower()
     finally:
         demo.terminate()
-        _, stderr = demo.communicate(timeout=10)
+        _, stderr = await asyncio.wait_for(demo.communicate(), 10)
     assert b"Traceback" not in stderr, stderr.decode()
