@@ -138,7 +138,10 @@ def run(
     keyfile: str | None,
     **options: Any,
 ) -> None:
-    """Serve APP, given as MODULE:ATTRIBUTE (for example chat.app:app), until Ctrl+C or SIGTERM.
+    """Serve APP until Ctrl+C or SIGTERM.
+
+    APP is MODULE:ATTRIBUTE, a WebSuckets app (for example chat.app:app), or MODULE:FACTORY, a
+    function without arguments that makes one (for example chat:create_app).
 
     On Ctrl+C or SIGTERM the server stops accepting, lets commands in flight finish (up to the
     app's shutdown_timeout), then closes connections with code 1001. Options left out keep the
@@ -279,7 +282,10 @@ def _run_with_reload(
 @click.argument("app")
 @click.option("--yaml", "as_yaml", is_flag=True, help="YAML instead of JSON (needs PyYAML).")
 def asyncapi(app: str, as_yaml: bool) -> None:
-    """Print the AsyncAPI 3.0 document of APP (MODULE:ATTRIBUTE): its commands, events and errors."""
+    """Print APP's AsyncAPI 3.0 document: commands, events, errors.
+
+    APP is MODULE:ATTRIBUTE or MODULE:FACTORY, as for run (for example chat:create_app).
+    """
     spec = load_app(app).asyncapi()
     if as_yaml:
         yaml = _optional("yaml", "--yaml", extra="schema")
@@ -291,9 +297,13 @@ def asyncapi(app: str, as_yaml: bool) -> None:
 @main.command()
 @click.argument("app")
 def typescript(app: str) -> None:
-    """Print TypeScript declarations for websuckets.js typed by APP's commands and events.
+    """Print TypeScript declarations of APP for websuckets.js.
 
-    Save them beside the client: websuckets typescript chat:app > web/websuckets.d.ts
+    The declarations type websuckets.js by APP's commands and events. APP is MODULE:ATTRIBUTE
+    or MODULE:FACTORY, as for run. Save them beside the client:
+
+    \b
+        websuckets typescript chat:create_app > web/websuckets.d.ts
     """
     from .typescript import declarations
 
@@ -304,7 +314,11 @@ def typescript(app: str) -> None:
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="The project's name (asked for when missing).")
 def new(path: Path, name: str | None) -> None:
-    """Create a project at PATH from the websuckets template: app, commands, services, tests."""
+    """Create a project at PATH from the websuckets template.
+
+    The project has an app, command groups, services behind a dishka provider, settings from
+    the environment and tests; its README says how to set it up, run it and test it.
+    """
     copier = _optional("copier", "websuckets new")  # before any question: a missing extra is the first thing to fix
     if path.exists() and any(path.iterdir()):
         raise click.ClickException(f"{path} is not empty: choose a new directory")
