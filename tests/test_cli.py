@@ -93,6 +93,13 @@ def test_the_deployment_guide_lists_every_option_of_run() -> None:
     assert listed == options
 
 
+def test_env_prefix_names_a_variable_that_is_wrong() -> None:
+    """``--env-prefix MY_CHAT`` reads MY_CHAT_PORT; a value that is not a port is an error naming the variable."""
+    result = CliRunner().invoke(main, ["run", "cli_app:app", "--env-prefix", "MY_CHAT"], env={"MY_CHAT_PORT": "http"})
+    assert result.exit_code == 2
+    assert "Error: MY_CHAT_PORT='http' is not a valid --port: 'http' is not a valid integer range." in result.output
+
+
 def test_a_factory_is_called_to_make_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
     """``MODULE:FACTORY``, as the help says (``chat:create_app``), names a function that makes the app."""
     monkeypatch.chdir(ROOT / "examples")

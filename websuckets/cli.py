@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .app import WebSuckets
@@ -112,7 +114,18 @@ def main() -> None:
     help="With --workers: seconds without a heartbeat after which a worker's event loop is stuck and it is killed.",
 )
 @click.option("--reload", is_flag=True, help="Restart when a .py file under the current directory changes.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS),
+    help="The level of the log on stderr.",
+)
+@click.option(
+    "--env-prefix",
+    metavar="PREFIX",
+    help="Read --host, --port and --log-level, where left out, from PREFIX_HOST, PREFIX_PORT and PREFIX_LOG_LEVEL.",
+)
 @click.option(
     "--origin", "origins", multiple=True, help="A browser origin allowed to connect (repeat it); '*' for any."
 )
@@ -134,6 +147,7 @@ def run(
     worker_timeout: float,
     reload: bool,
     log_level: str,
+    env_prefix: str | None,
     certfile: str | None,
     keyfile: str | None,
     **options: Any,
@@ -147,6 +161,9 @@ def run(
     app's shutdown_timeout), then closes connections with code 1001. Options left out keep the
     app's own settings (see the "Security and limits" page).
     """
+    if env_prefix:
+        found = _from_environment(env_prefix, host=host, port=port, log_level=log_level)
+        host, port, log_level = found["host"], found["port"], found["log_level"]
     application = load_app(app)  # fail here, in the parent, with a one-line error
     if keyfile is not None and certfile is None:
         raise click.BadParameter("--keyfile needs --certfile", param_hint="--keyfile")
@@ -179,6 +196,29 @@ def run(
         _run_with_reload(app, host, port, log_level, settings, tls, loop)
     else:
         serve(app, host, port, log_level, settings, tls, loop)
+
+
+def _from_environment(prefix: str, **values: Any) -> dict[str, Any]:
+    """``values`` of options left out replaced by the variables ``PREFIX_NAME`` that are set.
+
+    A project's settings named after its package (``MY_CHAT_PORT``) so serve it under
+    ``websuckets run --env-prefix MY_CHAT`` as under its own ``python -m my_chat``.
+    """
+    context = click.get_current_context()
+    params = {param.name: param for param in context.command.params}
+    for name in values:
+        if context.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            continue  # given on the command line: it wins
+        variable = f"{prefix.removesuffix('_')}_{name.upper()}"
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        param = params[name]
+        try:
+            values[name] = param.type.convert(text.lower() if name == "log_level" else text, param, context)
+        except click.BadParameter as exc:
+            raise click.UsageError(f"{variable}={text!r} is not a valid {param.opts[0]}: {exc.message}") from None
+    return values
 
 
 def _settings(options: dict[str, Any]) -> dict[str, Any]:
