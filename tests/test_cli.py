@@ -148,6 +148,27 @@ def test_run_says_when_the_port_is_taken() -> None:
     assert stderr == f"Error: port {port} on 127.0.0.1 is already in use\n"
 
 
+def test_an_unreachable_redis_is_the_line_the_scaling_guide_shows(tmp_path: Path) -> None:
+    """With Redis away, ``websuckets run`` prints the "Scaling out" guide's line (in uvloop's words, as it shows)."""
+    pytest.importorskip("redis")
+    pytest.importorskip("uvloop")
+    guide = (ROOT / "docs" / "guide" / "scaling.md").read_text()
+    shown = re.search(r"\$ websuckets run chat\.app:app\n(Error: cannot reach Redis .*)\n```", guide)
+    assert shown is not None
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "away.py").write_text(
+        "from websuckets import WebSuckets\n"
+        "from websuckets.backends.redis import RedisBackend\n\n"
+        f'app = WebSuckets(backend=RedisBackend("redis://:secret@localhost:{port}/0"))\n'
+    )
+    process = websuckets("run", "away:app", "--loop", "uvloop", cwd=tmp_path)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert stderr == shown.group(1).replace(":6379", f":{port}") + "\n"
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 async def test_run_serves_then_finishes_commands_in_flight_and_closes_with_1001(stop: signal.Signals) -> None:
     """Ctrl+C or SIGTERM: a command in flight still gets its reply, then the connection closes with 1001."""
