@@ -26,6 +26,7 @@ from websuckets import WebSuckets, __version__
 from websuckets.cli import _source_from_direct_url, _websuckets_source, load_app, main, template_dir
 
 APPS = Path(__file__).parent / "apps"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def websuckets(*args: str, cwd: Path = APPS) -> subprocess.Popen[str]:
@@ -64,7 +65,52 @@ def test_version() -> None:
     assert __version__ in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["new"]])
+HELP_IN_DOCS = re.compile(r"```console\n\$ (websuckets(?: \w+)* --help)\n(.*?)```", re.DOTALL)
+
+
+def test_the_help_the_docs_show_is_the_commands_own() -> None:
+    """Every ``websuckets ... --help`` the docs show is what the command prints, on an 80-column terminal."""
+    shown = [
+        (page.name, match.group(1), match.group(2))
+        for page in sorted((ROOT / "docs").rglob("*.md"))
+        for match in HELP_IN_DOCS.finditer(page.read_text())
+    ]
+    assert [command for _, command, _ in shown].count("websuckets --help") == 1  # the deployment guide's
+    for page, command, output in shown:
+        result = CliRunner().invoke(main, command.split()[1:], prog_name="websuckets", terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert result.output == output, f"{page}: {command}"
+
+
+def test_the_deployment_guide_lists_every_option_of_run() -> None:
+    """The option table of ``websuckets run`` names each of its options, and no other."""
+    guide = (ROOT / "docs" / "guide" / "deployment.md").read_text()
+    table = guide.split("### `websuckets run MODULE:APP`", 1)[1].split("\n| option |", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`(--[a-z-]+)", table))
+    run = main.get_command(click.Context(main), "run")
+    assert run is not None
+    options = {name for param in run.params for name in param.opts if name.startswith("--")} - {"--help"}
+    assert listed == options
+
+
+def test_env_prefix_names_a_variable_that_is_wrong() -> None:
+    """``--env-prefix MY_CHAT`` reads MY_CHAT_PORT; a value that is not a port is an error naming the variable."""
+    result = CliRunner().invoke(main, ["run", "cli_app:app", "--env-prefix", "MY_CHAT"], env={"MY_CHAT_PORT": "http"})
+    assert result.exit_code == 2
+    assert "Error: MY_CHAT_PORT='http' is not a valid --port: 'http' is not a valid integer range." in result.output
+
+
+def test_a_factory_is_called_to_make_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MODULE:FACTORY``, as the help says (``chat:create_app``), names a function that makes the app."""
+    monkeypatch.chdir(ROOT / "examples")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    try:
+        assert isinstance(load_app("chat:create_app"), WebSuckets)
+    finally:
+        sys.modules.pop("chat", None)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["new"], ["asyncapi"], ["typescript"]])
 def test_every_command_has_help(command: list[str]) -> None:
     """``--help`` works on the group and on every command."""
     result = CliRunner().invoke(main, [*command, "--help"])
@@ -91,7 +137,7 @@ def test_run_names_what_is_wrong_in_one_line(spec: str, message: str) -> None:
 
 
 def test_run_says_when_the_port_is_taken() -> None:
-    """A port already in use is a one-line error."""
+    """A port already in use is a one-line error, and the only one: the app does not start, then stop."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -99,8 +145,28 @@ def test_run_says_when_the_port_is_taken() -> None:
         process = websuckets("run", "cli_app:app", "--host", "127.0.0.1", "--port", port)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1
-    assert f"Error: port {port} on 127.0.0.1 is already in use" in stderr
-    assert "Traceback" not in stderr
+    assert stderr == f"Error: port {port} on 127.0.0.1 is already in use\n"
+
+
+def test_an_unreachable_redis_is_the_line_the_scaling_guide_shows(tmp_path: Path) -> None:
+    """With Redis away, ``websuckets run`` prints the "Scaling out" guide's line (in uvloop's words, as it shows)."""
+    pytest.importorskip("redis")
+    pytest.importorskip("uvloop")
+    guide = (ROOT / "docs" / "guide" / "scaling.md").read_text()
+    shown = re.search(r"\$ websuckets run chat\.app:app\n(Error: cannot reach Redis .*)\n```", guide)
+    assert shown is not None
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "away.py").write_text(
+        "from websuckets import WebSuckets\n"
+        "from websuckets.backends.redis import RedisBackend\n\n"
+        f'app = WebSuckets(backend=RedisBackend("redis://:secret@localhost:{port}/0"))\n'
+    )
+    process = websuckets("run", "away:app", "--loop", "uvloop", cwd=tmp_path)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert stderr == shown.group(1).replace(":6379", f":{port}") + "\n"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from http_get import http_get
@@ -13,6 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import CommandGroup, Context, WebSuckets
+from websuckets.backends.base import BackendHealth
 from websuckets.backends.redis import RedisBackend
 from websuckets.health import Health
 
@@ -88,3 +92,11 @@ async def test_readyz_fails_while_redis_is_away(redis_server: RedisServer) -> No
             return (await http_get(port, "/readyz"))[0] == 200
 
         await eventually(ready, 15)
+
+
+def test_the_scaling_guide_lists_every_field_of_the_backends_health() -> None:
+    """The table of `backend.health` fields in "Scaling out" names each field of `BackendHealth`, and no other."""
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "guide" / "scaling.md").read_text()
+    table = guide.split("## Watching it", 1)[1].split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    assert listed == [field.name for field in dataclasses.fields(BackendHealth)]

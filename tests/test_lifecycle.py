@@ -136,6 +136,23 @@ async def test_app_call_serves_until_sigterm_and_prints_the_address(capsys: pyte
     assert not app.started
 
 
+async def test_app_call_on_a_port_in_use_raises_before_the_app_starts(caplog: pytest.LogCaptureFixture) -> None:
+    """`await app(host, port)` on a port taken raises EADDRINUSE first: nothing logs that it started and stopped."""
+    import errno
+    import socket
+
+    app = WebSuckets()
+    caplog.set_level("INFO", logger="websuckets")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use") as raised:
+            await app("127.0.0.1", taken.getsockname()[1])
+    assert raised.value.errno == errno.EADDRINUSE
+    assert not app.started
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("websuckets")] == []
+
+
 async def test_shutdown_is_bounded_when_a_command_never_ends(caplog: pytest.LogCaptureFixture) -> None:
     """A command stuck forever is cancelled after the timeouts; its SESSION finalizers still run."""
     finalized: list[str] = []

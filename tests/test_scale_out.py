@@ -26,7 +26,7 @@ from redis_server import RedisServer, free_port
 from test_backends import ask, chat_app, log_in
 
 from websuckets import WebSuckets
-from websuckets.backends.redis import RedisBackend
+from websuckets.backends.redis import RedisBackend, _reason
 from websuckets.exc import BackendUnavailable
 from websuckets.remote import RemoteUser
 from websuckets.testing import TestClient, TestConnection
@@ -165,6 +165,7 @@ async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, capl
         assert (await local_peer.receive()).payload == "anyone?"  # the local member got it anyway
         await eventually(lambda: not first.app.backend.health.connected)
         assert "lost Redis" in caplog.text
+        assert ".;" not in caplog.text  # redis-py's "Connection closed by server." inside our line
 
         late = await second.connect()  # connects while Redis is away: announced once it is back
 
@@ -193,6 +194,22 @@ async def test_redis_down_at_start_names_the_url(secret: str) -> None:
             pass
     assert "hunter2" not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            ConnectionError("Error 111 connecting to localhost:6379. Connection refused."),
+            "ConnectionError: Error 111 connecting to localhost:6379. Connection refused",
+        ),
+        (TimeoutError(), "TimeoutError"),
+        (OSError("no dot"), "OSError: no dot"),
+    ],
+)
+def test_a_reason_fits_inside_a_log_line(error: Exception, reason: str) -> None:
+    """The cause in "lost Redis at URL: CAUSE; reconnecting" and the like: its type, its message without final dot."""
+    assert _reason(error) == reason
 
 
 async def test_a_unix_socket_url_works(redis_server: RedisServer) -> None:

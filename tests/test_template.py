@@ -16,10 +16,12 @@ from pathlib import Path
 
 import copier
 import pytest
+from click.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import websuckets
+from websuckets import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "app_template"
@@ -96,12 +98,45 @@ def test_the_settings_are_read_from_variables_named_after_the_project(
     assert "| `HOST`" not in readme
 
 
+def test_websuckets_run_as_the_readme_shows_it_takes_the_settings_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's `websuckets run ... --reload` serves on CHAT_ROOM_HOST, CHAT_ROOM_PORT and CHAT_ROOM_LOG_LEVEL."""
+    dst = tmp_path / "chat"
+    render(dst, "Chat Room")
+    readme = (dst / "README.md").read_text()
+    command = readme_block(readme, "While you work on it")
+    assert command == ".venv/bin/websuckets run chat_room.app:app --env-prefix CHAT_ROOM --reload"
+    served: list[tuple[object, ...]] = []
+    monkeypatch.setattr(cli, "_run_with_reload", lambda *args: served.append(args))
+    monkeypatch.chdir(dst)  # `websuckets run` imports the app from the current directory, as in the project
+    environ = {
+        "HOST": "the-machine",
+        "CHAT_ROOM_HOST": "0.0.0.0",
+        "CHAT_ROOM_PORT": "8080",
+        "CHAT_ROOM_LOG_LEVEL": "DEBUG",
+    }
+    try:
+        result = CliRunner().invoke(cli.main, shlex.split(command)[1:], env=environ)
+        assert result.exit_code == 0, result.output
+        spec, host, port, log_level = served[0][:4]
+        assert (spec, host, port, log_level) == ("chat_room.app:app", "0.0.0.0", 8080, "debug")
+        result = CliRunner().invoke(cli.main, [*shlex.split(command)[1:], "--port", "9001"], env=environ)
+        assert result.exit_code == 0, result.output
+        assert served[1][2] == 9001  # an option given wins over the variable
+    finally:
+        for name in [name for name in sys.modules if name == "chat_room" or name.startswith("chat_room.")]:
+            del sys.modules[name]
+    for variable in ("CHAT_ROOM_HOST", "CHAT_ROOM_PORT", "CHAT_ROOM_LOG_LEVEL"):
+        assert f"| `{variable}` |" in readme
+
+
 @pytest.mark.parametrize(
     ("source", "setup"),
     [
-        ("/home/me/websuckets", 'python -m venv .venv && .venv/bin/pip install "/home/me/websuckets" -e ".[dev]"'),
+        ("/home/me/websuckets", 'python3 -m venv .venv && .venv/bin/pip install "/home/me/websuckets" -e ".[dev]"'),
         ("/tmp/websuckets-0.1.0-py3-none-any.whl", '.venv/bin/pip install "/tmp/websuckets-0.1.0-py3-none-any.whl" -e'),
-        ("", 'python -m venv .venv && .venv/bin/pip install -e ".[dev]"\n```'),
+        ("", 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"\n```'),
     ],
 )
 def test_the_readme_installs_websuckets_from_where_the_project_was_created(
@@ -119,10 +154,32 @@ def test_the_readme_walkthrough_installs_what_its_commands_need(tmp_path: Path) 
     """The README's own project set-up is the generated README's line, and its dev extra brings `--reload`'s extra."""
     walkthrough = readme_block((ROOT / "README.md").read_text(), "## Your own project")
     assert '.venv/bin/pip install "$websuckets_clone" -e ".[dev]"' in walkthrough
-    assert "run my_chat.app:app --reload" in walkthrough
+    assert "run my_chat.app:app --env-prefix MY_CHAT --reload" in walkthrough
     render(tmp_path / "p", "My Chat", "/clone")
     assert 'pip install "/clone" -e ".[dev]"' in (tmp_path / "p" / "README.md").read_text()
     assert '"websuckets[cli]",' in (tmp_path / "p" / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("into", ["chat", "."])
+def test_the_message_after_rendering_gives_the_readmes_commands_one_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], into: str
+) -> None:
+    """What copier prints after `copy` (and `recopy`, into "."): the README's commands, without comments to align."""
+    monkeypatch.chdir(tmp_path)
+    answers = {"project_name": "Chat Room", "websuckets_source": "/clone"}
+    copier.run_copy(str(TEMPLATE), into, data=answers, defaults=True, unsafe=False, quiet=False)
+    message = capsys.readouterr().err.split("Rendered Chat Room in ", 1)[1]
+    commands = [line.removeprefix("    ") for line in message.splitlines() if line.startswith("    ")]
+    readme = (tmp_path / into / "README.md").read_text()
+    shown = {line for block in re.findall(r"```sh\n(.*?)\n```", readme, re.DOTALL) for line in block.splitlines()}
+    assert commands == [
+        *([] if into == "." else [f"cd {into}"]),
+        'python3 -m venv .venv && .venv/bin/pip install "/clone" -e ".[dev]"',
+        ".venv/bin/python -m chat_room",
+        ".venv/bin/python -m pytest",
+    ]
+    assert set(commands[-3:]) <= shown
+    assert message.startswith("the current directory. " if into == "." else f"{into}. ")
 
 
 def test_the_install_section_names_the_wheel_this_version_builds() -> None:
@@ -237,11 +294,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     assert f"websuckets_source: {wheel}\n" in (project / ".copier-answers.yml").read_text()
     readme = (project / "README.md").read_text()
     setup = readme_block(readme, "Set up once")
-    assert setup == f'python -m venv .venv && .venv/bin/pip install "{wheel}" -e ".[dev]"'
-    # run the line as written, with this test's interpreter as the `python` it names
+    assert setup == f'python3 -m venv .venv && .venv/bin/pip install "{wheel}" -e ".[dev]"'
+    # run the line as written, with this test's interpreter as the `python3` it names
     tools = base / "bin"
     tools.mkdir()
-    (tools / "python").symlink_to(sys.executable)
+    (tools / "python3").symlink_to(sys.executable)
     env = clean_env(PATH=f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
     run(["bash", "-c", setup.replace(".venv/bin/pip install", ".venv/bin/pip install --quiet")], cwd=project, env=env)
     return Installed(project, "demo_app", readme)
@@ -266,12 +323,33 @@ def test_the_generated_project_passes_its_own_tests(installed: Installed) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_generated_project_can_reload_as_its_readme_says(installed: Installed) -> None:
-    """The README's set-up brings the `cli` extra, so the `websuckets run --reload` it shows can run."""
-    assert f".venv/bin/websuckets run {installed.package}.app:app --reload" in installed.readme
+async def test_the_generated_project_reloads_on_its_settings_as_its_readme_says(installed: Installed) -> None:
+    """The README's set-up brings the `cli` extra, so its `websuckets run --reload` runs, on the project's settings."""
+    command = readme_block(installed.readme, "While you work on it")
+    assert command == f".venv/bin/websuckets run {installed.package}.app:app --env-prefix DEMO_APP --reload"
     run([".venv/bin/python", "-c", "import watchfiles"], cwd=installed.project)
-    result = run([".venv/bin/websuckets", "run", "--help"], cwd=installed.project)
-    assert "--reload" in result.stdout
+    process = await asyncio.create_subprocess_exec(
+        *shlex.split(command),
+        cwd=installed.project,
+        env=clean_env(HOST="not-an-interface", DEMO_APP_HOST="127.0.0.1", DEMO_APP_PORT="0", DEMO_APP_LOG_LEVEL="INFO"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        match = re.search(r"serving on (ws://127\.0\.0\.1:\d+)", line)
+        assert match is not None, line
+        async with connect(match.group(1)) as socket:
+            await socket.send(json.dumps({"event": "system ping", "id": 1}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["id"] == 1
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 15)
+        assert "app stopped" in stderr.decode(), (stdout + stderr).decode()  # the log level: INFO
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
 
 
 @pytest.mark.slow

@@ -430,7 +430,12 @@ class WebSuckets:
             await server.wait_closed()
 
     async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
-        """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``."""
+        """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``.
+
+        A port already in use (or an address that is not this machine's) raises its `OSError`
+        before the app starts: no hook runs and nothing is logged as started and stopped.
+        """
+        await _check_bindable(host, port)
         secure = "s" if ssl is not None else ""
         # the printed line says where it serves: websockets' own "server listening on" would repeat it
         quiet = _QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
@@ -442,6 +447,19 @@ class WebSuckets:
             await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
+
+
+async def _check_bindable(host: str, port: int) -> None:
+    """Raise the `OSError` that binding ``host:port`` raises, if any; the port is free again on return.
+
+    The sockets are bound and closed without listening, so no connection is accepted (nor left in
+    TIME_WAIT) and the server binds the port again right after. Port 0 is always free.
+    """
+    if port == 0:
+        return
+    probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port, start_serving=False)
+    probe.close()
+    await probe.wait_closed()
 
 
 def _settle_malloc() -> None:

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .app import WebSuckets
@@ -112,7 +114,18 @@ def main() -> None:
     help="With --workers: seconds without a heartbeat after which a worker's event loop is stuck and it is killed.",
 )
 @click.option("--reload", is_flag=True, help="Restart when a .py file under the current directory changes.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(LOG_LEVELS))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS),
+    help="The level of the log on stderr.",
+)
+@click.option(
+    "--env-prefix",
+    metavar="PREFIX",
+    help="Read --host, --port and --log-level, where left out, from PREFIX_HOST, PREFIX_PORT and PREFIX_LOG_LEVEL.",
+)
 @click.option(
     "--origin", "origins", multiple=True, help="A browser origin allowed to connect (repeat it); '*' for any."
 )
@@ -134,16 +147,23 @@ def run(
     worker_timeout: float,
     reload: bool,
     log_level: str,
+    env_prefix: str | None,
     certfile: str | None,
     keyfile: str | None,
     **options: Any,
 ) -> None:
-    """Serve APP, given as MODULE:ATTRIBUTE (for example chat.app:app), until Ctrl+C or SIGTERM.
+    """Serve APP until Ctrl+C or SIGTERM.
+
+    APP is MODULE:ATTRIBUTE, a WebSuckets app (for example chat.app:app), or MODULE:FACTORY, a
+    function without arguments that makes one (for example chat:create_app).
 
     On Ctrl+C or SIGTERM the server stops accepting, lets commands in flight finish (up to the
     app's shutdown_timeout), then closes connections with code 1001. Options left out keep the
     app's own settings (see the "Security and limits" page).
     """
+    if env_prefix:
+        found = _from_environment(env_prefix, host=host, port=port, log_level=log_level)
+        host, port, log_level = found["host"], found["port"], found["log_level"]
     application = load_app(app)  # fail here, in the parent, with a one-line error
     if keyfile is not None and certfile is None:
         raise click.BadParameter("--keyfile needs --certfile", param_hint="--keyfile")
@@ -176,6 +196,29 @@ def run(
         _run_with_reload(app, host, port, log_level, settings, tls, loop)
     else:
         serve(app, host, port, log_level, settings, tls, loop)
+
+
+def _from_environment(prefix: str, **values: Any) -> dict[str, Any]:
+    """``values`` of options left out replaced by the variables ``PREFIX_NAME`` that are set.
+
+    A project's settings named after its package (``MY_CHAT_PORT``) so serve it under
+    ``websuckets run --env-prefix MY_CHAT`` as under its own ``python -m my_chat``.
+    """
+    context = click.get_current_context()
+    params = {param.name: param for param in context.command.params}
+    for name in values:
+        if context.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            continue  # given on the command line: it wins
+        variable = f"{prefix.removesuffix('_')}_{name.upper()}"
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        param = params[name]
+        try:
+            values[name] = param.type.convert(text.lower() if name == "log_level" else text, param, context)
+        except click.BadParameter as exc:
+            raise click.UsageError(f"{variable}={text!r} is not a valid {param.opts[0]}: {exc.message}") from None
+    return values
 
 
 def _settings(options: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +322,10 @@ def _run_with_reload(
 @click.argument("app")
 @click.option("--yaml", "as_yaml", is_flag=True, help="YAML instead of JSON (needs PyYAML).")
 def asyncapi(app: str, as_yaml: bool) -> None:
-    """Print the AsyncAPI 3.0 document of APP (MODULE:ATTRIBUTE): its commands, events and errors."""
+    """Print APP's AsyncAPI 3.0 document: commands, events, errors.
+
+    APP is MODULE:ATTRIBUTE or MODULE:FACTORY, as for run (for example chat:create_app).
+    """
     spec = load_app(app).asyncapi()
     if as_yaml:
         yaml = _optional("yaml", "--yaml", extra="schema")
@@ -291,9 +337,13 @@ def asyncapi(app: str, as_yaml: bool) -> None:
 @main.command()
 @click.argument("app")
 def typescript(app: str) -> None:
-    """Print TypeScript declarations for websuckets.js typed by APP's commands and events.
+    """Print TypeScript declarations of APP for websuckets.js.
 
-    Save them beside the client: websuckets typescript chat:app > web/websuckets.d.ts
+    The declarations type websuckets.js by APP's commands and events. APP is MODULE:ATTRIBUTE
+    or MODULE:FACTORY, as for run. Save them beside the client:
+
+    \b
+        websuckets typescript chat:create_app > web/websuckets.d.ts
     """
     from .typescript import declarations
 
@@ -304,7 +354,11 @@ def typescript(app: str) -> None:
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="The project's name (asked for when missing).")
 def new(path: Path, name: str | None) -> None:
-    """Create a project at PATH from the websuckets template: app, commands, services, tests."""
+    """Create a project at PATH from the websuckets template.
+
+    The project has an app, command groups, services behind a dishka provider, settings from
+    the environment and tests; its README says how to set it up, run it and test it.
+    """
     copier = _optional("copier", "websuckets new")  # before any question: a missing extra is the first thing to fix
     if path.exists() and any(path.iterdir()):
         raise click.ClickException(f"{path} is not empty: choose a new directory")

@@ -950,4 +950,6 @@ def _unavailable(what: str) -> BackendUnavailable:
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """``Type: message``, for the middle of a line of ours: without the message's final period."""
+    message = str(exc).rstrip().removesuffix(".")
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

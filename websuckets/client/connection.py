@@ -227,7 +227,8 @@ class Client:
                 if socket is not None:
                     attempt = 0
                     await self._serve(socket)
-                    code, reason = socket.close_code or 1006, socket.close_reason or ""
+                    # an int, as the close frame gave it: websockets' own 1005 and 1006 are CloseCode members
+                    code, reason = int(socket.close_code or 1006), socket.close_reason or ""
                 delay = None if self._closed or not self.reconnect else self.backoff.delay(attempt)
                 attempt += 1
                 self._lost(code, reason, delay)
