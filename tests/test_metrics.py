@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import CallNext, CommandGroup, Context, InternalError, WebSuckets
+from websuckets.backends import BackendHealth
 from websuckets.metrics import Metrics
 from websuckets.middleware import RateLimit, map_errors
 
@@ -106,6 +108,12 @@ async def test_scrape_counts_commands_outcomes_messages_and_bytes(caplog: pytest
     assert value("websuckets_sent_bytes_total") > 7 * len('{"event":"error"}')
     assert value("websuckets_backend_connected") == 1
     assert ("websuckets_backend_reconnects_total", ()) in samples
+    health = {
+        f"websuckets_backend_{f.name}" + ("" if f.name == "connected" else "_total") for f in fields(BackendHealth)
+    }
+    assert health <= {name for name, _ in samples}, "every BackendHealth figure is a metric"
+    table = (Path(__file__).parent.parent / "docs" / "guide" / "observability.md").read_text()
+    assert {name for name in health if f"| `{name}` |" not in table} == set(), "and a row of the guide's table"
 
 
 async def test_path_is_configurable_and_upgrades_pass() -> None:

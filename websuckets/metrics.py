@@ -32,7 +32,7 @@ The metrics (labels in brackets; see the "Observability" guide for queries):
 - ``websuckets_rate_limited_total``, ``websuckets_slow_consumers_closed_total``;
 - ``websuckets_backend_connected`` (gauge), ``websuckets_backend_reconnects_total``,
   ``websuckets_backend_failed_operations_total``, ``websuckets_backend_dropped_deliveries_total``,
-  ``websuckets_backend_listener_errors_total``.
+  ``websuckets_backend_listener_errors_total``, ``websuckets_backend_history_gaps_total``.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ class Metrics(Instrument):
                 ("backend_failed_operations", "Backend writes and deliveries that failed."),
                 ("backend_dropped_deliveries", "Messages from other processes for clients that had left this one."),
                 ("backend_listener_errors", "Messages from the backend that could not be handled."),
+                ("backend_history_gaps", "Times messages of a history room were found lost on their way here."),
             )
         }
         self.backend_connected = Gauge(
@@ -321,6 +322,7 @@ class Metrics(Instrument):
             self._advance("backend_failed_operations", health.failed_operations)
             self._advance("backend_dropped_deliveries", health.dropped_deliveries)
             self._advance("backend_listener_errors", health.listener_errors)
+            self._advance("backend_history_gaps", health.history_gaps)
 
     def _advance(self, name: str, total: int) -> None:
         """Add to counter ``name`` what ``total`` (a counter kept elsewhere) gained since the last sync."""
