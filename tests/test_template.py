@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -11,6 +12,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,43 +323,10 @@ def test_the_generated_project_passes_its_own_tests(installed: Installed) -> Non
     assert re.search(r"failed|error|warning", result.stdout.splitlines()[-1]) is None, result.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_the_generated_project_reloads_on_its_settings_as_its_readme_says(installed: Installed) -> None:
-    """The README's set-up brings the `cli` extra, so its `websuckets run --reload` runs, on the project's settings."""
-    command = readme_block(installed.readme, "While you work on it")
-    assert command == f".venv/bin/websuckets run {installed.package}.app:app --env-prefix DEMO_APP --reload"
-    run([".venv/bin/python", "-c", "import watchfiles"], cwd=installed.project)
-    process = await asyncio.create_subprocess_exec(
-        *shlex.split(command),
-        cwd=installed.project,
-        env=clean_env(HOST="not-an-interface", DEMO_APP_HOST="127.0.0.1", DEMO_APP_PORT="0", DEMO_APP_LOG_LEVEL="INFO"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        match = re.search(r"serving on (ws://127\.0\.0\.1:\d+)", line)
-        assert match is not None, line
-        async with connect(match.group(1)) as socket:
-            await socket.send(json.dumps({"event": "system ping", "id": 1}))
-            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["id"] == 1
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 15)
-        assert "app stopped" in stderr.decode(), (stdout + stderr).decode()  # the log level: INFO
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -> None:
-    """The README's `python -m PACKAGE` serves on the settings from the environment and exits cleanly on SIGINT."""
-    command = readme_block(installed.readme, "Run the app")
-    assert command == f".venv/bin/python -m {installed.package}"
+@contextlib.asynccontextmanager
+async def readme_server(installed: Installed, command: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """The README's ``command`` run in the generated project on the settings its environment gives (127.0.0.1,
+    a free port, INFO), until it prints its address; the process and that address. Killed if still running."""
     process = await asyncio.create_subprocess_exec(
         *shlex.split(command),
         cwd=installed.project,
@@ -371,7 +340,37 @@ async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -
         line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
         match = re.search(r"serving on (ws://127\.0\.0\.1:\d+)", line)
         assert match is not None, line
-        async with connect(match.group(1)) as socket:
+        yield process, match.group(1)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_generated_project_reloads_on_its_settings_as_its_readme_says(installed: Installed) -> None:
+    """The README's set-up brings the `cli` extra, so its `websuckets run --reload` runs, on the project's settings."""
+    command = readme_block(installed.readme, "While you work on it")
+    assert command == f".venv/bin/websuckets run {installed.package}.app:app --env-prefix DEMO_APP --reload"
+    run([".venv/bin/python", "-c", "import watchfiles"], cwd=installed.project)
+    async with readme_server(installed, command) as (process, url):
+        async with connect(url) as socket:
+            await socket.send(json.dumps({"event": "system ping", "id": 1}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 10))["id"] == 1
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 15)
+        assert "app stopped" in stderr.decode(), (stdout + stderr).decode()  # the log level: INFO
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -> None:
+    """The README's `python -m PACKAGE` serves on the settings from the environment and exits cleanly on SIGINT."""
+    command = readme_block(installed.readme, "Run the app")
+    assert command == f".venv/bin/python -m {installed.package}"
+    async with readme_server(installed, command) as (process, url):
+        async with connect(url) as socket:
             await socket.send(json.dumps({"event": "notes add", "payload": {"text": "hello"}, "id": 1}))
             reply = json.loads(await asyncio.wait_for(socket.recv(), 10))
             assert reply["event"] == "note added"
@@ -389,7 +388,3 @@ async def test_the_generated_project_serves_until_ctrl_c(installed: Installed) -
         stdout, stderr = await asyncio.wait_for(process.communicate(), 15)
         assert process.returncode == 0, (stdout + stderr).decode()
         assert "app stopped" in stderr.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
