@@ -41,16 +41,11 @@ from .backends.base import TokenRecord, UserId
 from .exc import BackendUnavailable
 from .session import User
 from .store import SessionStore
+from .wire import SUBPROTOCOL, TOKEN_SUBPROTOCOL
 
 __all__ = ["SUBPROTOCOL", "TOKEN_SUBPROTOCOL", "Authorize", "HandshakeAuth", "HandshakeTokens", "select_subprotocol"]
 
 logger = logging.getLogger("websuckets.handshake")
-
-SUBPROTOCOL = Subprotocol("websuckets")
-"""The subprotocol a websuckets server selects whenever a client offers it."""
-
-TOKEN_SUBPROTOCOL = "websuckets.token."
-"""The prefix of the subprotocol that carries a token: ``websuckets.token.<token>``."""
 
 Authorize = Callable[[UserId, Request], bool | Awaitable[bool]]
 """``authorize(user_id, request)``: whether a verified user may open this websocket (403 if not)."""
@@ -184,7 +179,7 @@ class HandshakeTokens:
 
 def select_subprotocol(connection: ServerConnection, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
     """Select ``websuckets`` when the client offers it, else none (websockets' ``select_subprotocol``)."""
-    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in subprotocols else None
 
 
 def _subprotocols(values: Sequence[str]) -> list[str]:
