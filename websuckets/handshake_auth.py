@@ -37,15 +37,19 @@ from websockets.headers import parse_subprotocol
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from . import wire
 from .backends.base import TokenRecord, UserId
 from .exc import BackendUnavailable
 from .session import User
 from .store import SessionStore
-from .wire import SUBPROTOCOL, TOKEN_SUBPROTOCOL
+from .wire import TOKEN_SUBPROTOCOL
 
 __all__ = ["SUBPROTOCOL", "TOKEN_SUBPROTOCOL", "Authorize", "HandshakeAuth", "HandshakeTokens", "select_subprotocol"]
 
 logger = logging.getLogger("websuckets.handshake")
+
+SUBPROTOCOL = Subprotocol(wire.SUBPROTOCOL)
+"""The subprotocol a websuckets server selects whenever a client offers it (``wire.SUBPROTOCOL``, typed)."""
 
 Authorize = Callable[[UserId, Request], bool | Awaitable[bool]]
 """``authorize(user_id, request)``: whether a verified user may open this websocket (403 if not)."""
@@ -179,7 +183,7 @@ class HandshakeTokens:
 
 def select_subprotocol(connection: ServerConnection, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
     """Select ``websuckets`` when the client offers it, else none (websockets' ``select_subprotocol``)."""
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in subprotocols else None
+    return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
 
 def _subprotocols(values: Sequence[str]) -> list[str]:
