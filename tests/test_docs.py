@@ -51,6 +51,7 @@ INTERNAL_MODULES = (
     "websuckets.dispatcher",
     "websuckets.envelope",
     "websuckets.handlers",
+    "websuckets.http",
     "websuckets.store",
     "websuckets.presence",
 )

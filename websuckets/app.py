@@ -15,6 +15,7 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
+from ._logging import QuietFrames, quiet_frames
 from .answer import request_chain
 from .backends.base import Backend, UserId
 from .backends.memory import MemoryBackend
@@ -25,7 +26,7 @@ from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
 from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
-from .history import GAP_EVENT, POSITION_EVENT, History, HistoryRules
+from .history import History, HistoryRules
 from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
@@ -34,6 +35,7 @@ from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
 from .store import SessionStore
+from .wire import GAP_EVENT, POSITION_EVENT
 
 __all__ = ["WebSuckets"]
 
@@ -438,7 +440,7 @@ class WebSuckets:
         await _check_bindable(host, port)
         secure = "s" if ssl is not None else ""
         # the printed line says where it serves: websockets' own "server listening on" would repeat it
-        quiet = _QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
+        quiet = QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
         async with self, self.serve(host, port, ssl=ssl, logger=quiet) as server:
             address = _address(server, host, "ws" + secure)
             print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
@@ -470,29 +472,6 @@ def _settle_malloc() -> None:
     Freeing one such block raises glibc's threshold to its size; other C libraries ignore this.
     """
     bytearray(2**20)
-
-
-class _QuietFrames(logging.LoggerAdapter[logging.Logger]):
-    """``logger`` without DEBUG records, and without the messages (format strings) in ``skip``."""
-
-    def __init__(self, logger: logging.Logger, skip: frozenset[str] | set[str] = frozenset()) -> None:
-        super().__init__(logger)
-        self.skip = frozenset(skip)
-
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802  (the logging API's name)
-        return level > logging.DEBUG and self.logger.isEnabledFor(level)
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if msg not in self.skip:
-            super().log(level, msg, *args, **kwargs)
-
-
-def quiet_frames(logger: logging.Logger) -> logging.LoggerAdapter[logging.Logger]:
-    """``logger`` for websockets, with its DEBUG frame dumps off: frames carry tokens and passwords.
-
-    Pass your own ``logger=`` to `WebSuckets.serve` to get them back while debugging.
-    """
-    return _QuietFrames(logger)
 
 
 def _address(server: Server, host: str, scheme: str = "ws") -> str:

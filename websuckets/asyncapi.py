@@ -25,8 +25,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from . import exc
-from .health import json_response
-from .instrument import Instrument, is_upgrade, url_path
+from .http import is_upgrade, json_response, url_path
+from .instrument import Instrument
+from .wire import ERROR_EVENT
 
 if TYPE_CHECKING:
     from .app import WebSuckets
@@ -37,7 +38,6 @@ __all__ = ["CHANNEL", "ERROR_EVENT", "AsyncAPIPage", "document", "framework_erro
 ASYNCAPI_VERSION = "3.0.0"
 CHANNEL = "websocket"
 """The one channel: the websocket connection, on any path."""
-ERROR_EVENT = "error"
 SCHEMAS = "#/components/schemas/{model}"
 
 ID_SCHEMA: dict[str, Any] = {

@@ -13,6 +13,7 @@ from pydantic_core import from_json
 
 from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
+from .wire import ERROR_EVENT, MISSING
 
 __all__ = [
     "ECHO_LIMIT",
@@ -32,22 +33,6 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 ECHO_LIMIT: Final = 128
 """At most this many characters of what a client sent (an event name) come back in an error."""
-
-
-class _Missing:
-    """The type of `MISSING`: a command sent without a ``payload`` key."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING: Final = _Missing()
-"""The payload of a command that has no ``payload`` key (``null`` is ``None``)."""
 
 
 @dataclass(slots=True)
@@ -161,7 +146,7 @@ def error_event(error: InternalError, event: str | None = None, id: str | int | 
     if event is not None and len(event) > ECHO_LIMIT:
         event = bounded(event)
     payload = {"name": error.name, "details": error.details, "event": event, "id": id}
-    return dump_event("error", payload, fallback=str)
+    return dump_event(ERROR_EVENT, payload, fallback=str)
 
 
 _POSITION = re.compile(r"(?P<problem>.+) at line (?P<line>\d+) column (?P<column>\d+)")

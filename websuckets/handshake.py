@@ -15,6 +15,8 @@ from http import HTTPStatus
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from .http import is_upgrade
+
 __all__ = ["Check", "Handshake", "limit_connections"]
 
 Check = Callable[[ServerConnection, Request], Response | Awaitable[Response | None] | None]
@@ -43,7 +45,7 @@ def limit_connections(
     """A check refusing an upgrade with HTTP 503 and ``Retry-After`` while ``count()`` is at ``limit``."""
 
     def connection_cap(connection: ServerConnection, request: Request) -> Response | None:
-        if count() < limit or "websocket" not in request.headers.get("Upgrade", "").lower():
+        if count() < limit or not is_upgrade(request):
             return None
         connection.logger.warning("handshake refused: %d connections open, the limit", limit)
         response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections, try again later\n")

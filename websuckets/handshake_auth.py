@@ -37,20 +37,19 @@ from websockets.headers import parse_subprotocol
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from . import wire
 from .backends.base import TokenRecord, UserId
 from .exc import BackendUnavailable
 from .session import User
 from .store import SessionStore
+from .wire import TOKEN_SUBPROTOCOL
 
 __all__ = ["SUBPROTOCOL", "TOKEN_SUBPROTOCOL", "Authorize", "HandshakeAuth", "HandshakeTokens", "select_subprotocol"]
 
 logger = logging.getLogger("websuckets.handshake")
 
-SUBPROTOCOL = Subprotocol("websuckets")
-"""The subprotocol a websuckets server selects whenever a client offers it."""
-
-TOKEN_SUBPROTOCOL = "websuckets.token."
-"""The prefix of the subprotocol that carries a token: ``websuckets.token.<token>``."""
+SUBPROTOCOL = Subprotocol(wire.SUBPROTOCOL)
+"""The subprotocol a websuckets server selects whenever a client offers it (``wire.SUBPROTOCOL``, typed)."""
 
 Authorize = Callable[[UserId, Request], bool | Awaitable[bool]]
 """``authorize(user_id, request)``: whether a verified user may open this websocket (403 if not)."""

@@ -15,15 +15,14 @@ message, and websocket upgrades pass through them untouched.
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .instrument import Instrument, is_upgrade, url_path
+from .http import is_upgrade, json_response, url_path
+from .instrument import Instrument
 
 if TYPE_CHECKING:
     from .app import WebSuckets
@@ -67,23 +66,3 @@ class Health(Instrument):
             status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
             return json_response(status, {"status": "ready" if ready else "unavailable", "reason": reason})
         return None
-
-
-def json_response(status: HTTPStatus, body: object, content_type: str = "application/json") -> Response:
-    """A response holding ``body`` as JSON (or as text, when it is ``str`` or ``bytes``), never cached."""
-    if isinstance(body, bytes):
-        data = body
-    elif isinstance(body, str):
-        data = body.encode()
-    else:
-        data = json.dumps(body).encode()
-    headers = Headers(
-        [
-            ("Connection", "close"),
-            ("Content-Length", str(len(data))),
-            ("Content-Type", content_type),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, data)

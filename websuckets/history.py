@@ -23,6 +23,7 @@ from pydantic_core import to_json
 
 from .delivery import send_batch
 from .events import ClientEvent
+from .wire import GAP_EVENT, POSITION_EVENT, Position
 
 __all__ = [
     "GAP_EVENT",
@@ -40,10 +41,6 @@ __all__ = [
     "stampable",
 ]
 
-POSITION_EVENT = "websuckets position"
-"""Sent to a client joining a history room, and after each resume: where it now stands."""
-GAP_EVENT = "websuckets gap"
-"""Sent to the members of a room whose messages were lost on their way to this process."""
 HISTORY_IDLE = 24 * 60 * 60
 """Seconds a room's history outlives its last message (its ``ttl`` when longer); then a new epoch starts."""
 MAX_TTL = 365 * 24 * 60 * 60
@@ -67,13 +64,6 @@ class History:
             raise ValueError(f"History(size=...) is a positive number of messages, not {self.size!r}")
         if self.ttl is not None and not 0 < self.ttl <= MAX_TTL:
             raise ValueError(f"History(ttl=...) is a number of seconds up to {MAX_TTL} or None, not {self.ttl!r}")
-
-
-class Position(NamedTuple):
-    """Where a message stands in its room: the room's epoch and the message's offset in it."""
-
-    epoch: str
-    offset: int
 
 
 class HistoryRules:

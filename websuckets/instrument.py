@@ -74,13 +74,3 @@ class Instrument:
 
     async def shutdown(self, app: WebSuckets) -> None:
         """Called when the app stops, before its backend closes."""
-
-
-def is_upgrade(request: Request) -> bool:
-    """Whether ``request`` asks for a websocket (instruments leave those alone)."""
-    return "websocket" in request.headers.get("Upgrade", "").lower()
-
-
-def url_path(request: Request) -> str:
-    """The path of ``request``, without its query string."""
-    return request.path.partition("?")[0]

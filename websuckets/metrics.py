@@ -54,8 +54,8 @@ from websockets.server import ServerProtocol
 from . import delivery
 from .context import CallNext, Context, Middleware
 from .exc import InternalError, RateLimited
-from .health import json_response
-from .instrument import Instrument, is_upgrade, url_path
+from .http import is_upgrade, json_response, url_path
+from .instrument import Instrument
 from .middleware.errors import answer_error, map_errors
 
 try:

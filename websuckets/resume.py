@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field, StringConstraints
 from websockets.asyncio.server import ServerConnection
 
 from .context import Context
-from .history import Position
 from .routing import CommandGroup
 from .session import User
+from .wire import MAX_ROOMS, RESUME_EVENT, Position
 
 __all__ = [
     "MAX_ROOMS",
@@ -33,9 +33,6 @@ __all__ = [
     "RoomPosition",
     "resume_commands",
 ]
-
-MAX_ROOMS = 100
-"""Rooms one command may resume, and positions a connection keeps waiting for a join."""
 
 
 class RoomPosition(BaseModel):
@@ -79,7 +76,7 @@ class GapPayload(BaseModel):
 def resume_commands() -> CommandGroup:
     """A group holding ``websuckets resume``, for one app."""
     group = CommandGroup("websuckets")
-    group.command("resume", replies={"websuckets resume": ResumeReply})(resume)
+    group.command("resume", replies={RESUME_EVENT: ResumeReply})(resume)
     return group
 
 
@@ -95,7 +92,7 @@ async def resume(socket: ServerConnection, model: ResumeRequest, user: User, ctx
         else:
             _wait_for_join(user, room, since)
             waiting.append(room)
-    await ctx.reply("websuckets resume", {"waiting": waiting})
+    await ctx.reply(RESUME_EVENT, {"waiting": waiting})
 
 
 def _wait_for_join(user: User, room: str, since: Position) -> None:

@@ -19,6 +19,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .http import is_upgrade
+
 __all__ = ["CLIENT_JS", "StaticFiles"]
 
 CLIENT_JS = Path(__file__).resolve().parent / "js" / "websuckets.js"
@@ -82,7 +84,7 @@ class StaticFiles:
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer a plain HTTP request with a file, 404 or 405; ``None`` for a websocket upgrade."""
-        if "websocket" in request.headers.get("Upgrade", "").lower():
+        if is_upgrade(request):
             return None
         method = getattr(request, "method", "GET")  # websockets < 16 parses GET requests only
         if method not in ("GET", "HEAD"):

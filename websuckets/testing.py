@@ -37,10 +37,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from .app import WebSuckets, quiet_frames
+from ._logging import quiet_frames
+from .app import WebSuckets
 from .dispatcher import Connection
-from .envelope import MISSING
 from .handshake import Handshake
+from .wire import ERROR_EVENT, MISSING
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
 
@@ -68,7 +69,7 @@ class Received:
 
     @property
     def is_error(self) -> bool:
-        return self.event == "error"
+        return self.event == ERROR_EVENT
 
     @property
     def error_name(self) -> str | None:

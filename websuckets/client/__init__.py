@@ -17,7 +17,7 @@ reconnects with backoff, queues commands while disconnected, and resumes rooms w
 from the last position it saw. ``import websuckets`` does not import it.
 """
 
-from ..history import Position
+from ..wire import Position
 from .backoff import Backoff
 from .connection import Client, connect
 from .errors import ClientError

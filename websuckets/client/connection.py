@@ -23,10 +23,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from ..app import quiet_frames
-from ..envelope import MISSING
-from ..handshake_auth import SUBPROTOCOL, TOKEN_SUBPROTOCOL
-from ..history import GAP_EVENT
+from .._logging import quiet_frames
+from ..wire import GAP_EVENT, MISSING, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
 from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
@@ -37,8 +35,6 @@ from .positions import Positions, Report
 __all__ = ["Client", "connect"]
 
 logger = logging.getLogger("websuckets.client")
-
-RESUME_COMMAND = "websuckets resume"
 
 
 class Client:
@@ -243,7 +239,9 @@ class Client:
 
     async def _open(self) -> ClientConnection | None:
         offered = (
-            [SUBPROTOCOL, Subprotocol(TOKEN_SUBPROTOCOL + self.token)] if self.handshake_token and self.token else None
+            [Subprotocol(SUBPROTOCOL), Subprotocol(TOKEN_SUBPROTOCOL + self.token)]
+            if self.handshake_token and self.token
+            else None
         )
         try:
             return await open_connection(
@@ -332,7 +330,7 @@ class Client:
         self._resumes.add(command_id)
         self.positions.resuming(payload["rooms"], command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
-        await self._write(socket, _command(RESUME_COMMAND, payload, command_id))
+        await self._write(socket, _command(RESUME_EVENT, payload, command_id))
 
     # receiving
 

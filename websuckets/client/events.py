@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from ..history import Position
+from ..wire import ERROR_EVENT, Position
 
 __all__ = ["ServerEvent"]
 
@@ -61,7 +61,7 @@ class ServerEvent:
     @property
     def is_error(self) -> bool:
         """Whether this is an ``error`` event."""
-        return self.event == "error"
+        return self.event == ERROR_EVENT
 
     @property
     def answers(self) -> str | int | None:

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..history import POSITION_EVENT, Position
-from ..resume import MAX_ROOMS
+from ..wire import MAX_ROOMS, POSITION_EVENT, Position
 from .events import ServerEvent
 
 __all__ = ["MAX_SEEN", "Positions", "Report"]
@@ -171,7 +170,7 @@ class Positions(MutableMapping[str, Position]):
     def resume_payloads(self, rooms: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The payloads of the ``websuckets resume`` commands for ``rooms`` (all known ones by default).
 
-        One command for every `websuckets.resume.MAX_ROOMS` rooms; none when no position is known.
+        One command for every `websuckets.wire.MAX_ROOMS` rooms; none when no position is known.
         """
         known = [(room, self._rooms[room]) for room in (self._rooms if rooms is None else rooms) if room in self._rooms]
         chunks = [known[start : start + MAX_ROOMS] for start in range(0, len(known), MAX_ROOMS)]
