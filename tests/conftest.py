@@ -1,12 +1,73 @@
+"""Fixtures shared by the suite, and the backend contract's one parametrisation.
+
+Every test that asks for ``make_backend`` (directly, or through ``serve``) is part of the backend
+contract: it runs once on each backend of the list, and carries the ``backend_contract`` marker. The
+list is MemoryBackend and RedisBackend (on a real redis-server of the test's own) unless
+``--backend`` names others, so a third-party backend runs the same contract from a clone::
+
+    pytest -m backend_contract --backend mypkg.backend:make_backend
+"""
+
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Iterator
 
 import pytest
 from redis_server import RedisServer
 
+from websuckets import WebSuckets
 from websuckets.backends import Backend, MemoryBackend
 from websuckets.backends.redis import RedisBackend
+from websuckets.testing import TestClient
+
+BackendFactory = Callable[[], Backend]
+Serve = Callable[..., TestClient]
+
+BUILT_IN = ("memory", "redis")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="run the backend contract on this backend instead of memory and redis (repeat for several; "
+        "'memory' and 'redis' name the built-in ones). FACTORY is called with no argument for each test, "
+        "or with the URL of a fresh redis-server if it needs one, and returns a websuckets Backend.",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise every test that uses ``make_backend`` over the backend list, once, in one place."""
+    if "backend_name" in metafunc.fixturenames:
+        names = metafunc.config.getoption("backend") or list(BUILT_IN)
+        metafunc.parametrize(
+            "backend_name", [pytest.param(name, id=name, marks=pytest.mark.backend_contract) for name in names]
+        )
+
+
+def load_factory(spec: str) -> Callable[..., Backend]:
+    """``MODULE:FACTORY`` -> the callable; a usage error names what is wrong."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise pytest.UsageError(f"--backend {spec!r}: expected MODULE:FACTORY, 'memory' or 'redis'")
+    try:
+        factory: Callable[..., Backend] = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise pytest.UsageError(f"--backend {spec!r}: {error}") from error
+    return factory
+
+
+def needs_an_argument(factory: Callable[..., Backend]) -> bool:
+    """Whether ``factory`` has a required parameter (then it is given the redis URL)."""
+    return any(
+        parameter.default is inspect.Parameter.empty
+        and parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for parameter in inspect.signature(factory).parameters.values()
+    )
 
 
 @pytest.fixture(params=["memory", "real"])
@@ -31,10 +92,28 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_backend(request: pytest.FixtureRequest) -> Callable[[], Backend]:
-    """A factory of fresh backends of one kind; the Redis ones share a real redis-server."""
-    if request.param == "memory":
+@pytest.fixture
+def make_backend(request: pytest.FixtureRequest, backend_name: str) -> BackendFactory:
+    """A factory of fresh backends of one kind, for the backend contract; the Redis ones share a real
+    redis-server. Asking for it makes the test run on every backend of the list (see the module's docstring)."""
+    if backend_name == "memory":
         return MemoryBackend
-    url: str = request.getfixturevalue("redis_url")
-    return lambda: RedisBackend(url, heartbeat=0.2, dead_after=1.0)
+    if backend_name == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return lambda: RedisBackend(url, heartbeat=0.2, dead_after=1.0)
+    factory = load_factory(backend_name)
+    if needs_an_argument(factory):
+        url = request.getfixturevalue("redis_url")
+        return lambda: factory(url)
+    return factory
+
+
+@pytest.fixture
+def serve(make_backend: BackendFactory) -> Serve:
+    """``serve(make_app, **options)``: a TestClient on a real server on 127.0.0.1 of the app
+    ``make_app(backend=<a fresh backend of the contract's list>, **options)``."""
+
+    def serving(factory: Callable[..., WebSuckets], **options: object) -> TestClient:
+        return TestClient(factory(backend=make_backend(), **options), real=True)
+
+    return serving
