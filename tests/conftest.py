@@ -35,9 +35,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="MODULE:FACTORY",
         help="run the backend contract on this backend instead of memory and redis (repeat for several; "
-        "'memory' and 'redis' name the built-in ones). FACTORY is called with no argument for each test, "
-        "or with the URL of a fresh redis-server if it needs one, and returns a websuckets Backend.",
+        "'memory' and 'redis' name the built-in ones). FACTORY returns a websuckets Backend; it is called for "
+        "each backend a test needs, with the URL of a fresh redis-server if it takes a positional argument.",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check each ``--backend`` at once, so a typo is a usage error rather than a failure in every test."""
+    for spec in config.getoption("backend"):
+        if spec not in BUILT_IN:
+            load_factory(spec)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -61,13 +68,10 @@ def load_factory(spec: str) -> Callable[..., Backend]:
     return factory
 
 
-def needs_an_argument(factory: Callable[..., Backend]) -> bool:
-    """Whether ``factory`` has a required parameter (then it is given the redis URL)."""
-    return any(
-        parameter.default is inspect.Parameter.empty
-        and parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        for parameter in inspect.signature(factory).parameters.values()
-    )
+def takes_the_url(factory: Callable[..., Backend]) -> bool:
+    """Whether ``factory`` takes a positional argument, optional or not: then it is given a redis-server's URL."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(parameter.kind in positional for parameter in inspect.signature(factory).parameters.values())
 
 
 @pytest.fixture(params=["memory", "real"])
@@ -102,7 +106,7 @@ def make_backend(request: pytest.FixtureRequest, backend_name: str) -> BackendFa
         url: str = request.getfixturevalue("redis_url")
         return lambda: RedisBackend(url, heartbeat=0.2, dead_after=1.0)
     factory = load_factory(backend_name)
-    if needs_an_argument(factory):
+    if takes_the_url(factory):
         url = request.getfixturevalue("redis_url")
         return lambda: factory(url)
     return factory
