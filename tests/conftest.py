@@ -112,12 +112,13 @@ def make_backend(request: pytest.FixtureRequest, backend_name: str) -> BackendFa
     return factory
 
 
-@pytest.fixture
-def serve(make_backend: BackendFactory) -> Serve:
-    """``serve(make_app, **options)``: a TestClient on a real server on 127.0.0.1 of the app
-    ``make_app(backend=<a fresh backend of the contract's list>, **options)``."""
+@pytest.fixture(params=["socket", "in-process"])
+def serve(request: pytest.FixtureRequest, make_backend: BackendFactory) -> Serve:
+    """``serve(make_app, **options)``: a TestClient of the app ``make_app(backend=<a fresh backend of the
+    contract's list>, **options)``, served on a real server on 127.0.0.1 and, in a second run, in memory."""
+    real = request.param == "socket"
 
     def serving(factory: Callable[..., WebSuckets], **options: object) -> TestClient:
-        return TestClient(factory(backend=make_backend(), **options), real=True)
+        return TestClient(factory(backend=make_backend(), **options), real=real)
 
     return serving

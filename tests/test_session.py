@@ -1,7 +1,7 @@
 """Session.online and Session.verified, User attributes, tokens: expiry and reuse.
 
 The tests that take ``serve`` are part of the backend contract: they run on every backend of
-tests/conftest.py's list, each app on a real server on 127.0.0.1.
+tests/conftest.py's list, each app served over a socket on 127.0.0.1 and in memory.
 """
 
 import asyncio
