@@ -7,7 +7,10 @@ rooms, through the public API of a running app.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -21,6 +24,7 @@ from websuckets.backends.redis import RedisBackend
 from websuckets.testing import Received, TestClient, TestConnection
 
 BackendFactory = Callable[[], Backend]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Login(BaseModel):
@@ -200,3 +204,27 @@ async def test_redis_holds_no_raw_token(redis_url: str) -> None:
         everything = b"".join(key + (dump.dump(key) or b"") for key in dump.scan_iter())
         assert Token.digest(token).encode() in everything
         assert token.encode() not in everything
+
+
+def test_another_backend_runs_the_contract_alone() -> None:
+    """``pytest -m backend_contract --backend MODULE:FACTORY`` runs only the contract, only on that backend;
+    a factory that takes an argument gets a redis-server's URL; a wrong name is a usage error."""
+    run = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "-m", "backend_contract"]
+    memory, redis_backend = "websuckets.backends:MemoryBackend", "websuckets.backends.redis:RedisBackend"
+    chosen = ["--backend", memory, "--backend", redis_backend, "tests/test_delivery.py", "-k", "framed_once"]
+    done = subprocess.run([*run, *chosen], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = sorted(line.split("[")[-1] for line in done.stdout.splitlines() if line.startswith("PASSED"))
+    assert passed == [f"{redis_backend}]", f"{memory}]"], done.stdout
+    assert "2 passed, 2 deselected" in done.stdout  # the file's other test, and no memory or redis run
+
+    wrong = subprocess.run(
+        [*run, "--backend", "websuckets.backends:Nope", "tests/test_delivery.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--backend 'websuckets.backends:Nope'" in wrong.stderr

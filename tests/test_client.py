@@ -21,7 +21,6 @@ from websockets.http11 import Request, Response
 from websuckets import CallNext, ClientEvent, CommandGroup, Context, History, Session, WebSuckets
 from websuckets.backends import Backend
 from websuckets.backends.memory import MemoryBackend
-from websuckets.backends.redis import RedisBackend
 from websuckets.client import Backoff, Client, ClientError, Position, Positions, ServerEvent, connect
 from websuckets.exc import InternalError, WebSucketsError
 from websuckets.handshake_auth import HandshakeAuth
@@ -184,11 +183,10 @@ async def server() -> AsyncIterator[Server]:
         yield served
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def history_server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
-    """The server with each backend that keeps history: the resume tests run over both."""
-    backend = RedisBackend(request.getfixturevalue("redis_url")) if request.param == "redis" else None
-    async with serving(backend=backend) as served:
+@pytest.fixture
+async def history_server(make_backend: Callable[[], Backend]) -> AsyncIterator[Server]:
+    """The server on each backend of the contract's list (tests/conftest.py): the resume tests run on every one."""
+    async with serving(backend=make_backend()) as served:
         yield served
 
 

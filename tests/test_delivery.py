@@ -1,4 +1,8 @@
-"""Fan-out to local connections (`websuckets.delivery.send_now`): framed once, never awaiting a receiver."""
+"""Fan-out to local connections (`websuckets.delivery.send_now`): framed once, never awaiting a receiver.
+
+Both tests are part of the backend contract: a broadcast goes through the backend, so they run on every
+backend of tests/conftest.py's list.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ from unittest import mock
 from websockets.asyncio.client import connect
 
 from websuckets import ClientEvent, Session, WebSuckets, delivery
+from websuckets.backends import Backend
 from websuckets.testing import TestClient
 
+BackendFactory = Callable[[], Backend]
 
-async def test_a_fan_out_is_framed_once_and_reaches_every_kind_of_connection() -> None:
+
+async def test_a_fan_out_is_framed_once_and_reaches_every_kind_of_connection(make_backend: BackendFactory) -> None:
     """Plain connections share one frame; a compressed one gets its own, and all read the same event."""
-    async with TestClient(WebSuckets(compression="deflate"), real=True) as client:
+    async with TestClient(WebSuckets(backend=make_backend(), compression="deflate"), real=True) as client:
         plain = [await connect(client.url, compression=None) for _ in range(3)]
         deflated = await connect(client.url)  # offers permessage-deflate, which the server accepts
         assert deflated.protocol.extensions
@@ -28,9 +35,9 @@ async def test_a_fan_out_is_framed_once_and_reaches_every_kind_of_connection() -
             await ws.close()
 
 
-async def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on() -> None:
+async def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(make_backend: BackendFactory) -> None:
     """A receiver with over SLOW_CONSUMER_BUFFER unread is closed (1013, then dropped); the others get every message."""
-    async with TestClient(WebSuckets(), real=True) as client:
+    async with TestClient(WebSuckets(backend=make_backend()), real=True) as client:
         reader = await connect(client.url, max_size=None)
         stuck = await connect(client.url, max_size=None, max_queue=1)  # stops reading after a frame or two
         await _until(lambda: len(Session.online) == 2)

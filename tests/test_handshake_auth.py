@@ -1,9 +1,14 @@
-"""Handshake authentication: a token in a header, the subprotocol, a cookie or the query string."""
+"""Handshake authentication: a token in a header, the subprotocol, a cookie or the query string.
+
+The tests that take ``make_backend`` (checking, expiring and revoking tokens) are part of the backend
+contract: they run on every backend of tests/conftest.py's list.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,13 +21,14 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request
 
 from websuckets import CommandGroup, Context, Session, Token, User, WebSuckets
-from websuckets.backends import MemoryBackend
+from websuckets.backends import Backend, MemoryBackend
 from websuckets.backends.base import TokenRecord
 from websuckets.exc import BackendUnavailable, Unauthorized
 from websuckets.handshake_auth import HandshakeAuth
 from websuckets.testing import TestClient
 
 ALICE = "alice"
+BackendFactory = Callable[[], Backend]
 
 
 class Login(BaseModel):
@@ -56,16 +62,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_a_bearer_header_verifies_the_user_before_its_first_command(real: bool) -> None:
+async def test_a_bearer_header_verifies_the_user_before_its_first_command(make_backend: BackendFactory) -> None:
     """The User is verified with the handshake's token when the connect hooks run; no token field is needed."""
-    app = make_app()
+    app = make_app(backend=make_backend())
     seen: list[tuple[object, bool]] = []
 
     @app.on_connect
     async def hello(user: User) -> None:
         seen.append((user.id, user.id in Session.verified))
 
-    async with TestClient(app, real=real) as client:
+    async with TestClient(app, real=True) as client:
         token = app.issue_token(ALICE)
         alice = await client.connect(headers=bearer(token))
         assert seen == [(ALICE, True)]
@@ -112,11 +118,23 @@ async def test_the_server_answers_the_websuckets_subprotocol_never_the_token() -
     [(None, None), ("wrong", "The token is invalid"), ("expired", "The token has expired")],
 )
 async def test_no_token_or_a_bad_one_is_refused_with_401(
-    token: str | None, description: str | None, real: bool
+    token: str | None,
+    description: str | None,
+    make_backend: BackendFactory,
+    backend_name: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """401 with WWW-Authenticate: Bearer; an error description for a token given, telling expired from invalid."""
-    app = make_app(token_ttl=0.05)
-    async with TestClient(app, real=real) as client:
+    if backend_name == "redis" and token == "expired":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Redis drops a token's key at its expiry, so a token that expired before this process saw it "
+                "is unknown: 'The token is invalid' (SessionStore.expired says so); MemoryBackend keeps the record",
+            )
+        )
+    app = make_app(token_ttl=0.05, backend=make_backend())
+    async with TestClient(app, real=True) as client:
         if token == "expired":
             token = app.issue_token(ALICE)
             await asyncio.sleep(0.1)
@@ -148,10 +166,10 @@ async def test_authorize_refuses_a_valid_token_with_403(real: bool) -> None:
         assert refused.value.response.status_code == 403
 
 
-async def test_an_optional_token_lets_anonymous_clients_in_to_sign_in(real: bool) -> None:
+async def test_an_optional_token_lets_anonymous_clients_in_to_sign_in(make_backend: BackendFactory) -> None:
     """required=False: no token connects unverified and may log in with a command; a bad token is still refused."""
-    app = make_app(HandshakeAuth(required=False))
-    async with TestClient(app, real=real) as client:
+    app = make_app(HandshakeAuth(required=False), backend=make_backend())
+    async with TestClient(app, real=True) as client:
         anonymous = await client.connect()
         assert not Session.online[anonymous.client_id].verified
         await anonymous.send("whoami")
@@ -165,10 +183,10 @@ async def test_an_optional_token_lets_anonymous_clients_in_to_sign_in(real: bool
         assert refused.value.response.status_code == 401
 
 
-async def test_a_token_that_expires_while_connected_is_reported_as_expired(real: bool) -> None:
+async def test_a_token_that_expires_while_connected_is_reported_as_expired(make_backend: BackendFactory) -> None:
     """The connection's token stops opening protected commands; every try says it expired, until a new one."""
-    app = make_app(HandshakeAuth(required=False), token_ttl=0.2)
-    async with TestClient(app, real=real) as client:
+    app = make_app(HandshakeAuth(required=False), token_ttl=0.2, backend=make_backend())
+    async with TestClient(app, real=True) as client:
         alice = await client.connect(headers=bearer(app.issue_token(ALICE)))
         assert (await alice.request("whoami")).payload == ALICE
         await asyncio.sleep(0.25)
@@ -180,31 +198,33 @@ async def test_a_token_that_expires_while_connected_is_reported_as_expired(real:
         assert (await alice.request("whoami")).payload == ALICE
 
 
-async def test_logging_out_leaves_the_connection_without_a_token(real: bool) -> None:
+async def test_logging_out_leaves_the_connection_without_a_token(make_backend: BackendFactory) -> None:
     """After a logout, a protected command needs a token again (it is not 'expired')."""
-    app = make_app()
-    async with TestClient(app, real=real) as client:
+    app = make_app(backend=make_backend())
+    async with TestClient(app, real=True) as client:
         alice = await client.connect(headers=bearer(app.issue_token(ALICE)))
         await alice.request("logout")
         await alice.send("whoami")
         assert (await alice.receive_error("unauthorized")).payload["details"] == Unauthorized.MISSING
 
 
-async def test_a_token_revoked_during_the_handshake_verifies_nobody(real: bool) -> None:
+async def test_a_token_revoked_during_the_handshake_verifies_nobody(make_backend: BackendFactory) -> None:
     """Revoked between the check and the connection's start: the connection is closed with 1008."""
-    app = make_app(HandshakeAuth(authorize=lambda user_id, request: revoke_all(app)))
-    async with TestClient(app, real=real) as client:
-        alice = await client.connect(headers=bearer(app.issue_token(ALICE)))
+    issued: list[str] = []
+    app = make_app(HandshakeAuth(authorize=lambda user_id, request: revoke(app, issued)), backend=make_backend())
+    async with TestClient(app, real=True) as client:
+        issued.append(app.issue_token(ALICE))
+        alice = await client.connect(headers=bearer(issued[0]))
         assert await alice.expect_closed() == CloseCode.POLICY_VIOLATION
         assert ALICE not in Session.verified
 
 
-def revoke_all(app: WebSuckets) -> bool:
-    backend = app.backend
-    assert isinstance(backend, MemoryBackend)
-    for digest in list(backend._tokens):
+def revoke(app: WebSuckets, tokens: list[str]) -> bool:
+    """Revoke ``tokens`` as a logout on another connection would: in the backend and on this process."""
+    for token in tokens:
+        digest = Token.digest(token)
         app.dispatcher.sessions.revoked(digest)
-        backend.forget_token(digest)
+        app.backend.forget_token(digest)
     return True
 
 

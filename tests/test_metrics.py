@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import CallNext, CommandGroup, Context, InternalError, WebSuckets
-from websuckets.backends import BackendHealth
+from websuckets.backends import Backend, BackendHealth
 from websuckets.metrics import Metrics
 from websuckets.middleware import RateLimit, map_errors
 
@@ -199,11 +200,11 @@ async def test_a_custom_error_middleware_keeps_its_place_and_outcomes_are_counte
     assert samples[("websuckets_commands_total", (("event", "fail"), ("outcome", "nope")))] == 1
 
 
-async def test_fan_out_messages_are_counted_as_sent() -> None:
-    """A broadcast's messages, written as one shared frame, count in messages and bytes sent."""
+async def test_fan_out_messages_are_counted_as_sent(make_backend: Callable[[], Backend]) -> None:
+    """A broadcast's messages, written as one shared frame, count in messages and bytes sent, on every backend."""
     from websuckets import ClientEvent, Session
 
-    app = WebSuckets()
+    app = WebSuckets(backend=make_backend())
     app.add_instrument(Metrics())
     async with app, app.serve("127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]

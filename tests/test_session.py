@@ -1,4 +1,8 @@
-"""Session.online and Session.verified, User attributes, tokens: expiry and reuse."""
+"""Session.online and Session.verified, User attributes, tokens: expiry and reuse.
+
+The tests that take ``serve`` are part of the backend contract: they run on every backend of
+tests/conftest.py's list, each app served over a socket on 127.0.0.1 and in memory.
+"""
 
 import asyncio
 from collections.abc import Callable
@@ -9,25 +13,10 @@ from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Session, Token, User, WebSuckets
 from websuckets.backends import Backend, MemoryBackend
-from websuckets.backends.redis import RedisBackend
 from websuckets.exc import AppStateError, Unauthorized
 from websuckets.testing import TestClient, TestConnection
 
-AppFactory = Callable[..., WebSuckets]
 Serve = Callable[..., TestClient]
-
-
-@pytest.fixture(params=["memory", "real", "redis"])
-def serve(request: pytest.FixtureRequest) -> Serve:
-    """Run the test three times: in memory, on a real server on 127.0.0.1, and on a real server whose
-    RedisBackend keeps the state in a real redis-server. ``serve(make_app, **options)`` is the TestClient."""
-    if request.param == "redis":
-        url: str = request.getfixturevalue("redis_url")
-        return lambda factory, **options: TestClient(
-            factory(backend=RedisBackend(url, heartbeat=0.2, dead_after=1.0), **options), real=True
-        )
-    real = request.param == "real"
-    return lambda factory, **options: TestClient(factory(**options), real=real)
 
 
 class Login(BaseModel):
@@ -155,10 +144,10 @@ async def test_unauthorized_says_why(serve: Serve) -> None:
     )
 
 
-async def test_backend_holds_the_state() -> None:
+async def test_backend_holds_the_state(serve: Serve) -> None:
     """Presence, verified users and tokens live in the backend the app was given."""
-    backend = MemoryBackend()
-    async with TestClient(make_app(backend=backend)) as client:
+    async with serve(make_app) as client:
+        backend = client.app.backend
         alice, token = await log_in(client, "alice")
         assert backend.count_online() == 1
         assert backend.get_verified("alice") is Session.online[alice.client_id]
@@ -303,19 +292,28 @@ class LookupBackend(MemoryBackend):
     online_users = Backend.online_users
 
 
-@pytest.mark.parametrize("backend", [MemoryBackend, LookupBackend])
-async def test_online_values_are_every_connected_user_at_once(backend: type[MemoryBackend]) -> None:
+async def test_online_values_are_every_connected_user_at_once(serve: Serve) -> None:
     """``Session.online.values()`` holds every connected User, and stays whole while one leaves."""
-    async with TestClient(make_app(backend=backend())) as client:
-        alice, bob = await client.connect(), await client.connect()
-        users = Session.online.values()
-        assert len(users) == 2
-        assert {user.client_id for user in users} == {alice.client_id, bob.client_id}
-        assert Session.online[alice.client_id] in users
-        await bob.close()
-        for _ in range(100):  # until the server has seen bob leave
-            if len(Session.online) == 1:
-                break
-            await asyncio.sleep(0.01)
-        assert len(users) == 2  # the snapshot taken before bob left
-        assert [user.client_id for user in Session.online.values()] == [alice.client_id]
+    async with serve(make_app) as client:
+        await check_online_values(client)
+
+
+async def test_the_base_class_online_users_does_the_same() -> None:
+    """A backend that keeps ``Backend.online_users`` (one lookup a user) gives the same ``values()``."""
+    async with TestClient(make_app(backend=LookupBackend())) as client:
+        await check_online_values(client)
+
+
+async def check_online_values(client: TestClient) -> None:
+    alice, bob = await client.connect(), await client.connect()
+    users = Session.online.values()
+    assert len(users) == 2
+    assert {user.client_id for user in users} == {alice.client_id, bob.client_id}
+    assert Session.online[alice.client_id] in users
+    await bob.close()
+    for _ in range(100):  # until the server has seen bob leave
+        if len(Session.online) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert len(users) == 2  # the snapshot taken before bob left
+    assert [user.client_id for user in Session.online.values()] == [alice.client_id]
