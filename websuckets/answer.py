@@ -4,9 +4,8 @@ Clients' ``request()`` (`websuckets.client`, websuckets.js) waits for the event 
 its command's ``id``. ``ctx.reply(...)`` adds it; a handler written as the original
 documentation shows, ``await socket.send(ClientEvent(...))``, without a `Context`, cannot. So
 for the commands of such handlers, decided when the app starts (`request_chain`), a command
-sent with an ``id`` runs with a ``send`` of its own on its socket (an attribute of the
-instance, over the class's method) that stamps the ``id`` on the first `ClientEvent` sent and
-then removes itself:
+sent with an ``id`` runs with a `websuckets.events.PendingAnswer` on its connection, and the
+connection's ``send`` stamps the ``id`` on the first `ClientEvent` sent (`websuckets.events.answered`):
 
 - only the first message that the command's own task sends to its own socket counts. A
   `ClientEvent` without an ``id`` gets the command's; anything else (an event that has an
@@ -25,50 +24,25 @@ with one check of ``id``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from .context import CallNext, Context
-from .events import ClientEvent, with_id
+from .events import PendingAnswer
 from .handlers import CallPlan
 
-__all__ = ["FirstEvent", "answer", "request_chain"]
-
-
-class FirstEvent:
-    """A socket's ``send`` while a command with an ``id`` runs: stamps that ``id`` on the first event."""
-
-    __slots__ = ("id", "original", "socket", "task")
-
-    def __init__(self, socket: Any, id: str | int, task: asyncio.Task[Any] | None) -> None:
-        self.socket = socket
-        self.original: Callable[..., Awaitable[None]] = socket.send
-        """The class's ``send``, bound to the socket."""
-        self.id = id
-        self.task = task
-        """The task running the command: only what it sends may be the answer; ``None`` once it has."""
-
-    def send(self, message: Any, text: bool | None = None) -> Awaitable[None]:
-        """The socket's ``send``: its coroutine, for the message stamped if it is the answer."""
-        if asyncio.current_task() is self.task:
-            self.task = None  # the first message only
-            self.socket.__dict__.pop("send", None)  # later ones go straight to the class's send
-            if isinstance(message, ClientEvent) and message.id is None:
-                message = with_id(message, self.id)
-        return self.original(message) if text is None else self.original(message, text)
+__all__ = ["answer", "request_chain"]
 
 
 async def answer(ctx: Context, chain: CallNext) -> None:
     """Run ``chain`` for ``ctx``, a command with an ``id``, with the first event on its socket stamped with it."""
-    socket = ctx.socket
+    socket: Any = ctx.socket  # a GuardedConnection, or websuckets.testing's in-memory socket: both stamp
     assert ctx.id is not None, "only commands with an id are answered"
-    stamp = FirstEvent(socket, ctx.id, asyncio.current_task())
-    socket.__dict__["send"] = stamp.send
+    socket.pending_answer = PendingAnswer(ctx.id, asyncio.current_task())
     try:
         await chain(ctx)
     finally:
-        stamp.task = None
-        socket.__dict__.pop("send", None)
+        socket.pending_answer = None
 
 
 def request_chain(plan: CallPlan, chain: CallNext) -> CallNext:

@@ -30,13 +30,16 @@ import asyncio
 import collections
 import logging
 import weakref
-from typing import ClassVar
+from collections.abc import Coroutine
+from typing import Any, ClassVar
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
+
+from .events import PendingAnswer, answered
 
 __all__ = [
     "READ_SIZE",
@@ -69,6 +72,9 @@ class GuardedConnection(ServerConnection):
     send_timeout: ClassVar[float | None] = None
     """Seconds a send may wait for the client to read, or ``None`` to wait forever."""
 
+    pending_answer: PendingAnswer | None = None
+    """While a command with an ``id`` whose handler answers with ``send`` runs: see `websuckets.answer`."""
+
     _unparsed: collections.deque[memoryview] | None = None
     """What was read and not given to ``websockets`` yet, oldest first; ``None`` when nothing waits."""
 
@@ -79,6 +85,12 @@ class GuardedConnection(ServerConnection):
             transport.max_size = READ_SIZE  # type: ignore[attr-defined]  # asyncio's selector transport
         else:  # uvloop, TLS: slices of what they read, when websockets wants more (see _resume_reading)
             self.recv_messages.resume = self._resume_reading
+
+    def send(self, message: Any, *, text: bool | None = None) -> Coroutine[Any, Any, None]:
+        """``ServerConnection.send``, the first event of a pending answer stamped with its command's ``id``."""
+        if self.pending_answer is not None:
+            message, self.pending_answer = answered(self.pending_answer, message)
+        return super().send(message, text=text)
 
     def data_received(self, data: bytes) -> None:
         """Parse at most `READ_SIZE` bytes now, the rest a slice per turn, reading nothing meanwhile."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
-__all__ = ["ClientEvent", "dump_event", "with_id"]
+__all__ = ["ClientEvent", "PendingAnswer", "answered", "dump_event", "with_id"]
 
 
 def dump_event(
@@ -56,3 +57,31 @@ def with_id(event: ClientEvent, id: str | int) -> str:
     is sent, not kept.
     """
     return f'{event[:-1]},"id":{id if type(id) is int else to_json(id).decode()}}}'
+
+
+class PendingAnswer(NamedTuple):
+    """A command with an ``id`` whose handler answers with ``socket.send``: what its first event gets.
+
+    The connection holds one while the command runs (`websuckets.answer`); its ``send`` stamps the
+    first message that ``task`` sends with `answered`.
+    """
+
+    id: str | int
+    """The command's ``id``."""
+    task: asyncio.Task[Any] | None
+    """The task running the command: only what it sends may be the answer."""
+
+
+def answered(pending: PendingAnswer, message: Any) -> tuple[Any, PendingAnswer | None]:
+    """What a socket sends while ``pending``, and what stays pending after it.
+
+    The first message that the command's own task sends is the answer: a `ClientEvent` without
+    an ``id`` gets the command's; anything else (an event with an ``id``, text or bytes built by
+    hand) goes out as it is. Either way nothing is pending after it. A message from another task
+    goes out as it is, and the answer stays pending.
+    """
+    if pending.task is not asyncio.current_task():
+        return message, pending
+    if isinstance(message, ClientEvent) and message.id is None:
+        return with_id(message, pending.id), None
+    return message, None

@@ -40,6 +40,7 @@ from websockets.typing import Subprotocol
 from ._logging import quiet_frames
 from .app import WebSuckets
 from .dispatcher import Connection
+from .events import PendingAnswer, answered
 from .handshake import Handshake
 from .wire import ERROR_EVENT, MISSING
 
@@ -382,6 +383,7 @@ class _MemorySocket:
     """One end of an in-memory connection: the part of ``ServerConnection`` handlers use."""
 
     logger = logging.getLogger("websuckets.testing")
+    pending_answer: PendingAnswer | None = None
 
     def __init__(self, max_size: int | None) -> None:
         self.id = uuid4()
@@ -397,6 +399,8 @@ class _MemorySocket:
         self._inbox: asyncio.Queue[str | bytes | Close] = asyncio.Queue()
 
     async def send(self, message: str | bytes, text: bool | None = None) -> None:
+        if self.pending_answer is not None:  # as websuckets.connection.GuardedConnection.send
+            message, self.pending_answer = answered(self.pending_answer, message)
         if not isinstance(message, str | bytes | bytearray | memoryview):
             raise TypeError(f"data must be str or bytes-like, not {type(message).__name__}")
         if self.state is not State.OPEN:
