@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
-__all__ = ["ClientEvent", "PendingAnswer", "answered", "dump_event", "with_id"]
+__all__ = ["ClientEvent", "dump_event", "with_id"]
 
 
 def dump_event(
