@@ -56,7 +56,17 @@ def with_id(event: ClientEvent, id: str | int) -> str:
     The same text as ``ClientEvent(event.event, event.payload, id=id)``, as a plain ``str``: it
     is sent, not kept.
     """
-    return f'{event[:-1]},"id":{id if type(id) is int else to_json(id).decode()}}}'
+    return with_fields(event, f'"id":{id if type(id) is int else to_json(id).decode()}')
+
+
+def with_fields(message: str, fields: str) -> str:
+    """The JSON object text ``message`` with ``fields`` (``"key":value`` pairs, already JSON) added last.
+
+    Nothing is parsed or serialised again: ``fields`` goes in before the object's closing brace.
+    """
+    body = message[:-1].rstrip()
+    separator = "" if body.endswith("{") else ","  # an empty object
+    return f"{body}{separator}{fields}}}"
 
 
 class PendingAnswer(NamedTuple):

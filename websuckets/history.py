@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from pydantic_core import to_json
 
 from .delivery import send_batch
-from .events import ClientEvent
+from .events import ClientEvent, with_fields
 from .wire import GAP_EVENT, POSITION_EVENT, Position
 
 __all__ = [
@@ -118,9 +118,8 @@ def stampable(message: str | bytes, room: str) -> str:
 
 def stamp(message: str, room: str, position: Position) -> str:
     """The room message as clients get it: the event's object with ``room``, ``epoch`` and ``offset`` added."""
-    body = message[:-1].rstrip()
-    separator = "" if body.endswith("{") else ","  # an empty object
-    return f'{body}{separator}"room":{to_json(room).decode()},"epoch":"{position.epoch}","offset":{position.offset}}}'
+    fields = f'"room":{to_json(room).decode()},"epoch":"{position.epoch}","offset":{position.offset}'
+    return with_fields(message, fields)
 
 
 class Read(NamedTuple):
