@@ -82,10 +82,11 @@ class CallPlan:
         self.model = model
         """The payload model, if the handler takes one."""
         self.dependencies = tuple(p.dependency for p in parameters if p.dependency is not None)
-        self.dependency_types = frozenset(dependency.type for dependency in self.dependencies)
         self.needs_container = bool(self.dependencies)
         """Whether calling the handler needs a scope to resolve services from."""
-        self.takes_context = any(p.role is Role.CONTEXT for p in parameters) or Context in self.dependency_types
+        self.takes_context = any(p.role is Role.CONTEXT for p in parameters) or any(
+            dependency.type is Context for dependency in self.dependencies
+        )
         """Whether the handler gets the command's `Context` (so it can answer with ``ctx.reply``)."""
         self._arguments = tuple(p.dependency or _from_source[p.role] for p in parameters)
         self._getters = tuple(_from_source[p.role] for p in parameters if p.dependency is None)
