@@ -86,7 +86,7 @@ class StaticFiles:
         """Answer a plain HTTP request with a file, 404 or 405; ``None`` for a websocket upgrade."""
         if is_upgrade(request):
             return None
-        method = getattr(request, "method", "GET")  # websockets < 16 parses GET requests only
+        method = request.method
         if method not in ("GET", "HEAD"):
             response = connection.respond(HTTPStatus.METHOD_NOT_ALLOWED, "Method Not Allowed\n")
             response.headers["Allow"] = "GET, HEAD"
