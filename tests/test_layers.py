@@ -22,12 +22,12 @@ def imported_modules(path: Path, package: str) -> set[str]:
                 module = ".".join([*base, node.module] if node.module else base)
             else:
                 module = node.module or ""
-            found.add(module)
-            found |= {
+            submodules = {
                 f"{module}.{alias.name}"
                 for alias in node.names
                 if (PACKAGE.parent / module.replace(".", "/") / f"{alias.name}.py").exists()
             }
+            found |= submodules if len(submodules) == len(node.names) else {module, *submodules}
     return {name for name in found if name == "websuckets" or name.startswith("websuckets.")}
 
 
@@ -53,3 +53,63 @@ def test_relative_imports_resolve_against_the_package() -> None:
     """``from ..wire import X`` in a client module is websuckets.wire; ``from .events import X`` is a client module."""
     assert imported_modules(PACKAGE / "client" / "events.py", "websuckets.client") == {"websuckets.wire"}
     assert "websuckets.client.events" in imported_modules(PACKAGE / "client" / "connection.py", "websuckets.client")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of the package -> the package's modules it imports, wherever the import sits.
+
+    Imports under ``TYPE_CHECKING`` and inside functions count: they tie modules together as
+    much as the others do, only later.
+    """
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = {found for found in imported_modules(path, package) if found in modules and found != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while (member := stack.pop()) != node:
+                component.append(member)
+            component.append(node)
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """No two modules import each other, even behind ``TYPE_CHECKING`` or inside a function."""
+    graph = import_graph()
+    assert "websuckets.backends.base" in graph["websuckets.store"]  # the graph holds the imports it is about
+    assert cycles(graph) == []
+
+
+def test_a_cycle_is_found() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -17,7 +17,7 @@ from websockets.asyncio.server import serve as websockets_serve
 
 from ._logging import QuietFrames, quiet_frames
 from .answer import request_chain
-from .backends.base import Backend, UserId
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .connection import drop_waiting_handshakes, guarded_connection
 from .context import CallNext, Middleware
@@ -27,6 +27,7 @@ from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
 from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
 from .history import History, HistoryRules
+from .identity import UserId
 from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
 from .origin import Origins, check_origin
@@ -242,7 +243,8 @@ class WebSuckets:
         injects = self._check_container()
         routes = {name: self._route_for(command) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
-        self._give_history(self.backend)
+        self._check_history(self.backend)
+        self.backend.bind(sessions, self.history)
         _settle_malloc()
         await self.backend.start()
         tokens = self._handshake_tokens = None if self.handshake_auth is None else self.handshake_auth.bind(sessions)
@@ -315,11 +317,10 @@ class WebSuckets:
             middlewares.append(self.validation_middleware)
         return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
 
-    def _give_history(self, backend: Backend) -> None:
+    def _check_history(self, backend: Backend) -> None:
         if self.history.active and type(backend).recover is Backend.recover:
             name = type(backend).__name__
             raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
-        backend.history = self.history
 
     def _check_container(self) -> bool:
         """Whether any handler or hook injects services; an error if one does and there is no container."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from .dispatcher import Connection
     from .routing import Command
-    from .session import User
+    from .user import User
 
 __all__ = ["CallNext", "Context", "Middleware"]
 

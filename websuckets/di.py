@@ -11,7 +11,7 @@ from dishka import Provider, Scope, from_context
 from websockets.asyncio.server import ServerConnection
 
 from .context import Context
-from .session import User
+from .user import User
 
 __all__ = ["WebSucketsProvider"]
 

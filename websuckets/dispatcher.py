@@ -24,8 +24,9 @@ from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
 from .handlers import CallPlan
 from .routing import Command
-from .session import User, enter_connection
+from .session import enter_connection
 from .store import SessionStore
+from .user import User
 
 __all__ = ["AdoptHandshake", "Connection", "Dispatcher", "ErrorListener", "Route"]
 

@@ -21,7 +21,7 @@ from websockets.asyncio.server import ServerConnection
 
 from .context import Context
 from .exc import InvalidHandler
-from .session import User
+from .user import User
 
 __all__ = ["CallPlan", "Dependency", "HandlerKind", "Role", "analyse"]
 

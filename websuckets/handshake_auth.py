@@ -38,10 +38,10 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from . import wire
-from .backends.base import TokenRecord, UserId
 from .exc import BackendUnavailable
-from .session import User
+from .identity import TokenRecord, UserId
 from .store import SessionStore
+from .user import User
 from .wire import TOKEN_SUBPROTOCOL
 
 __all__ = ["SUBPROTOCOL", "TOKEN_SUBPROTOCOL", "Authorize", "HandshakeAuth", "HandshakeTokens", "select_subprotocol"]

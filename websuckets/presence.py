@@ -2,6 +2,7 @@
 
 Both backends keep one: `MemoryBackend` for this process's clients, `RedisBackend` as
 the mirror of every process's clients (its own `User` objects beside `RemoteUser` ones).
+It is the one owner of room membership, both ways: a room's members and a client's rooms.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-if TYPE_CHECKING:  # a cycle: session.User is what the index holds
-    from .backends.base import UserId
-    from .session import User
+from .identity import UserId
+
+if TYPE_CHECKING:
+    from .user import User
 
 __all__ = ["Presence"]
 
@@ -20,7 +22,7 @@ __all__ = ["Presence"]
 class Presence:
     """Indexes of connected clients: by connection id, by verified user id, by room."""
 
-    __slots__ = ("online", "rooms", "verified")
+    __slots__ = ("memberships", "online", "rooms", "verified")
 
     def __init__(self) -> None:
         self.online: dict[UUID, User] = {}
@@ -28,6 +30,8 @@ class Presence:
         """Each user's verified connections, the latest verified last."""
         self.rooms: dict[str, dict[UUID, User]] = {}
         """Each room's members; a room exists while it has members."""
+        self.memberships: dict[UUID, set[str]] = {}
+        """Each client's rooms, by connection id; a client is here while it is in a room."""
 
     def add(self, user: User) -> None:
         self.online[user.client_id] = user
@@ -36,8 +40,8 @@ class Presence:
         """Forget a connection, with its rooms (its verified entry is the store's to drop)."""
         if self.online.get(user.client_id) is user:
             del self.online[user.client_id]
-        for room in list(user._rooms):
-            self.leave(user, room)
+        for room in self.memberships.pop(user.client_id, ()):
+            self._drop_member(user.client_id, room)
 
     def add_verified(self, user: User) -> None:
         assert user.id is not None
@@ -59,13 +63,23 @@ class Presence:
 
     def join(self, user: User, room: str) -> None:
         self.rooms.setdefault(room, {})[user.client_id] = user
-        user._rooms.add(room)
+        self.memberships.setdefault(user.client_id, set()).add(room)
 
     def leave(self, user: User, room: str) -> None:
-        user._rooms.discard(room)
+        rooms = self.memberships.get(user.client_id)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.memberships[user.client_id]
+        self._drop_member(user.client_id, room)
+
+    def _drop_member(self, client_id: UUID, room: str) -> None:
         members = self.rooms.get(room)
-        if members is not None and members.pop(user.client_id, None) is not None and not members:
+        if members is not None and members.pop(client_id, None) is not None and not members:
             del self.rooms[room]
+
+    def rooms_of(self, client_id: UUID) -> frozenset[str]:
+        return frozenset(self.memberships.get(client_id, ()))
 
     def members(self, room: str) -> dict[UUID, User]:
         return self.rooms.get(room, {})

@@ -15,13 +15,13 @@ from uuid import UUID
 from websockets.exceptions import ConnectionClosedError
 from websockets.protocol import State
 
-from .backends.base import UserId
 from .exc import RemoteUserReadOnly
-from .session import User
+from .identity import UserId
+from .user import RoomIndex, User
 
 __all__ = ["RemoteSocket", "RemoteUser"]
 
-_OWN = frozenset(("socket", "id", "token", "_rooms"))
+_OWN = frozenset(("socket", "id", "token", "_rooms_index"))
 
 Deliver = Callable[[UUID, str, "str | bytes"], Awaitable[None]]
 """``deliver(client_id, worker, message)``: what a remote socket's ``send`` calls."""
@@ -60,11 +60,13 @@ class RemoteUser(User):
 
     socket: RemoteSocket  # type: ignore[assignment]  # a remote connection, not a ServerConnection
 
-    def __init__(self, socket: RemoteSocket, user_id: UserId | None, attributes: Mapping[str, Any]) -> None:
+    def __init__(
+        self, socket: RemoteSocket, user_id: UserId | None, attributes: Mapping[str, Any], rooms: RoomIndex
+    ) -> None:
         object.__setattr__(self, "socket", socket)
         object.__setattr__(self, "id", user_id)
         object.__setattr__(self, "token", None)  # tokens never leave the process that holds them
-        object.__setattr__(self, "_rooms", set())
+        object.__setattr__(self, "_rooms_index", rooms)
         for name, value in attributes.items():
             object.__setattr__(self, name, value)
 

@@ -21,7 +21,7 @@ from websockets.asyncio.server import ServerConnection
 
 from .context import Context
 from .routing import CommandGroup
-from .session import User
+from .user import User
 from .wire import MAX_ROOMS, RESUME_EVENT, Position
 
 __all__ = [
@@ -81,23 +81,16 @@ def resume_commands() -> CommandGroup:
 
 
 async def resume(socket: ServerConnection, model: ResumeRequest, user: User, ctx: Context) -> None:
-    backend = ctx.connection.sessions.backend
+    sessions = ctx.connection.sessions
+    backend = sessions.backend
     waiting = []
     for room, at in model.rooms.items():
         if not backend.keeps_history(room):
             continue
         since = Position(at.epoch, at.offset)
-        if room in user._rooms:
+        if room in user.rooms:
             await backend.recover(user, room, since)
         else:
-            _wait_for_join(user, room, since)
+            sessions.resume_on_join(user, room, since)
             waiting.append(room)
     await ctx.reply(RESUME_EVENT, {"waiting": waiting})
-
-
-def _wait_for_join(user: User, room: str, since: Position) -> None:
-    pending = user._resume_from
-    pending.pop(room, None)
-    if len(pending) >= MAX_ROOMS:
-        del pending[next(iter(pending))]  # the oldest
-    pending[room] = since

@@ -10,71 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, ValuesView
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
-from .backends.base import Backend, UserId
+from .backends.base import Backend
 from .exc import AppStateError
-from .history import Position
-
-if TYPE_CHECKING:
-    from websockets.asyncio.server import ServerConnection
-
-    from .store import SessionStore
+from .identity import UserId
+from .store import SessionStore
+from .user import User
+from .wire import Position
 
 __all__ = ["Session", "User"]
-
-
-class User:
-    """One connected client, and the user it is signed in as once verified.
-
-    Until verification only ``socket`` is set. Setting both ``id`` (the user's id, not
-    the connection's) and ``token`` verifies the user; any other attribute may be stored
-    too (``user.login = ...``). With a shared backend, attributes holding JSON values are
-    readable on every process; names starting with ``_`` stay on this one.
-    """
-
-    socket: ServerConnection
-    id: UserId | None
-    token: str | None
-    _store: SessionStore
-    _rooms: set[str]
-    _resume_from: dict[str, Position]
-    """Positions the client asked to resume rooms from, until the app joins it to them."""
-
-    def __init__(self, socket: ServerConnection, store: SessionStore) -> None:
-        object.__setattr__(self, "socket", socket)
-        object.__setattr__(self, "_store", store)
-        object.__setattr__(self, "id", None)
-        object.__setattr__(self, "token", None)
-        object.__setattr__(self, "_rooms", set())
-        object.__setattr__(self, "_resume_from", {})
-
-    @property
-    def client_id(self) -> UUID:
-        """The connection's id, the key of ``Session.online``: ``socket.id``."""
-        return self.socket.id
-
-    @property
-    def verified(self) -> bool:
-        """Whether both ``id`` and ``token`` are set."""
-        return self.id is not None and self.token is not None
-
-    @property
-    def rooms(self) -> frozenset[str]:
-        """The rooms this client is in (`Session.join`)."""
-        return frozenset(self._rooms)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "id" or name == "token":
-            self._store.change_identity(self, name, value)
-        else:
-            object.__setattr__(self, name, value)
-            if self._store.shares and not name.startswith("_"):
-                self._store.backend.user_changed(self)
-
-    def __repr__(self) -> str:
-        return f"<User client_id={self.client_id} id={self.id!r} verified={self.verified}>"
 
 
 _serving: ContextVar[SessionStore | None] = ContextVar("websuckets_session_store", default=None)

@@ -3,7 +3,12 @@
 It connects `User` objects to the app's backend. Besides the backend it remembers which
 connections of this process are verified with each token (by the token's digest), so that
 a token revoked or expired anywhere unverifies every connection holding it, and so that a
-shared backend can announce those tokens again after its store lost them.
+shared backend can announce those tokens again after its store lost them. It is what the
+backend is bound to (`Backend.bind`): the backend reports revoked tokens here, and asks
+here for the tokens held and for the positions clients asked to resume rooms from.
+
+Every attribute written on a `User` comes through `SessionStore.set_attribute`: the one
+place that decides whether it verifies, revokes or is shared with the other processes.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from .backends.base import Backend, TokenRecord, UserId
+from .backends.base import Backend
+from .identity import TokenRecord, UserId
 from .security import Token
-from .session import User
+from .user import User
+from .wire import MAX_ROOMS, Position
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -46,10 +54,11 @@ class SessionStore:
         """Digests of tokens seen expired, oldest first, at most `EXPIRED_MEMORY`."""
         self._lapsed: weakref.WeakSet[User] = weakref.WeakSet()
         """Users whose token expired while they held it, until they get another."""
-        backend.sessions = self
+        self._resume_from: dict[UUID, dict[str, Position]] = {}
+        """Per connection, the positions it asked to resume rooms from, until the app joins it to them."""
 
     def connect(self, socket: ServerConnection) -> User:
-        user = User(socket, self)
+        user = User(socket, self, self.backend)
         self.backend.add_online(user)
         return user
 
@@ -57,6 +66,17 @@ class SessionStore:
         """Forget a connection that left; its token stays valid for a reconnecting client."""
         self.backend.remove_online(user)
         self._drop_verified(user)
+        self._resume_from.pop(user.client_id, None)
+
+    def set_attribute(self, user: User, name: str, value: Any) -> None:
+        """Every write of a `User` attribute: ``id`` and ``token`` verify (`change_identity`);
+        other public names are shared with the other processes when the backend is shared."""
+        if name == "id" or name == "token":
+            self.change_identity(user, name, value)
+            return
+        object.__setattr__(user, name, value)
+        if self.shares and not name.startswith("_"):
+            self.backend.user_changed(user)
 
     def change_identity(self, user: User, name: str, value: Any) -> None:
         """Set ``user.id`` or ``user.token``, keeping the verified index and tokens in step.
@@ -163,6 +183,22 @@ class SessionStore:
         self._expired[digest] = None
         if len(self._expired) > self.EXPIRED_MEMORY:
             del self._expired[next(iter(self._expired))]
+
+    def resume_on_join(self, user: User, room: str, since: Position) -> None:
+        """Keep the position ``user`` asked to resume ``room`` from, until the app joins it there.
+
+        At most `MAX_ROOMS` rooms wait per connection; past that the oldest is forgotten.
+        """
+        waiting = self._resume_from.setdefault(user.client_id, {})
+        waiting.pop(room, None)
+        if len(waiting) >= MAX_ROOMS:
+            del waiting[next(iter(waiting))]
+        waiting[room] = since
+
+    def take_resume_position(self, user: User, room: str) -> Position | None:
+        """The position ``user`` asked to resume ``room`` from, if it did (the backend's call, on joining it)."""
+        waiting = self._resume_from.get(user.client_id)
+        return None if waiting is None else waiting.pop(room, None)
 
     def held_tokens(self) -> list[tuple[str, TokenRecord]]:
         """The digest and record of each token that a connection of this process is verified with."""

@@ -7,6 +7,10 @@ joining and leaving rooms, and every fan-out. Writes of presence are synchronous
 caller; a networked backend queues them in order and re-sends them after an outage.
 
 Tokens reach a backend only as digests (`Token.digest`): no backend stores a usable token.
+
+A backend is bound once, when the app starts (`Backend.bind`), to the app's session store
+(`Sessions`: what it reports revoked tokens to, and asks for tokens held and resume
+positions) and to the app's history rules. Nothing else is written onto it from above.
 """
 
 from __future__ import annotations
@@ -14,29 +18,29 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 from uuid import UUID
 
-from ..history import HistoryRules, Position
+from ..history import HistoryRules
+from ..identity import TokenRecord, UserId
 from ..presence import Presence
+from ..user import User
+from ..wire import Position
 
-if TYPE_CHECKING:  # a cycle: session.User holds its backend
-    from ..session import User
-    from ..store import SessionStore
-
-__all__ = ["Backend", "BackendHealth", "IndexedBackend", "TokenRecord", "UserId"]
-
-UserId = str | int
-"""The id of a user (not of a connection): whatever the application sets on ``User.id``."""
+__all__ = ["Backend", "BackendHealth", "IndexedBackend", "Sessions", "TokenRecord", "UserId"]
 
 
-@dataclass(slots=True, frozen=True)
-class TokenRecord:
-    """What a backend knows of an issued token."""
+class Sessions(Protocol):
+    """What a backend reports to and asks of the app it serves: its session store (`Backend.bind`)."""
 
-    user_id: UserId
-    expires_at: float
-    """A `time.time` timestamp."""
+    def revoked(self, digest: str) -> None:
+        """A token was revoked on another process: unverify the connections of this one holding it."""
+
+    def held_tokens(self) -> list[tuple[str, TokenRecord]]:
+        """The digest and record of each token a connection of this process holds (to announce again)."""
+
+    def take_resume_position(self, user: User, room: str) -> Position | None:
+        """The position a local client asked to resume ``room`` from, once: called as it joins the room."""
 
 
 @dataclass(slots=True)
@@ -66,11 +70,19 @@ class Backend(ABC):
     health: BackendHealth
     """Counters and the connection state; see `BackendHealth`."""
 
-    sessions: SessionStore
-    """The app's session store, set when the app starts: told of tokens revoked on other processes."""
+    sessions: Sessions
+    """The app's session store (`bind`): told of tokens revoked on other processes."""
 
     history: HistoryRules = HistoryRules()
-    """Which rooms keep history (``WebSuckets(history=...)``), set when the app starts."""
+    """Which rooms keep history (``WebSuckets(history=...)``; `bind`)."""
+
+    def bind(self, sessions: Sessions, history: HistoryRules) -> None:
+        """Called once by the app as it starts, before `start`: what the backend serves.
+
+        A backend that needs more at that point overrides this and calls ``super().bind``.
+        """
+        self.sessions = sessions
+        self.history = history
 
     async def start(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
         """Called when the app starts; raise `BackendUnavailable` if the backend cannot be reached."""
@@ -155,6 +167,10 @@ class Backend(ABC):
         """The members of a room, on every process the backend reaches."""
 
     @abstractmethod
+    def rooms_of(self, client_id: UUID) -> frozenset[str]:
+        """The rooms a client is in (``User.rooms``); empty once it has left."""
+
+    @abstractmethod
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
         """Send to every member of ``room`` (every client if ``None``) but ``exclude``, waiting for none.
 
@@ -223,3 +239,6 @@ class IndexedBackend(Backend):
 
     def room_members(self, room: str) -> Mapping[UUID, User]:
         return self.presence.members(room)
+
+    def rooms_of(self, client_id: UUID) -> frozenset[str]:
+        return self.presence.rooms_of(client_id)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ..delivery import send_now
 from ..history import HISTORY_IDLE, History, Position, Read, replay, stamp, stampable
+from ..identity import TokenRecord, UserId
 from ..presence import Presence
-from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
-
-if TYPE_CHECKING:  # a cycle: session.User holds its backend
-    from ..session import User
+from ..user import User
+from .base import BackendHealth, IndexedBackend
 
 __all__ = ["MemoryBackend"]
 
@@ -35,8 +33,6 @@ class MemoryBackend(IndexedBackend):
         self._prune_at = self.PRUNE_MINIMUM
         self._logs: dict[str, _RoomLog] = {}
         self._prune_logs_at = self.PRUNE_MINIMUM
-
-    # presence
 
     # tokens
 
@@ -63,7 +59,7 @@ class MemoryBackend(IndexedBackend):
         user = self._connected(client_id)
         self.presence.join(user, room)
         if self.keeps_history(room):
-            await self.recover(user, room, user._resume_from.pop(room, None))
+            await self.recover(user, room, self.sessions.take_resume_position(user, room))
 
     async def leave(self, client_id: UUID, room: str) -> None:
         user = self.presence.online.get(client_id)

@@ -30,7 +30,7 @@ import socket as socket_module
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
@@ -40,10 +40,12 @@ from websockets.exceptions import ConnectionClosedError
 from ..delivery import send_now
 from ..exc import BackendUnavailable
 from ..history import HISTORY_IDLE, History, Position, Read, gap_event, replay, stamp, stampable
+from ..identity import TokenRecord, UserId
 from ..presence import Presence
 from ..remote import RemoteSocket, RemoteUser
+from ..user import User
 from ._redis_keys import APPEND, HEARTBEAT, READ_HISTORY, REASSERT, REMOVE, REVOKE, SCRIPTS, UPSERT, Keys
-from .base import BackendHealth, IndexedBackend, TokenRecord, UserId
+from .base import BackendHealth, IndexedBackend
 
 try:
     from redis.asyncio import Redis
@@ -53,9 +55,6 @@ try:
     from redis.exceptions import NoScriptError
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError("RedisBackend needs redis-py: pip install 'websuckets[redis]'") from exc
-
-if TYPE_CHECKING:
-    from ..session import User
 
 __all__ = ["RedisBackend"]
 
@@ -219,7 +218,7 @@ class RedisBackend(IndexedBackend):
         self._publish(user)
 
     def remove_online(self, user: User) -> None:
-        rooms = [room for room in user._rooms if room in self._tracks]
+        rooms = [room for room in self.presence.rooms_of(user.client_id) if room in self._tracks]
         super().remove_online(user)
         for room in rooms:
             self._untrack_if_empty(room)
@@ -257,7 +256,7 @@ class RedisBackend(IndexedBackend):
             "w": self.worker_id,
             "u": user.id if user.verified else None,
             "a": attributes,
-            "r": sorted(user._rooms),
+            "r": sorted(self.presence.rooms_of(user.client_id)),
             "ra": list(address) if isinstance(address, tuple) else address,
         }
         return to_json(record).decode()
@@ -384,7 +383,7 @@ class RedisBackend(IndexedBackend):
         except BaseException:
             self._release(user, room, catch_up)
             raise
-        await self._catch_up(user, room, user._resume_from.pop(room, None), catch_up)
+        await self._catch_up(user, room, self.sessions.take_resume_position(user, room), catch_up)
 
     def _start_catch_up(self, user: User, room: str) -> _CatchUp:
         track = self._tracks.get(room)
@@ -420,7 +419,7 @@ class RedisBackend(IndexedBackend):
         track = self._tracks.get(room)
         if track is not None and track.epoch is None:
             track.epoch, track.offset = read.epoch, read.top
-        if user.client_id not in self._local or room not in user._rooms:
+        if user.client_id not in self._local or room not in self.presence.rooms_of(user.client_id):
             return False  # gone meanwhile
         complete = replay(user.socket, room, since, read, live)
         if catch_up.gap or not fenced:
@@ -810,7 +809,7 @@ class RedisBackend(IndexedBackend):
         if user is None:
             address = record.get("ra")
             socket = RemoteSocket(client_id, record["w"], tuple(address) if address else address, self.deliver)
-            user = RemoteUser(socket, None, {})
+            user = RemoteUser(socket, None, {}, self.presence)
             self.presence.add(user)
         elif not isinstance(user, RemoteUser):
             return  # a stale record of a client now connected here
@@ -823,10 +822,10 @@ class RedisBackend(IndexedBackend):
                 self.presence.add_verified(user)
         else:
             user._refresh(user_id, record["a"])
-        rooms = set(record["r"])
-        for room in user._rooms - rooms:
+        rooms, joined = set(record["r"]), self.presence.rooms_of(client_id)
+        for room in joined - rooms:
             self.presence.leave(user, room)
-        for room in rooms - user._rooms:
+        for room in rooms - joined:
             self.presence.join(user, room)
 
     def _removed(self, client_id: UUID) -> None:
