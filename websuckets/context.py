@@ -1,22 +1,76 @@
-"""``Context``: one command on its way through the middleware chain."""
+"""``Context``: one command on its way through the middleware chain, and its `Connection`.
+
+Both sit below routing and dispatching: a context names its command through `CommandInfo`
+(what middlewares read of it), and its connection holds what the dispatcher decided for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from .events import ClientEvent
 
 if TYPE_CHECKING:
+    from dishka import AsyncContainer
     from websockets.asyncio.server import ServerConnection
 
-    from .dispatcher import Connection
-    from .routing import Command
+    from .store import SessionStore
     from .user import User
 
-__all__ = ["CallNext", "Context", "Middleware"]
+__all__ = ["CallNext", "CommandInfo", "Connection", "Context", "Middleware"]
+
+
+class CommandInfo(Protocol):
+    """What a middleware may read of the command it runs for (a `websuckets.routing.Command`)."""
+
+    @property
+    def name(self) -> str:
+        """The full name clients send as ``event``."""
+
+    @property
+    def handler(self) -> Callable[..., Awaitable[Any]]: ...
+
+    @property
+    def protected(self) -> bool:
+        """Whether the command needs the token of a verified user."""
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        """The pydantic model the payload is validated against, if the handler takes one."""
+
+
+class Connection:
+    """What websuckets keeps for one open connection."""
+
+    __slots__ = ("buckets", "container", "report", "sessions", "socket", "user", "uses_connection_token")
+
+    def __init__(
+        self,
+        socket: ServerConnection,
+        user: User,
+        container: AsyncContainer | None,
+        sessions: SessionStore,
+        report: Callable[[BaseException, str], None],
+        uses_connection_token: bool,
+    ) -> None:
+        self.socket = socket
+        self.user = user
+        self.container = container
+        """The connection's SESSION scope, or ``None`` when the app injects nothing."""
+        self.sessions = sessions
+        self.report = report
+        """Logs an exception no middleware mapped (the dispatcher's, which tells the instruments too)."""
+        self.uses_connection_token = uses_connection_token
+        """Whether a protected command without a ``token`` uses the connection's (handshake authentication)."""
+        self.buckets: dict[object, list[float]] = {}
+        """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
+
+    def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
+        """Log an exception raised while handling ``ctx`` that no middleware mapped."""
+        self.report(exc, f"command {ctx.event!r}")
 
 
 class Context:
@@ -42,7 +96,7 @@ class Context:
     def __init__(
         self,
         connection: Connection,
-        command: Command,
+        command: CommandInfo,
         payload: Any,
         token: str | None,
         id: str | int | None,

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from .connection import close_draining
-from .context import CallNext, Context
+from .context import CallNext, Connection, Context
 from .envelope import bounded, error_event, parse_envelope, parse_traced_envelope
 from .events import ClientEvent
 from .exc import InternalError, InvalidCommand, InvalidJSON, MessageTooLarge, UnknownCommand
@@ -60,28 +60,6 @@ AdoptHandshake = Callable[[ServerConnection, User], Awaitable[bool]]
 
 See `websuckets.handshake_auth.HandshakeTokens.adopt`.
 """
-
-
-class Connection:
-    """What websuckets keeps for one open connection."""
-
-    __slots__ = ("buckets", "container", "dispatcher", "sessions", "socket", "user")
-
-    def __init__(
-        self, dispatcher: Dispatcher, socket: ServerConnection, user: User, container: AsyncContainer | None
-    ) -> None:
-        self.dispatcher = dispatcher
-        self.socket = socket
-        self.user = user
-        self.container = container
-        """The connection's SESSION scope, or ``None`` when the app injects nothing."""
-        self.sessions = dispatcher.sessions
-        self.buckets: dict[object, list[float]] = {}
-        """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
-
-    def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
-        """Log an exception raised while handling ``ctx`` that no middleware mapped."""
-        self.dispatcher.report_unexpected(exc, f"command {ctx.event!r}")
 
 
 class Dispatcher:
@@ -147,13 +125,16 @@ class Dispatcher:
                 await close_draining(socket, CloseCode.POLICY_VIOLATION, "authentication required")
                 return
             if self.container is None:
-                await self._run(Connection(self, socket, user, None))
+                await self._run(self._connection(socket, user, None))
             else:
                 context = {ServerConnection: socket, User: user}
                 async with self.container(context=context, scope=Scope.SESSION) as session:
-                    await self._run(Connection(self, socket, user, session))
+                    await self._run(self._connection(socket, user, session))
         finally:
             self.sessions.disconnect(user)
+
+    def _connection(self, socket: ServerConnection, user: User, container: AsyncContainer | None) -> Connection:
+        return Connection(socket, user, container, self.sessions, self.report_unexpected, self.connection_tokens)
 
     async def _run(self, connection: Connection) -> None:
         """Connect hooks, then every frame in order, then disconnect hooks."""

@@ -24,7 +24,7 @@ async def authenticate(ctx: Context, call_next: CallNext) -> None:
 async def _check_token(ctx: Context) -> None:
     sessions = ctx.connection.sessions
     token = ctx.token
-    if token is None and ctx.connection.dispatcher.connection_tokens:
+    if token is None and ctx.connection.uses_connection_token:
         token = ctx.user.token
         if token is None and sessions.lapsed(ctx.user):
             raise Unauthorized(Unauthorized.EXPIRED)
