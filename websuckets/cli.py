@@ -14,7 +14,6 @@ import errno
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from click.core import ParameterSource
 from . import __version__
 from .app import WebSuckets
 from .exc import BackendUnavailable, WorkerBootError
+from .loading import AppNotFound, InvalidAppSpec, find_app
 from .supervisor import Balance, Supervisor, listening_socket
 from .worker import loop_factory, prepare
 
@@ -40,35 +40,14 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def load_app(spec: str) -> WebSuckets:
-    """The `WebSuckets` named by ``"module:attribute"``, or made by a function so named that takes no
-    arguments; a `click.ClickException` saying what is wrong."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(f"expected MODULE:ATTRIBUTE, like 'chat.app:app', got {spec!r}", param_hint="APP")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, "")
+    """The `WebSuckets` named by ``"module:attribute"`` (`websuckets.loading.find_app`); a
+    `click.ClickException` saying what is wrong."""
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise click.ClickException(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
-        raise  # the module exists, and one of its own imports failed: the traceback says which
-    app = module
-    for name in attribute.split("."):
-        try:
-            app = getattr(app, name)
-        except AttributeError:
-            raise click.ClickException(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if inspect.isfunction(app) and not _required_parameters(app):
-        app = app()  # a factory, such as examples/chat.py's create_app
-    if not isinstance(app, WebSuckets):
-        raise click.ClickException(f"{spec} is not a WebSuckets app: its type is {type(app).__name__}")
-    return app
-
-
-def _required_parameters(function: Any) -> list[str]:
-    parameters = inspect.signature(function).parameters.values()
-    return [p.name for p in parameters if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return find_app(spec)
+    except InvalidAppSpec as exc:
+        raise click.BadParameter(str(exc), param_hint="APP") from None
+    except AppNotFound as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def template_dir() -> Path:
@@ -185,7 +164,7 @@ def run(
             balancing,
             loop,
             log_level,
-            load=load_app,
+            load=find_app,
             settings=settings,
             tls=tls,
             worker_timeout=worker_timeout,

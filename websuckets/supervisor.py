@@ -144,7 +144,7 @@ class Supervisor:
         balance: how connections reach them.
         loop: ``"asyncio"`` or ``"uvloop"``.
         log_level: the workers' logging level.
-        load: imports the app from its spec (`websuckets.cli.load_app`); pickled by reference.
+        load: imports the app from its spec (`websuckets.loading.find_app`); pickled by reference.
         settings: app attributes that each worker sets after importing the app (``--origin``...).
         tls: ``(certfile, keyfile)`` to serve ``wss://``.
         worker_timeout: seconds without a heartbeat after which a worker is stuck.

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-import click
-
 from .app import WebSuckets
 from .exc import InternalError, WebSucketsError
 
@@ -209,7 +207,5 @@ def _reason(exc: Exception) -> str:
         return str(exc.details)
     if isinstance(exc, WebSucketsError | OSError):  # written for the operator: AppStateError, a port in use
         return str(exc)
-    if isinstance(exc, click.ClickException):
-        return exc.format_message()
     logger.error("could not start", exc_info=exc)
     return f"{type(exc).__name__}: {exc} (its traceback is above)"
