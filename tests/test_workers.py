@@ -32,7 +32,7 @@ from websockets.frames import CloseCode
 from websockets.typing import Origin
 
 from websuckets import cli
-from websuckets.supervisor import Balance, listening_socket
+from websuckets.listening import Balance, listening_socket
 
 APPS = Path(__file__).parent / "apps"
 BALANCES = ["reuse-port", "shared"]

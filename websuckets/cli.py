@@ -29,8 +29,9 @@ from click.core import ParameterSource
 from . import __version__
 from .app import WebSuckets
 from .exc import BackendUnavailable, WorkerBootError
+from .listening import Balance, listening_socket
 from .loading import AppNotFound, InvalidAppSpec, find_app
-from .supervisor import Balance, Supervisor, listening_socket
+from .supervisor import Supervisor
 from .worker import loop_factory, prepare
 
 __all__ = ["load_app", "main", "template_dir"]

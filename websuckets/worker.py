@@ -35,6 +35,7 @@ from typing import Any
 
 from .app import WebSuckets
 from .exc import InternalError, WebSucketsError
+from .listening import reuse_port_socket
 
 __all__ = ["BOOT_FAILED", "WorkerConfig", "loop_factory", "prepare", "run_worker"]
 
@@ -148,7 +149,7 @@ async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ss
     loop.add_signal_handler(signal.SIGUSR2, go.set)
     started = False
     try:
-        sock = config.sock if config.sock is not None else _reuse_port_socket(config.family, config.address)
+        sock = config.sock if config.sock is not None else reuse_port_socket(config.family, config.address)
         async with app, app.serve(None, None, sock=sock, ssl=context, start_serving=False) as server:
             started = True
             pipe.send("ready")
@@ -190,15 +191,6 @@ class _Heartbeat:
 
     def stop(self) -> None:
         self._next.cancel()
-
-
-def _reuse_port_socket(family: int, address: Any) -> socket.socket:
-    """A socket of this worker's own on the supervisor's address; the kernel spreads connections over them."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    return sock
 
 
 def _reason(exc: Exception) -> str:
