@@ -1,4 +1,8 @@
-"""The Python client, websuckets.client, against a real websuckets server on 127.0.0.1."""
+"""The Python client, websuckets.client, against a real websuckets server on 127.0.0.1.
+
+The tests of tokens and of resuming rooms (those that take ``contract_server`` or ``make_backend``) are
+part of the backend contract: they run on every backend of tests/conftest.py's list.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from websockets.http11 import Request, Response
 
 from websuckets import CallNext, ClientEvent, CommandGroup, Context, History, Session, WebSuckets
 from websuckets.backends import Backend
-from websuckets.backends.memory import MemoryBackend
 from websuckets.client import Backoff, Client, ClientError, Position, Positions, ServerEvent, connect
 from websuckets.exc import InternalError, WebSucketsError
 from websuckets.handshake_auth import HandshakeAuth
@@ -184,8 +187,9 @@ async def server() -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def history_server(make_backend: Callable[[], Backend]) -> AsyncIterator[Server]:
-    """The server on each backend of the contract's list (tests/conftest.py): the resume tests run on every one."""
+async def contract_server(make_backend: Callable[[], Backend]) -> AsyncIterator[Server]:
+    """The server on each backend of the contract's list (tests/conftest.py): the tests of tokens and of
+    resuming that take it are part of the backend contract and run on every one."""
     async with serving(backend=make_backend()) as served:
         yield served
 
@@ -354,9 +358,9 @@ async def test_connect_works_with_await_and_async_with(server: Server) -> None:
 # tokens
 
 
-async def test_the_token_from_new_token_is_kept_and_sent(server: Server) -> None:
+async def test_the_token_from_new_token_is_kept_and_sent(contract_server: Server) -> None:
     """A "new token" payload (an object with a token, or the token itself) becomes client.token, sent with commands."""
-    client = await server.started()
+    client = await contract_server.started()
     with pytest.raises(ClientError, match="unauthorized"):
         await client.request("whoami")
     reply = await client.request("login", {"login": "alice"})
@@ -366,16 +370,16 @@ async def test_the_token_from_new_token_is_kept_and_sent(server: Server) -> None
     assert client.token == rotated.payload != reply.payload["token"]
     assert (await client.request("whoami")).payload == "alice"
 
-    other = await server.started(token=client.token)  # a token given up front works on a new connection
+    other = await contract_server.started(token=client.token)  # a token given up front works on a new connection
     assert (await other.request("whoami")).payload == "alice"
-    ignoring = await server.started(token_event=None)
+    ignoring = await contract_server.started(token_event=None)
     await ignoring.request("login", {"login": "bob"})
     assert ignoring.token is None
 
 
-async def test_the_handshake_token_verifies_each_connection() -> None:
+async def test_the_handshake_token_verifies_each_connection(make_backend: Callable[[], Backend]) -> None:
     """With handshake_token, the token goes as a subprotocol at each (re)connection: the user is verified at once."""
-    async with serving(HandshakeAuth(required=False)) as server:
+    async with serving(HandshakeAuth(required=False), make_backend()) as server:
         first = await server.started()
         token = (await first.request("login", {"login": "carol"})).payload["token"]
         client = await server.started(token=token, handshake_token=True)
@@ -397,10 +401,12 @@ async def test_a_refused_handshake_fails_start() -> None:
         assert client.closed
 
 
-async def test_the_token_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_token_never_reaches_the_log(
+    caplog: pytest.LogCaptureFixture, make_backend: Callable[[], Backend]
+) -> None:
     """Nothing the client or websockets logs, at DEBUG level, holds the token."""
     with caplog.at_level(logging.DEBUG):
-        async with serving(HandshakeAuth(required=False)) as server:
+        async with serving(HandshakeAuth(required=False), make_backend()) as server:
             client = await server.started()
             token = (await client.request("login", {"login": "dave"})).payload["token"]
             again = await server.started(token=token, handshake_token=True)
@@ -549,20 +555,20 @@ async def joined(client: Client, room: str) -> Position:
     return client.positions[room]
 
 
-async def test_a_reconnected_client_gets_exactly_what_it_missed(history_server: Server) -> None:
+async def test_a_reconnected_client_gets_exactly_what_it_missed(contract_server: Server) -> None:
     """After a drop, the resume replays the missed room messages once, in order, then "resumed" recovered true."""
-    client, speaker = await history_server.started(), await history_server.started()
+    client, speaker = await contract_server.started(), await contract_server.started()
     await joined(speaker, "lobby")
     start = await joined(client, "lobby")
     recorder = Recorder(client, "said", "websuckets position", "resumed", "open", "close", "joined")
     await speaker.request("say", {"room": "lobby", "text": "before"})
     assert (await recorder.next("said")).payload == "before"
-    history_server.gate.shut = True
+    contract_server.gate.shut = True
     await dropped(client, recorder)
     for text in ("missed 1", "missed 2"):
         await speaker.request("say", {"room": "lobby", "text": text})
     await client.send("join", {"room": "lobby"})  # queued: the app's own join, after the resume
-    history_server.gate.shut = False
+    contract_server.gate.shut = False
     resumed = await recorder.next("resumed")
     after_drop = recorder.events[recorder.names().index("close") :]
     assert [(e.event, e.payload) for e in after_drop if e.event in ("said", "resumed")] == [
@@ -577,37 +583,37 @@ async def test_a_reconnected_client_gets_exactly_what_it_missed(history_server: 
     assert (await recorder.next("said")).payload == "live"
 
 
-async def test_an_overflowed_history_recovers_nothing(history_server: Server) -> None:
+async def test_an_overflowed_history_recovers_nothing(contract_server: Server) -> None:
     """When the history lost messages the client missed, nothing is replayed and "resumed" says recovered false."""
-    client, speaker = await history_server.started(), await history_server.started()
+    client, speaker = await contract_server.started(), await contract_server.started()
     await joined(speaker, "tiny")
     start = await joined(client, "tiny")
     recorder = Recorder(client, "said", "resumed", "close")
-    history_server.gate.shut = True
+    contract_server.gate.shut = True
     await dropped(client, recorder)
     for n in range(3):  # one more than the history keeps
         await speaker.request("say", {"room": "tiny", "text": f"lost {n}"})
     await client.send("join", {"room": "tiny"})
-    history_server.gate.shut = False
+    contract_server.gate.shut = False
     resumed = await recorder.next("resumed")
     assert resumed.payload == {"room": "tiny", "recovered": False, "epoch": start.epoch, "offset": start.offset + 3}
     assert "said" not in recorder.names()
 
 
-async def test_the_resume_is_the_first_frame_after_a_reconnection(history_server: Server) -> None:
+async def test_the_resume_is_the_first_frame_after_a_reconnection(contract_server: Server) -> None:
     """A client that knows positions sends "websuckets resume" before its queued commands; its reply stays internal."""
-    client = await history_server.started()
+    client = await contract_server.started()
     start = await joined(client, "lobby")
     recorder = Recorder(client, "open", "close", "websuckets resume", "echo", "error")
-    history_server.gate.shut = True
+    contract_server.gate.shut = True
     await dropped(client, recorder)
     await client.send("join", {"room": "lobby"})
     queued = asyncio.ensure_future(client.request("echo", "after the resume"))
-    history_server.gate.shut = False
+    contract_server.gate.shut = False
     resumed_recorder = Recorder(client, "resumed")
     assert (await queued).payload == "after the resume"
     resumed = await resumed_recorder.next()
-    assert history_server.gate.commands[-3:] == ["websuckets resume", "join", "echo"]
+    assert contract_server.gate.commands[-3:] == ["websuckets resume", "join", "echo"]
     assert resumed.payload["recovered"] is True
     assert resumed.payload["offset"] == start.offset
     assert "websuckets resume" not in recorder.names()
@@ -645,9 +651,9 @@ async def recorder_until(recorder: Recorder, payload: object) -> None:
             pass
 
 
-async def test_a_gap_makes_the_client_resume_the_room(history_server: Server) -> None:
+async def test_a_gap_makes_the_client_resume_the_room(contract_server: Server) -> None:
     """On "websuckets gap" the client resumes that room from its position: "resumed" follows."""
-    client = await history_server.started()
+    client = await contract_server.started()
     start = await joined(client, "lobby")
     recorder = Recorder(client, "websuckets gap", "resumed")
     await client.send("raw", '{"event":"websuckets gap","payload":{"room":"lobby"}}')
@@ -656,12 +662,12 @@ async def test_a_gap_makes_the_client_resume_the_room(history_server: Server) ->
     assert resumed.payload == {"room": "lobby", "recovered": True, "epoch": start.epoch, "offset": start.offset}
 
 
-async def test_preset_positions_resume_on_the_first_connection(history_server: Server) -> None:
+async def test_preset_positions_resume_on_the_first_connection(contract_server: Server) -> None:
     """Positions set before start (saved by an earlier run) are resumed as soon as the client connects."""
-    speaker = await history_server.started()
+    speaker = await contract_server.started()
     start = await joined(speaker, "lobby")
     await speaker.request("say", {"room": "lobby", "text": "while away"})
-    client = history_server.client()
+    client = contract_server.client()
     client.positions["lobby"] = start
     recorder = Recorder(client, "said", "resumed")
     await client.start()
@@ -693,11 +699,11 @@ async def test_a_server_without_history_refuses_the_resume_and_the_client_goes_o
     assert "the server refused to resume: unknown_command" in caplog.text
 
 
-def auto_joining_app() -> WebSuckets:
+def auto_joining_app(backend: Backend) -> WebSuckets:
     """``history_app`` (``lobby`` keeps 5 messages) that joins every client to ``lobby`` in a connect hook,
     before the server reads the client's first frame; then broadcasts a greeting, if one was queued
     (``greet``), to the room: a live message the client gets before its resume is read."""
-    app = history_app(MemoryBackend())
+    app = history_app(backend)
     greetings: list[str] = []
     group = CommandGroup()
 
@@ -722,10 +728,12 @@ def auto_joining_app() -> WebSuckets:
 
 
 @pytest.mark.parametrize("greeting", [None, "hello"])
-async def test_a_client_joined_on_connect_gets_what_it_missed(greeting: str | None) -> None:
+async def test_a_client_joined_on_connect_gets_what_it_missed(
+    greeting: str | None, make_backend: Callable[[], Backend]
+) -> None:
     """Joined by the app's connect hook, the client gets a plain position and live messages before its
     resume is answered: it still shows each missed message once, then "resumed" recovered true."""
-    app = auto_joining_app()
+    app = auto_joining_app(make_backend())
     async with app, app.serve("127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
         alice, bob = Client(url, **FAST), Client(url, **FAST)  # type: ignore[arg-type]

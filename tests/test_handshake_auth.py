@@ -1,7 +1,7 @@
 """Handshake authentication: a token in a header, the subprotocol, a cookie or the query string.
 
-The tests that take ``make_backend`` (checking, expiring and revoking tokens) are part of the backend
-contract: they run on every backend of tests/conftest.py's list.
+The tests that take ``make_backend`` or ``serve`` (issuing, checking, expiring and revoking tokens) are part
+of the backend contract: they run on every backend of tests/conftest.py's list.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from websuckets.testing import TestClient
 
 ALICE = "alice"
 BackendFactory = Callable[[], Backend]
+Serve = Callable[..., TestClient]
 
 
 class Login(BaseModel):
@@ -90,19 +91,18 @@ async def test_a_bearer_header_verifies_the_user_before_its_first_command(make_b
     ],
     ids=["subprotocol", "cookie", "query", "header"],
 )
-async def test_every_place_a_token_can_come_from(auth: HandshakeAuth, how: dict[str, Any], real: bool) -> None:
+async def test_every_place_a_token_can_come_from(auth: HandshakeAuth, how: dict[str, Any], serve: Serve) -> None:
     """The subprotocol, a named cookie, a named query parameter, or another header: each verifies the user."""
-    app = make_app(auth)
-    async with TestClient(app, real=real) as client:
-        token = app.issue_token(ALICE)
+    async with serve(make_app, auth=auth) as client:
+        token = client.app.issue_token(ALICE)
         filled = json.loads(json.dumps(how).replace("{token}", token))
         alice = await client.connect(**filled)
         assert (await alice.request("whoami")).payload == ALICE
 
 
-async def test_the_server_answers_the_websuckets_subprotocol_never_the_token() -> None:
+async def test_the_server_answers_the_websuckets_subprotocol_never_the_token(make_backend: BackendFactory) -> None:
     """Browsers fail a handshake whose answer names no subprotocol they offered: the server picks 'websuckets'."""
-    app = make_app()
+    app = make_app(backend=make_backend())
     async with TestClient(app, real=True) as client:
         token = app.issue_token(ALICE)
         offered = ["websuckets", f"websuckets.token.{token}"]
@@ -152,17 +152,16 @@ async def test_no_token_or_a_bad_one_is_refused_with_401(
         assert len(Session.online) == 0
 
 
-async def test_authorize_refuses_a_valid_token_with_403(real: bool) -> None:
+async def test_authorize_refuses_a_valid_token_with_403(serve: Serve) -> None:
     """``authorize(user_id, request)``, plain or async, may refuse a verified user: 403."""
 
     async def only_alice(user_id: object, request: Request) -> bool:
         return user_id == ALICE
 
-    app = make_app(HandshakeAuth(authorize=only_alice))
-    async with TestClient(app, real=real) as client:
-        await client.connect(headers=bearer(app.issue_token(ALICE)))
+    async with serve(make_app, auth=HandshakeAuth(authorize=only_alice)) as client:
+        await client.connect(headers=bearer(client.app.issue_token(ALICE)))
         with pytest.raises(InvalidStatus) as refused:
-            await client.connect(headers=bearer(app.issue_token("mallory")))
+            await client.connect(headers=bearer(client.app.issue_token("mallory")))
         assert refused.value.response.status_code == 403
 
 
@@ -228,9 +227,11 @@ def revoke(app: WebSuckets, tokens: list[str]) -> bool:
     return True
 
 
-async def test_a_server_that_skips_the_handshake_check_refuses_unverified_connections() -> None:
+async def test_a_server_that_skips_the_handshake_check_refuses_unverified_connections(
+    make_backend: BackendFactory,
+) -> None:
     """``websockets.serve(app.handler)`` runs no handshake check: with a required token, nobody gets in."""
-    app = make_app()
+    app = make_app(backend=make_backend())
     async with app, serve(app.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}", additional_headers=bearer(app.issue_token(ALICE))) as ws:
@@ -274,9 +275,9 @@ def test_where_the_default_looks(headers: dict[str, str] | Headers, expected: st
     assert HandshakeAuth().token_of(Request("/?token=abc", Headers(headers))) == expected
 
 
-async def test_apps_without_handshake_auth_keep_the_token_field_rule() -> None:
+async def test_apps_without_handshake_auth_keep_the_token_field_rule(make_backend: BackendFactory) -> None:
     """Without handshake_auth a protected command needs its token field, even on the connection that logged in."""
-    app = WebSuckets()
+    app = WebSuckets(backend=make_backend())
     group = CommandGroup()
 
     @group.command("login")

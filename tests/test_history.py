@@ -227,14 +227,12 @@ async def test_patterns_choose_the_rooms_with_history(client: TestClient) -> Non
     assert reply.payload == {"waiting": ["chat:7"]}
 
 
-async def test_history_rooms_take_json_objects_only() -> None:
+async def test_history_rooms_take_json_objects_only(client: TestClient) -> None:
     """A history room refuses a message that cannot carry a position, naming the room."""
-    app = history_app(MemoryBackend())
-    async with TestClient(app):
-        with pytest.raises(TypeError, match="lobby"):
-            await Session.broadcast("plain text", room="lobby")
-        with pytest.raises(TypeError, match="lobby"):
-            await Session.broadcast(b"\x00", room="lobby")
+    with pytest.raises(TypeError, match="lobby"):
+        await Session.broadcast("plain text", room="lobby")
+    with pytest.raises(TypeError, match="lobby"):
+        await Session.broadcast(b"\x00", room="lobby")
 
 
 async def test_resume_is_validated_and_bounded(client: TestClient) -> None:
@@ -248,9 +246,9 @@ async def test_resume_is_validated_and_bounded(client: TestClient) -> None:
     assert (await joined(alice)).payload["recovered"] is None
 
 
-async def test_apps_without_history_have_no_resume_command() -> None:
+async def test_apps_without_history_have_no_resume_command(make_backend: Callable[[], Backend]) -> None:
     """Without history the command does not exist, and room messages are unchanged."""
-    async with TestClient(WebSuckets()) as client:
+    async with TestClient(WebSuckets(backend=make_backend())) as client:
         alice = await client.connect()
         await alice.send("websuckets resume", {"rooms": {}})
         await alice.receive_error("unknown_command")
@@ -277,22 +275,21 @@ def test_history_options_are_checked() -> None:
         WebSuckets(history={"lobby": 100})  # type: ignore[dict-item]
 
 
-async def test_a_long_history_room_name_does_not_spoil_a_resume() -> None:
+async def test_a_long_history_room_name_does_not_spoil_a_resume(client: TestClient) -> None:
     """A client resumes every room it got positions from, whatever the length of their names."""
     long_room = "chat:" + "x" * 300  # matches "chat:*"
-    async with TestClient(history_app(MemoryBackend()), real=True) as client:
-        alice, bob = await client.connect(), await client.connect()
-        lobby = (await joined(alice)).payload
-        other = (await joined(alice, long_room)).payload
-        await joined(bob)
-        await alice.close()
-        await say(bob, "missed")
-        again = await client.connect()
-        reply = await resume(again, {"lobby": (lobby["epoch"], 0), long_room: (other["epoch"], 0)})
-        assert reply.payload == {"waiting": ["lobby", long_room]}
-        await again.send("join", {"room": "lobby"})
-        texts, position = await texts_until_position(again)
-        assert (texts, position["recovered"]) == (["missed"], True)
+    alice, bob = await client.connect(), await client.connect()
+    lobby = (await joined(alice)).payload
+    other = (await joined(alice, long_room)).payload
+    await joined(bob)
+    await alice.close()
+    await say(bob, "missed")
+    again = await client.connect()
+    reply = await resume(again, {"lobby": (lobby["epoch"], 0), long_room: (other["epoch"], 0)})
+    assert reply.payload == {"waiting": ["lobby", long_room]}
+    await again.send("join", {"room": "lobby"})
+    texts, position = await texts_until_position(again)
+    assert (texts, position["recovered"]) == (["missed"], True)
 
 
 async def test_idle_rooms_lose_their_history_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
