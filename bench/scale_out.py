@@ -61,7 +61,8 @@ from run import (
 )
 from websockets.asyncio.client import ClientConnection, connect
 
-from websuckets.backends._redis_keys import UPSERT, Keys
+from websuckets.backends.redis.codec import Upsert
+from websuckets.backends.redis.keys import UPSERT, Keys
 
 FANOUT_SERVERS = ("handrolled", "fastapi", "websuckets", "websuckets_rooms", "websuckets_rooms_redis")
 PEERS = ("handrolled", "fastapi")
@@ -366,7 +367,7 @@ async def announce(client: Redis, keys: Keys, shape: str, count: int) -> None:
         for i in range(first, min(count, first + 2000)):
             cid = uuid.uuid4().hex
             record = json.dumps({"w": worker, **SHAPES[shape](i), "ra": ["127.0.0.1", 10000 + i % 50000]})
-            event = '{"t":"up","c":"' + cid + '","d":' + record + "}"
+            event = Upsert.text(cid, record)
             pipe.evalsha(UPSERT.sha, 2, keys.clients, keys.worker(worker), cid, record, keys.all, event)
         await pipe.execute()
 

@@ -325,16 +325,16 @@ async def test_a_join_cancelled_while_catching_up_leaves_the_member_live(redis_u
     async with TestClient(app, real=True, timeout=5) as client:
         bob, alice = await client.connect(), await client.connect()
         await joined(bob)
-        listener = app.backend
-        handle = listener._handle  # type: ignore[attr-defined]
-        listener._handle = lambda data: None if '"t":"f"' in data else handle(data)  # type: ignore[attr-defined]
+        link, sync = app.backend._link, app.backend._sync  # type: ignore[attr-defined]
+        handle = link.on_message
+        link.on_message = lambda data: None if '"t":"f"' in data else handle(data)
         await alice.send("join", {"room": "lobby"})
         assert (await alice.receive()).error_name == "command_timeout"
-        listener._handle = handle  # type: ignore[attr-defined]
+        link.on_message = handle
         await say(bob, "live")
         assert (await alice.receive()).payload == "live"
-        assert listener._tracks["lobby"].catching_up == {}  # type: ignore[attr-defined]
-        assert listener._fences == {}  # type: ignore[attr-defined]
+        assert sync.tracks["lobby"].catching_up == {}
+        assert sync.fences == {}
 
 
 async def test_redis_back_with_older_data_is_not_recovered(redis_server: RedisServer) -> None:

@@ -113,3 +113,14 @@ def test_the_package_has_no_import_cycle() -> None:
 
 def test_a_cycle_is_found() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_redis_backends_logic_runs_without_redis() -> None:
+    """RedisBackend's codec, key names, mirror and history sync import neither redis-py nor the link."""
+    for name in ("codec", "keys", "mirror", "history_sync"):
+        path = PACKAGE / "backends" / "redis" / f"{name}.py"
+        nodes = list(ast.walk(ast.parse(path.read_text(), str(path))))
+        absolute = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+        absolute |= {node.module or "" for node in nodes if isinstance(node, ast.ImportFrom) and not node.level}
+        assert not {module for module in absolute if module.split(".")[0] == "redis"}, name
+        assert "websuckets.backends.redis.link" not in imported_modules(path, "websuckets.backends.redis"), name

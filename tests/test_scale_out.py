@@ -26,7 +26,8 @@ from redis_server import RedisServer, free_port
 from test_backends import ask, chat_app, log_in
 
 from websuckets import WebSuckets
-from websuckets.backends.redis import RedisBackend, _reason
+from websuckets.backends.redis import RedisBackend
+from websuckets.backends.redis.link import reason as reason_of
 from websuckets.exc import BackendUnavailable
 from websuckets.remote import RemoteUser
 from websuckets.testing import TestClient, TestConnection
@@ -209,7 +210,7 @@ async def test_redis_down_at_start_names_the_url(secret: str) -> None:
 )
 def test_a_reason_fits_inside_a_log_line(error: Exception, reason: str) -> None:
     """The cause in "lost Redis at URL: CAUSE; reconnecting" and the like: its type, its message without final dot."""
-    assert _reason(error) == reason
+    assert reason_of(error) == reason
 
 
 async def test_a_unix_socket_url_works(redis_server: RedisServer) -> None:

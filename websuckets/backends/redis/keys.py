@@ -3,7 +3,8 @@
 Every key of a namespace carries the hash tag ``{namespace}``, so that all of them live in
 one slot: the multi-key scripts would stay valid on Redis Cluster, for which a cluster
 client is all that is missing (not supported yet). Each script changes keys *and*
-publishes the matching event in one step, so the mirrors never disagree with the keys.
+publishes the matching event in one step, so the mirrors never disagree with the keys. The
+messages the scripts write themselves are made of the pieces of `codec`, as Python's are.
 
 =========================== ======== ==================================================
 key or channel              type     holds
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+
+from .codec import Ping, Remove, RoomMessage
 
 __all__ = [
     "APPEND",
@@ -85,32 +88,35 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 return redis.call('PUBLISH', ARGV[3], ARGV[4])
 """)
-"""KEYS clients, worker set; ARGV client id, record, channel, event."""
+"""KEYS clients, worker set; ARGV client id, record, channel, event (`Upsert.text`)."""
 
-REMOVE = Script("""
+REMOVE = Script(f"""
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
-return redis.call('PUBLISH', ARGV[2], '{"t":"rm","c":"' .. ARGV[1] .. '"}')
+return redis.call('PUBLISH', ARGV[2], {Remove.lua("ARGV[1]")})
 """)
-"""KEYS clients, worker set; ARGV client id, channel."""
+"""KEYS clients, worker set; ARGV client id, channel. Publishes a `Remove`."""
 
-REASSERT = Script("""
-local keep = {}
+REASSERT = Script(f"""
+local keep = {{}}
 for i = 2, #ARGV do keep[ARGV[i]] = true end
 local removed = 0
 for _, cid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not keep[cid] then
     redis.call('SREM', KEYS[1], cid)
     redis.call('HDEL', KEYS[2], cid)
-    redis.call('PUBLISH', ARGV[1], '{"t":"rm","c":"' .. cid .. '"}')
+    redis.call('PUBLISH', ARGV[1], {Remove.lua("cid")})
     removed = removed + 1
   end
 end
 return removed
 """)
-"""KEYS worker set, clients; ARGV channel, then the ids of the clients the worker holds now."""
+"""KEYS worker set, clients; ARGV channel, then the ids of the clients the worker holds now.
 
-HEARTBEAT = Script("""
+Removes the worker's other clients, publishing a `Remove` for each.
+"""
+
+HEARTBEAT = Script(f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -119,27 +125,27 @@ for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber
   local set = ARGV[3] .. wid
   for _, cid in ipairs(redis.call('SMEMBERS', set)) do
     redis.call('HDEL', KEYS[2], cid)
-    redis.call('PUBLISH', ARGV[4], '{"t":"rm","c":"' .. cid .. '"}')
+    redis.call('PUBLISH', ARGV[4], {Remove.lua("cid")})
     reaped = reaped + 1
   end
   redis.call('DEL', set)
   redis.call('ZREM', KEYS[1], wid)
 end
-local heard = redis.call('PUBLISH', ARGV[5], '{"t":"ping"}')
-return {heard, reaped}
+local heard = redis.call('PUBLISH', ARGV[5], {Ping.lua()})
+return {{heard, reaped}}
 """)
 """KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel.
 
 Records this worker's heartbeat, reaps every worker silent for longer
 than dead after, and probes this worker's own channel: the number of subscribers that
-heard the probe is 0 when this worker's listener is not subscribed.
+heard the probe (a `Ping`) is 0 when this worker's listener is not subscribed.
 """
 
 REVOKE = Script("""
 redis.call('DEL', KEYS[1])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 """)
-"""KEYS token; ARGV channel, event."""
+"""KEYS token; ARGV channel, event (a `Revoke`)."""
 
 _EPOCH = """
 local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
@@ -167,23 +173,23 @@ local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 if ARGV[8] == '1' then
 """
     + _NOW
-    + """
+    + f"""
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 't', now, 'm', ARGV[7])
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', ARGV[7])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. ',"e":"' .. epoch .. '","n":' .. offset .. '}\\n' .. ARGV[7])
-return {epoch, offset}
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. {RoomMessage.lua_tail("epoch", "offset", "ARGV[7]")})
+return {{epoch, offset}}
 """
 )
 """KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message, timed ('1' or '0').
 
 Numbers a history room's message, keeps it (with Redis's time when the room has a ttl), and
-publishes it with its position: the event (JSON without its closing brace) gains ``"e"`` and
-``"n"``, then a newline and the message. The stream is trimmed roughly (``MAXLEN ~``, cheaper):
-readers keep to the last ``size`` offsets exactly.
+publishes it with its position: the event (`RoomMessage.head`: JSON without its closing brace)
+gains ``"e"`` and ``"n"``, then a newline and the message (`RoomMessage.lua_tail`). The stream
+is trimmed roughly (``MAXLEN ~``, cheaper): readers keep to the last ``size`` offsets exactly.
 """
 
 READ_HISTORY = Script(
@@ -204,7 +210,7 @@ return {epoch, top, now, entries}
 """KEYS meta, stream; ARGV new epoch, run id, idle (ms), since epoch, since offset, size, own channel, fence.
 
 A history room's position and its entries after ``since`` among the last ``size``; then a
-fence on the reader's own channel: once the reader hears it, it has heard every message
+fence (a `Fence`) on the reader's own channel: once the reader hears it, it has heard every message
 published before the read.
 """
 

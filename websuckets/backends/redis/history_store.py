@@ -1,0 +1,67 @@
+"""History rooms in Redis: a Stream each, numbered by one script, read back for catch-ups.
+
+APPEND numbers a room's message, keeps it and publishes it in one step; READ_HISTORY reads
+what a member missed and sends the read's fence; a pipeline of HMGETs reads the rooms'
+positions after a reconnection. This is the `HistoryReader` of `HistorySync`, and the writer
+of rooms' messages; what the answers mean is decided there.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from uuid import UUID
+
+from ...history import HISTORY_IDLE, History, Position
+from .codec import RoomMessage
+from .history_sync import RoomMeta, Stored
+from .keys import APPEND, READ_HISTORY, Keys
+from .link import RedisLink
+
+__all__ = ["RedisHistory"]
+
+
+class RedisHistory:
+    """The rooms' histories of one namespace, through ``link``."""
+
+    def __init__(self, link: RedisLink, keys: Keys) -> None:
+        self._link = link
+        self._keys = keys
+        self.run_id = ""
+        """The Redis server's ``run_id``: a new one (a restart, a failover) ends every history room's epoch."""
+
+    async def append(self, message: str, room: str, history: History, exclude: frozenset[UUID]) -> Position:
+        """Keep and publish a history room's message; its members get it when their process hears it,
+        in the order of the room's offsets, like everyone else's."""
+        head = RoomMessage.head(room, exclude, self._link.worker_id)
+        keys = (self._keys.history_meta(room), self._keys.history(room))
+        timed = "0" if history.ttl is None else "1"  # Redis's time only for an age limit
+        room_args = (history.size, _idle_ms(history), self._keys.all, head, message, timed)
+        command = ("EVALSHA", APPEND.sha, 2, *keys, secrets.token_hex(8), self.run_id, *room_args)
+        epoch, offset = await self._link.call(command, "broadcast")
+        return Position(epoch, offset)
+
+    async def read(self, room: str, history: History, since: Position | None, fence: str) -> Stored:
+        since_epoch, since_offset = since if since is not None else ("", 0)
+        keys = (self._keys.history_meta(room), self._keys.history(room))
+        args = (secrets.token_hex(8), self.run_id, _idle_ms(history), since_epoch, since_offset, history.size)
+        command = ("EVALSHA", READ_HISTORY.sha, 2, *keys, *args, self._link.own_channel, fence)
+        epoch, top, now, entries = await self._link.call(command, "resume")
+        kept = []
+        for entry_id, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            kept_at = values.get("t")
+            kept.append((int(entry_id.partition("-")[0]), None if kept_at is None else int(kept_at), values["m"]))
+        return Stored(epoch, int(top), now, kept)
+
+    async def positions(self, rooms: Sequence[str], fence: str) -> list[RoomMeta]:
+        pipe = self._link.client.pipeline(transaction=False)
+        for room in rooms:
+            pipe.hmget(self._keys.history_meta(room), "e", "s", "r")
+        pipe.publish(self._link.own_channel, fence)
+        *metas, _ = await pipe.execute()
+        return [RoomMeta(epoch, 0 if top is None else int(top), run) for epoch, top, run in metas]
+
+
+def _idle_ms(history: History) -> int:
+    return int(max(HISTORY_IDLE, history.ttl or 0) * 1000)

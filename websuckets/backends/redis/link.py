@@ -1,0 +1,409 @@
+"""The link to Redis: one ordered writer, one supervised listener, the heartbeat.
+
+It moves commands and messages and knows nothing of users, rooms or history. Every command of
+the process goes through one writer, in the order it was made, pipelined. A listener on a
+connection of its own hears the namespace's channel and the process's own; supervised here
+rather than trusted to redis-py's silent retries, it reconnects with backoff and each time
+has its owner rebuild (``on_rebuild``) before any queued write goes out, then says so
+(``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
+records that the process lives, reaps the processes that stopped, and probes that the
+listener still hears its own channel.
+
+Anything that needs Redis and gets no answer within ``timeout`` seconds raises
+`BackendUnavailable`; writes that nobody awaits are logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from ...exc import BackendUnavailable
+from ..base import BackendHealth
+from .keys import HEARTBEAT, SCRIPTS, Keys
+
+__all__ = ["MAX_QUEUED", "RedisLink", "reason", "redacted"]
+
+logger = logging.getLogger("websuckets.redis")
+
+MAX_QUEUED = 100_000
+"""Writes nobody waits for that may queue up while Redis is away; the oldest are dropped past it."""
+
+Command = tuple[Any, ...]
+"""A Redis command and its arguments, as ``execute_command`` takes them."""
+
+
+class _Op:
+    """One command for the writer; ``future`` is set when somebody awaits its answer."""
+
+    __slots__ = ("args", "future", "what")
+
+    def __init__(self, args: Command, future: asyncio.Future[Any] | None, what: str) -> None:
+        self.args = args
+        self.future = future
+        self.what = what
+
+
+class RedisLink:
+    """The connections of one process to Redis, and the tasks that keep them.
+
+    Args:
+        on_rebuild: called on every (re)connection with the command connection, subscribed
+            already and before anything queued is written: to put back what the other
+            processes need to see. Raising fails the connection (it is tried again).
+        on_connected: called once Redis answers again, after the messages heard meanwhile.
+        on_message: called with each message heard, in order.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        *,
+        timeout: float,
+        heartbeat: float,
+        dead_after: float,
+        health: BackendHealth,
+        on_rebuild: Callable[[Redis], Awaitable[None]],
+        on_connected: Callable[[], None],
+        on_message: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.keys = keys
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+        self.dead_after = dead_after
+        self.health = health
+        self.on_rebuild = on_rebuild
+        self.on_connected = on_connected
+        self.on_message = on_message
+        self.worker_id = ""
+        self._client: Redis | None = None
+        self._queue: deque[_Op] = deque()
+        self._queued = asyncio.Event()
+        self._rebuild = asyncio.Event()
+        self._up = asyncio.Event()
+        """Set while Redis answers: the writer waits on it."""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._down_since = 0.0
+        self._last_failure_log = -math.inf
+        self._failures_since_log = 0
+
+    @property
+    def client(self) -> Redis:
+        """The command connection, for reads outside the writer's order."""
+        assert self._client is not None
+        return self._client
+
+    @property
+    def own_channel(self) -> str:
+        """This process's channel: direct sends, fences and the heartbeat's probe."""
+        return self.keys.worker_channel(self.worker_id)
+
+    # lifecycle
+
+    async def start(self, worker_id: str) -> None:
+        """Connect as ``worker_id`` and start the writer, listener and heartbeat; `BackendUnavailable` naming
+        the URL if Redis is away."""
+        self.worker_id = worker_id
+        self._queued = asyncio.Event()
+        self._rebuild = asyncio.Event()
+        self._up = asyncio.Event()
+        self._client = self._new_client(socket_timeout=self.timeout)
+        try:
+            pubsub = await self._connect()
+        except Exception as exc:
+            await self._client.aclose()
+            raise BackendUnavailable(f"cannot reach Redis at {redacted(self.url)}: {reason(exc)}") from exc
+        self._tasks = [
+            asyncio.create_task(self._write_forever(), name="websuckets redis writer"),
+            asyncio.create_task(self._listen_forever(pubsub), name="websuckets redis listener"),
+            asyncio.create_task(self._heartbeat_forever(), name="websuckets redis heartbeat"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+        logger.info("connected to Redis at %s as %s", redacted(self.url), self.worker_id)
+
+    async def close(self, farewell: Command) -> None:
+        """Run ``farewell`` and forget this process's heartbeat (if Redis answers), stop every task, disconnect."""
+        tasks, self._tasks = self._tasks, []
+        if self.health.connected and self._client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await self._client.execute_command(*farewell)  # type: ignore[no-untyped-call]  # in redis-py
+                    await self._client.zrem(self.keys.workers, self.worker_id)
+        tasks += list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.health.connected = False
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task not in self._tasks:
+            return  # closing
+        logger.critical("%s stopped: %r; this process no longer shares state", task.get_name(), task.exception())
+
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run ``work`` in the background (a failure is logged), until it ends or the link closes."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("failed %s", what)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # the writer: every command of this process, in order, pipelined
+
+    def enqueue(self, args: Command, what: str, on_fail: Callable[[], None] | None = None) -> None:
+        """Queue a write nobody waits for; while Redis is away it waits in the queue (bounded)."""
+        op = _Op(args, None, what)
+        if on_fail is not None:
+            op.future = asyncio.get_running_loop().create_future()
+            op.future.add_done_callback(lambda future: future.exception() is not None and on_fail())
+        if len(self._queue) >= MAX_QUEUED:
+            self._fail([self._queue.popleft()], f"over {MAX_QUEUED} writes queued while Redis is away")
+        self._queue.append(op)
+        self._queued.set()
+
+    async def call(self, args: Command, what: str) -> Any:
+        """Run one command after every one queued before it; `BackendUnavailable` at once while
+        Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
+        if not self.health.connected:
+            self._fail([], "Redis is not connected")
+            raise _unavailable(what)
+        op = _Op(args, asyncio.get_running_loop().create_future(), what)
+        self._queue.append(op)
+        self._queued.set()
+        assert op.future is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await op.future
+        except TimeoutError:
+            self._fail([], f"no answer within {self.timeout} s")
+            raise _unavailable(what) from None
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                await self._up.wait()  # writes wait out an outage; the rebuild runs first
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 512))]
+                batch = [op for op in batch if op.future is None or not op.future.done()]  # timed out: not sent
+                if batch:
+                    await self._write(batch)
+
+    async def _write(self, batch: list[_Op]) -> None:
+        assert self._client is not None
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = self._client.pipeline(transaction=False)
+                for op in batch:
+                    pipe.execute_command(*op.args)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            self._fail(batch, reason(exc))
+            self._lost(exc)
+            return
+        for op, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                self._fail([op], reason(result))
+                if isinstance(result, NoScriptError):
+                    self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
+            elif op.future is not None and not op.future.done():
+                op.future.set_result(result)
+
+    def _fail(self, batch: list[_Op], why: str) -> None:
+        count = max(len(batch), 1)
+        self.health.failed_operations += count
+        self._failures_since_log += count
+        for op in batch:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(_unavailable(op.what))
+        now = time.monotonic()
+        if now - self._last_failure_log >= 10:  # one line per 10 s at most
+            logger.error(
+                "%d Redis operations failed since the last report (the latest: %s)",
+                self._failures_since_log,
+                why,
+            )
+            self._last_failure_log, self._failures_since_log = now, 0
+
+    def _lost(self, exc: BaseException) -> None:
+        """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
+        self._up.clear()
+        if self.health.connected:
+            self.health.connected = False
+            self._down_since = time.monotonic()
+            logger.error("lost Redis at %s: %s; reconnecting", redacted(self.url), reason(exc))
+        self._rebuild.set()
+
+    # the listener: supervised, rebuilt after any failure
+
+    async def _listen_forever(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                await self._listen(pubsub)
+            except Exception as exc:
+                self._lost(exc)
+            finally:
+                await _close(pubsub)
+            pubsub = await self._reconnect()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        deaf_after = 3 * self.heartbeat + self.timeout
+        last_heard = loop.time()
+        while True:
+            if self._rebuild.is_set():
+                raise ConnectionError("rebuilding the connection")
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(self.heartbeat, 1.0))
+            if message is None:
+                if loop.time() - last_heard > deaf_after:
+                    raise ConnectionError(f"nothing heard for {deaf_after:.1f} s, not even this process's probe")
+                continue
+            last_heard = loop.time()
+            self.on_message(message["data"])
+
+    async def _reconnect(self) -> PubSub:
+        delay = 0.05
+        while True:
+            await asyncio.sleep(random.uniform(0, delay))
+            try:
+                pubsub = await self._connect()
+            except Exception as exc:
+                logger.debug("reconnecting to Redis failed: %s", reason(exc))
+                delay = min(delay * 2, 5.0)
+                continue
+            self.health.reconnects += 1
+            logger.info("reconnected to Redis after %.1f s", time.monotonic() - self._down_since)
+            return pubsub
+
+    async def _connect(self) -> PubSub:
+        """Subscribe, load the scripts, then have the owner rebuild; heard messages wait in the socket."""
+        assert self._client is not None
+        self._rebuild.clear()
+        await self._client.connection_pool.disconnect()  # pooled connections may predate the loss
+        subscriber = self._new_client(socket_timeout=None)
+        pubsub = subscriber.pubsub()
+        try:
+            async with asyncio.timeout(2 * self.timeout):
+                await pubsub.subscribe(self.keys.all, self.own_channel)
+                early = await _confirmed(pubsub, 2)
+                for script in SCRIPTS:
+                    await self._client.script_load(script.source)
+                await self.on_rebuild(self._client)
+        except BaseException:
+            await _close(pubsub)
+            raise
+        self.health.connected = True
+        self._up.set()
+        for data in early:
+            self.on_message(data)
+        self.on_connected()
+        return pubsub
+
+    def _new_client(self, socket_timeout: float | None) -> Redis:
+        options: dict[str, Any] = {}
+        if urlsplit(self.url).scheme != "unix":  # TCP keepalive: a unix socket has none
+            options["socket_keepalive"] = True
+        return Redis.from_url(
+            self.url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),  # every failure surfaces here: no silent reconnect
+            decode_responses=True,
+            **options,
+        )
+
+    # the heartbeat
+
+    def heartbeat_command(self) -> Command:
+        """The command that records this process's heartbeat, reaps dead ones and probes its own channel."""
+        dead_after_ms = int(self.dead_after * 1000)
+        args = (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, self.own_channel)
+        return ("EVALSHA", HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *args)
+
+    async def _heartbeat_forever(self) -> None:
+        """Beat, reap dead processes, and check that this process's listener hears its own channel."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self.health.connected:
+                continue
+            try:
+                heard, reaped = await self.call(self.heartbeat_command(), "heartbeat")
+            except BackendUnavailable:
+                continue  # the writer has marked the connection lost
+            if reaped:
+                logger.warning("removed %d clients of processes that stopped beating", reaped)
+            if not heard and self.health.connected:
+                logger.error("this process's listener is not subscribed in Redis; reconnecting")
+                self._rebuild.set()
+
+
+async def _confirmed(pubsub: PubSub, count: int) -> list[str]:
+    """Wait for ``count`` subscribe confirmations; the messages heard meanwhile, to handle after."""
+    early: list[str] = []
+    while count:
+        message = await pubsub.get_message(timeout=1.0)
+        if message is None:
+            continue
+        if message["type"] == "subscribe":
+            count -= 1
+        elif message["type"] == "message":
+            early.append(message["data"])
+    return early
+
+
+async def _close(pubsub: PubSub) -> None:
+    """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
+    with contextlib.suppress(Exception):
+        aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # redis-py < 8.2 leaves it unannotated
+        await aclose()
+    with contextlib.suppress(Exception):
+        await pubsub.connection_pool.disconnect()
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (``user:password@`` or ``?password=``), for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else ""))
+    if parts.query:
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        parts = parts._replace(query=urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*"))
+    return urlunsplit(parts)
+
+
+def _unavailable(what: str) -> BackendUnavailable:
+    """The error for the client: what failed, and nothing of Redis's address or the cause (those are logged)."""
+    return BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
+
+
+def reason(exc: BaseException) -> str:
+    """``Type: message``, for the middle of a line of ours: without the message's final period."""
+    message = str(exc).rstrip().removesuffix(".")
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

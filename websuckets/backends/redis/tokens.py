@@ -1,0 +1,90 @@
+"""Tokens in Redis, by digest: written in order, revoked everywhere, re-sent after an outage.
+
+A token is a key ``{ns}:token:<digest>`` holding its user id and expiry, which expires with
+the token. A revocation deletes the key and tells every process (`Revoke`) in one script.
+A write or a revocation that failed while Redis was away is kept and sent again by the
+rebuild after the reconnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+
+from pydantic_core import to_json
+from redis.asyncio import Redis
+
+from ...identity import TokenRecord
+from .codec import Revoke
+from .keys import REVOKE, Keys
+from .link import Command, RedisLink
+
+__all__ = ["TOKEN_RETRIES", "RedisTokens"]
+
+TOKEN_RETRIES = (0.05, 0.2)
+"""Seconds to wait before asking Redis again for a token it does not know (issued a moment ago?)."""
+
+
+class RedisTokens:
+    """The tokens of one namespace, through ``link``."""
+
+    def __init__(self, link: RedisLink, keys: Keys) -> None:
+        self._link = link
+        self._keys = keys
+        self._unwritten: dict[str, TokenRecord] = {}
+        self._unsent_revocations: set[str] = set()
+
+    def remember(self, digest: str, record: TokenRecord) -> None:
+        self._link.enqueue(
+            self._write(digest, record),
+            "token",
+            on_fail=lambda: self._unwritten.__setitem__(digest, record),
+        )
+
+    def _write(self, digest: str, record: TokenRecord) -> Command:
+        value = to_json({"u": record.user_id, "x": record.expires_at}).decode()
+        return ("SET", self._keys.token(digest), value, "PXAT", max(1, int(record.expires_at * 1000)))
+
+    def forget(self, digest: str) -> None:
+        self._unwritten.pop(digest, None)
+        self._link.enqueue(self._revoke(digest), "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
+
+    def _revoke(self, digest: str) -> Command:
+        """The command that deletes a token and tells every process."""
+        return ("EVALSHA", REVOKE.sha, 1, self._keys.token(digest), self._keys.all, Revoke(digest).encode())
+
+    async def find(self, digest: str) -> TokenRecord | None:
+        """Look the digest up in Redis; a miss is asked again after 50 and 200 ms (a token just
+        issued on another process, whose write may still be on its way)."""
+        stored = await self._link.call(("GET", self._keys.token(digest)), "token look-up")
+        for delay in TOKEN_RETRIES:
+            if stored is not None:
+                break
+            await asyncio.sleep(delay)
+            stored = await self._link.call(("GET", self._keys.token(digest)), "token look-up")
+        if stored is None:
+            return None
+        data = json.loads(stored)
+        return TokenRecord(data["u"], data["x"])
+
+    # after a reconnection
+
+    def rebuild_commands(self, held: Iterable[tuple[str, TokenRecord]]) -> list[Command]:
+        """Writes of ``held`` and of the tokens whose write failed, then the revocations that failed."""
+        writes = dict(held)
+        writes.update(self._unwritten)
+        commands = [self._write(digest, record) for digest, record in writes.items()]
+        return commands + [self._revoke(digest) for digest in self._unsent_revocations]
+
+    def rebuilt(self) -> None:
+        """The `rebuild_commands` were written: nothing is owed any more."""
+        self._unwritten.clear()
+        self._unsent_revocations.clear()
+
+    async def vanished(self, client: Redis, digests: list[str]) -> list[str]:
+        """Those of ``digests`` that Redis no longer holds: revoked while this process heard nothing."""
+        if not digests:
+            return []
+        exists = await client.mget([self._keys.token(digest) for digest in digests])
+        return [digest for digest, value in zip(digests, exists, strict=True) if value is None]
