@@ -27,7 +27,6 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
-from websuckets.dispatcher import Connection
 from websuckets.middleware import RateLimit
 
 FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
@@ -54,7 +53,7 @@ class NullSocket:
 
 def websuckets_dispatch(app: WebSuckets, socket: NullSocket) -> Callable[[str], Awaitable[None]]:
     dispatcher = app.dispatcher
-    connection = Connection(dispatcher, socket, dispatcher.sessions.connect(socket), None)  # type: ignore[arg-type]
+    connection = dispatcher.connection(socket, dispatcher.sessions.connect(socket), None)  # type: ignore[arg-type]
     return lambda frame: dispatcher.dispatch(connection, frame)
 
 

@@ -17,6 +17,7 @@ from test_client import auto_joining_app
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, History, Session, WebSuckets
+from websuckets.backends.memory import MemoryBackend
 from websuckets.exc import InternalError
 from websuckets.handshake_auth import HandshakeAuth
 from websuckets.history import gap_event
@@ -123,7 +124,7 @@ async def test_js_client_against_a_real_server() -> None:
     a fourth is the README's first example (``examples/quickstart.py``).
     """
     command = node_command()
-    app, authenticating, lobby = make_app(), make_app(HandshakeAuth(required=False)), auto_joining_app()
+    app, authenticating, lobby = make_app(), make_app(HandshakeAuth(required=False)), auto_joining_app(MemoryBackend())
     readme = load_example("quickstart.py").app
     async with contextlib.AsyncExitStack() as stack:
         urls = {}

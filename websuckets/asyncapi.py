@@ -26,11 +26,10 @@ from websockets.http11 import Request, Response
 
 from . import exc
 from .http import is_upgrade, json_response, url_path
-from .instrument import Instrument
+from .instrument import Instrument, InstrumentedApp
 from .wire import ERROR_EVENT
 
 if TYPE_CHECKING:
-    from .app import WebSuckets
     from .routing import Command
 
 __all__ = ["CHANNEL", "ERROR_EVENT", "AsyncAPIPage", "document", "framework_error_names", "message_id"]
@@ -58,7 +57,7 @@ def message_id(event: str) -> str:
     return re.sub(r"[^\w.-]", "_", event) or "_"
 
 
-def document(app: WebSuckets, **info: Any) -> dict[str, Any]:
+def document(app: InstrumentedApp, **info: Any) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of ``app``: a JSON-ready dict.
 
     ``info`` overrides the ``info`` object (``title``, ``version``, ``description``...).
@@ -67,7 +66,7 @@ def document(app: WebSuckets, **info: Any) -> dict[str, Any]:
 
 
 class _Builder:
-    def __init__(self, app: WebSuckets) -> None:
+    def __init__(self, app: InstrumentedApp) -> None:
         self.app = app
         self.inputs: list[tuple[tuple[str, str], Any, str]] = []  # (key, type, mode)
         self.ids: dict[str, str] = {}
@@ -292,7 +291,7 @@ class AsyncAPIPage(Instrument):
         self._json = b""
         self._html = b""
 
-    async def startup(self, app: WebSuckets) -> None:
+    async def startup(self, app: InstrumentedApp) -> None:
         spec = document(app, **self.info)
         self._json = json.dumps(spec, indent=1).encode()
         self._html = render_html(spec).encode()

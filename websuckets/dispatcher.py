@@ -125,15 +125,16 @@ class Dispatcher:
                 await close_draining(socket, CloseCode.POLICY_VIOLATION, "authentication required")
                 return
             if self.container is None:
-                await self._run(self._connection(socket, user, None))
+                await self._run(self.connection(socket, user, None))
             else:
                 context = {ServerConnection: socket, User: user}
                 async with self.container(context=context, scope=Scope.SESSION) as session:
-                    await self._run(self._connection(socket, user, session))
+                    await self._run(self.connection(socket, user, session))
         finally:
             self.sessions.disconnect(user)
 
-    def _connection(self, socket: ServerConnection, user: User, container: AsyncContainer | None) -> Connection:
+    def connection(self, socket: ServerConnection, user: User, container: AsyncContainer | None) -> Connection:
+        """What `dispatch` needs of ``socket``'s connection: ``container`` is its SESSION scope, if any."""
         return Connection(socket, user, container, self.sessions, self.report_unexpected, self.connection_tokens)
 
     async def _run(self, connection: Connection) -> None:

@@ -16,16 +16,12 @@ message, and websocket upgrades pass through them untouched.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from .http import is_upgrade, json_response, url_path
-from .instrument import Instrument
-
-if TYPE_CHECKING:
-    from .app import WebSuckets
+from .instrument import Instrument, InstrumentedApp
 
 __all__ = ["Health", "json_response"]
 
@@ -41,9 +37,9 @@ class Health(Instrument):
     def __init__(self, live_path: str | None = "/healthz", ready_path: str | None = "/readyz") -> None:
         self.live_path = live_path
         self.ready_path = ready_path
-        self.app: WebSuckets | None = None
+        self.app: InstrumentedApp | None = None
 
-    def install(self, app: WebSuckets) -> None:
+    def install(self, app: InstrumentedApp) -> None:
         self.app = app
 
     def ready(self) -> tuple[bool, str]:

@@ -28,19 +28,47 @@ Where the hooks sit:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from .context import Middleware
 
-if TYPE_CHECKING:  # the app imports this module
-    from .app import WebSuckets
+if TYPE_CHECKING:
+    from .backends.base import Backend
     from .connection import GuardedConnection
+    from .dispatcher import Dispatcher
     from .routing import Command
 
-__all__ = ["Instrument"]
+__all__ = ["Instrument", "InstrumentedApp"]
+
+
+class InstrumentedApp(Protocol):
+    """What an instrument sees of the app it is turned on in: `websuckets.WebSuckets` is one.
+
+    Instruments sit below the app (the app imports them, never the other way round), so they
+    name the app through this protocol.
+    """
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def commands(self) -> Mapping[str, Command]: ...
+
+    @property
+    def server_events(self) -> Mapping[str, Any]: ...
+
+    @property
+    def welcome(self) -> bool: ...
+
+    @property
+    def started(self) -> bool: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
 
 
 class Instrument:
@@ -49,7 +77,7 @@ class Instrument:
     traces_envelopes: bool = False
     """Whether commands' ``traceparent`` must be read from the envelope into ``Context.traceparent``."""
 
-    def install(self, app: WebSuckets) -> None:
+    def install(self, app: InstrumentedApp) -> None:
         """Called by `WebSuckets.add_instrument`, before the app starts."""
 
     def error_middleware(self, command: Command, error_middleware: Middleware) -> Middleware:
@@ -69,8 +97,8 @@ class Instrument:
         """The connection class to serve with: ``base`` or a subclass of it."""
         return base
 
-    async def startup(self, app: WebSuckets) -> None:
+    async def startup(self, app: InstrumentedApp) -> None:
         """Called once the app has started."""
 
-    async def shutdown(self, app: WebSuckets) -> None:
+    async def shutdown(self, app: InstrumentedApp) -> None:
         """Called when the app stops, before its backend closes."""

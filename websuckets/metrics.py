@@ -55,7 +55,7 @@ from . import delivery
 from .context import CallNext, Context, Middleware
 from .exc import InternalError, RateLimited
 from .http import is_upgrade, json_response, url_path
-from .instrument import Instrument
+from .instrument import Instrument, InstrumentedApp
 from .middleware.errors import answer_error, map_errors
 
 try:
@@ -65,7 +65,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     raise ImportError("websuckets.metrics needs prometheus_client: pip install 'websuckets[metrics]'") from exc
 
 if TYPE_CHECKING:
-    from .app import WebSuckets
     from .connection import GuardedConnection
     from .routing import Command
 
@@ -124,7 +123,7 @@ class Metrics(Instrument):
         self.meter = Meter()
         self.registry = CollectorRegistry()
         """The registry of this app's metrics (in multi-process mode, of this worker's)."""
-        self.app: WebSuckets | None = None
+        self.app: InstrumentedApp | None = None
         self._seen: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._protocol_classes: dict[type[ServerProtocol], type[ServerProtocol]] = {}
@@ -249,17 +248,17 @@ class Metrics(Instrument):
 
     # off the hot path
 
-    def install(self, app: WebSuckets) -> None:
+    def install(self, app: InstrumentedApp) -> None:
         self.app = app
 
-    async def startup(self, app: WebSuckets) -> None:
+    async def startup(self, app: InstrumentedApp) -> None:
         app.dispatcher.refusal_listeners.append(self._count_refusal)
         self._seen = {}
         self.sync()
         if self.multiprocess:
             self._task = asyncio.get_running_loop().create_task(self._sync_every(self.sync_interval))
 
-    async def shutdown(self, app: WebSuckets) -> None:
+    async def shutdown(self, app: InstrumentedApp) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

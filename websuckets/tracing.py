@@ -29,7 +29,7 @@ from uuid import UUID
 from . import __version__
 from .context import CallNext, Context, Middleware
 from .exc import InternalError
-from .instrument import Instrument
+from .instrument import Instrument, InstrumentedApp
 
 try:
     from opentelemetry import context as otel_context
@@ -40,7 +40,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     raise ImportError("websuckets.tracing needs opentelemetry-api: pip install 'websuckets[otel]'") from exc
 
 if TYPE_CHECKING:
-    from .app import WebSuckets
     from .dispatcher import Connection
     from .routing import Command
 
@@ -65,7 +64,7 @@ class Tracing(Instrument):
         self.propagator = TraceContextTextMapPropagator()
         self._session_spans: dict[UUID, Span] = {}
 
-    async def startup(self, app: WebSuckets) -> None:
+    async def startup(self, app: InstrumentedApp) -> None:
         if self.sessions:
             app.dispatcher.ready_listeners.append(self._open_session)
 
