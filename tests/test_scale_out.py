@@ -27,7 +27,7 @@ from test_backends import ask, chat_app, log_in
 
 from websuckets import WebSuckets
 from websuckets.backends.redis import RedisBackend
-from websuckets.backends.redis.link import reason as reason_of
+from websuckets.backends.redis.faults import reason as reason_of
 from websuckets.exc import BackendUnavailable
 from websuckets.remote import RemoteUser
 from websuckets.testing import TestClient, TestConnection
@@ -305,6 +305,29 @@ async def test_a_paused_redis_fails_within_the_timeout(redis_server: RedisServer
             redis_server.process.send_signal(signal.SIGCONT)
         await eventually(lambda: client.app.backend.health.connected)
         assert (await ask(alice, "say", {"text": "again"})).event == "sent"
+
+
+async def test_closing_outlasts_a_task_that_swallows_its_cancellation(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A background task that ignores one cancellation (redis-py may, while it connects) does not hang
+    close(): it is cancelled again after ``timeout`` seconds, and the operator is told."""
+    backend = RedisBackend(redis_url, timeout=0.2)
+    stopped = asyncio.Event()
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed once
+            await asyncio.sleep(60)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    async with TestClient(chat_app(backend), real=True):
+        backend._link.spawn(stubborn(), "a stubborn task")  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+    assert stopped.is_set()
+    assert "1 Redis tasks still running 0.2 s after their cancellation" in caplog.text
 
 
 async def test_a_malformed_message_is_logged_and_the_listener_goes_on(

@@ -40,10 +40,11 @@ from ...remote import RemoteUser
 from ...user import User
 from ..base import BackendHealth, IndexedBackend
 from . import codec
+from .faults import redacted
 from .history_store import RedisHistory
 from .history_sync import CatchUp, HistorySync
 from .keys import REASSERT, REMOVE, UPSERT, Keys
-from .link import Command, RedisLink, redacted
+from .link import Command, RedisLink
 from .local import LocalClients
 from .mirror import Mirror
 from .tokens import RedisTokens

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -34,9 +34,8 @@ from redis.exceptions import NoScriptError
 
 from ...exc import BackendUnavailable
 from ..base import BackendHealth
+from .faults import reason, redacted, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
-
-__all__ = ["MAX_QUEUED", "RedisLink", "reason", "redacted"]
 
 logger = logging.getLogger("websuckets.redis")
 
@@ -147,10 +146,7 @@ class RedisLink:
                 async with asyncio.timeout(self.timeout):
                     await self._client.execute_command(*farewell)  # type: ignore[no-untyped-call]  # in redis-py
                     await self._client.zrem(self.keys.workers, self.worker_id)
-        tasks += list(self._background)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop(tasks + list(self._background), self.timeout)
         self.health.connected = False
         if self._client is not None:
             await self._client.aclose()
@@ -192,7 +188,7 @@ class RedisLink:
         Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
         if not self.health.connected:
             self._fail([], "Redis is not connected")
-            raise _unavailable(what)
+            raise unavailable(what)
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
         self._queue.append(op)
         self._queued.set()
@@ -202,7 +198,7 @@ class RedisLink:
                 return await op.future
         except TimeoutError:
             self._fail([], f"no answer within {self.timeout} s")
-            raise _unavailable(what) from None
+            raise unavailable(what) from None
 
     async def _write_forever(self) -> None:
         while True:
@@ -214,6 +210,10 @@ class RedisLink:
                 batch = [op for op in batch if op.future is None or not op.future.done()]  # timed out: not sent
                 if batch:
                     await self._write(batch)
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        # cancelled while its timeout expired: the cancellation came out as the timeout
+                        raise asyncio.CancelledError
 
     async def _write(self, batch: list[_Op]) -> None:
         assert self._client is not None
@@ -241,7 +241,7 @@ class RedisLink:
         self._failures_since_log += count
         for op in batch:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(_unavailable(op.what))
+                op.future.set_exception(unavailable(op.what))
         now = time.monotonic()
         if now - self._last_failure_log >= 10:  # one line per 10 s at most
             logger.error(
@@ -377,6 +377,18 @@ async def _confirmed(pubsub: PubSub, count: int) -> list[str]:
     return early
 
 
+async def _stop(tasks: list[asyncio.Task[Any]], grace: float) -> None:
+    """Cancel ``tasks`` and wait for them; one that outlives a cancellation (redis-py may swallow one
+    while it connects) is cancelled again every ``grace`` seconds until it ends."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            logger.warning("%d Redis tasks still running %.1f s after their cancellation", len(pending), grace)
+
+
 async def _close(pubsub: PubSub) -> None:
     """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
     with contextlib.suppress(Exception):
@@ -384,26 +396,3 @@ async def _close(pubsub: PubSub) -> None:
         await aclose()
     with contextlib.suppress(Exception):
         await pubsub.connection_pool.disconnect()
-
-
-def redacted(url: str) -> str:
-    """The URL without its password (``user:password@`` or ``?password=``), for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.hostname or ""
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else ""))
-    if parts.query:
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        parts = parts._replace(query=urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*"))
-    return urlunsplit(parts)
-
-
-def _unavailable(what: str) -> BackendUnavailable:
-    """The error for the client: what failed, and nothing of Redis's address or the cause (those are logged)."""
-    return BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
-
-
-def reason(exc: BaseException) -> str:
-    """``Type: message``, for the middle of a line of ours: without the message's final period."""
-    message = str(exc).rstrip().removesuffix(".")
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
