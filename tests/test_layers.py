@@ -124,3 +124,52 @@ def test_the_redis_backends_logic_runs_without_redis() -> None:
         absolute |= {node.module or "" for node in nodes if isinstance(node, ast.ImportFrom) and not node.level}
         assert not {module for module in absolute if module.split(".")[0] == "redis"}, name
         assert "websuckets.backends.redis.link" not in imported_modules(path, "websuckets.backends.redis"), name
+
+
+# The layers, bottom up, as docs/topics/architecture.md draws them. A module imports only from its
+# own layer and the ones below; the client stands beside the server on the foundation alone.
+LAYERS: dict[str, set[str]] = {
+    "foundation": {
+        "wire", "exc", "_logging", "_version", "identity", "http", "security", "events", "delivery", "origin",
+        "listening",
+    },
+    "client": {"client", "client.*"},
+    "state": {
+        "user", "history", "envelope", "connection", "handshake", "static", "presence", "remote", "backends",
+        "backends.*", "store", "session",
+    },
+    "commands": {
+        "context", "handlers", "di", "routing", "answer", "middleware", "middleware.*", "resume", "handshake_auth",
+        "dispatcher",
+    },
+    "instruments": {"instrument", "asyncapi", "health", "metrics", "tracing", "typescript"},
+    "app": {"", "app", "startup", "serving", "testing", "memory_server"},
+    "tools": {"loading", "worker", "supervisor", "cli", "__main__"},
+}  # fmt: skip
+UPWARD_ALLOWED: set[tuple[str, str]] = set()
+"""Imports from a lower layer to a higher one, each justified in the architecture page (at most 3)."""
+
+
+def layer_of(module: str) -> int:
+    """The index in `LAYERS` of ``module`` (a websuckets module); fails for a module no layer names."""
+    name = module.removeprefix("websuckets").removeprefix(".")
+    for index, members in enumerate(LAYERS.values()):
+        if name in members or any(m.endswith(".*") and name.startswith(m[:-1]) for m in members):
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/topics/architecture.md")
+
+
+def test_imports_point_down_the_layers() -> None:
+    """Every module has a layer; no import runs up one, but the few allowed (and documented)."""
+    graph = import_graph()
+    upward = {(a, b) for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a)}
+    assert upward == UPWARD_ALLOWED
+    assert len(UPWARD_ALLOWED) <= 3
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """docs/topics/architecture.md lists each module of the package by its path."""
+    page = (PACKAGE.parent / "docs" / "topics" / "architecture.md").read_text()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        assert f"| `{relative}` |" in page, relative

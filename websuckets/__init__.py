@@ -1,5 +1,6 @@
 """websuckets: real-time applications over WebSockets, with pydantic and dishka."""
 
+from ._version import __version__
 from .app import WebSuckets
 from .context import CallNext, Context, Middleware
 from .events import ClientEvent
@@ -25,5 +26,3 @@ __all__ = [
     "WebSuckets",
     "__version__",
 ]
-
-__version__ = "0.1.0"

@@ -26,7 +26,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from . import __version__
+from ._version import __version__
 from .app import WebSuckets
 from .exc import BackendUnavailable, WorkerBootError
 from .listening import Balance, listening_socket

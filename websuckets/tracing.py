@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from . import __version__
+from ._version import __version__
 from .context import CallNext, Context, Middleware
 from .exc import InternalError
 from .instrument import Instrument, InstrumentedApp
