@@ -5,10 +5,11 @@ from .app import WebSuckets
 from .context import CallNext, Context, Middleware
 from .events import ClientEvent
 from .exc import InternalError
-from .history import History, Position
+from .history import History
 from .routing import Command, CommandGroup
 from .security import Token
 from .session import Session, User
+from .wire import Position
 
 __all__ = [
     "CallNext",

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["QuietFrames", "quiet_frames"]
-
 
 class QuietFrames(logging.LoggerAdapter[logging.Logger]):
     """``logger`` without DEBUG records, and without the messages (format strings) in ``skip``."""

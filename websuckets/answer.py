@@ -31,8 +31,6 @@ from .context import CallNext, Context
 from .events import PendingAnswer
 from .handlers import CallPlan
 
-__all__ = ["answer", "request_chain"]
-
 
 async def answer(ctx: Context, chain: CallNext) -> None:
     """Run ``chain`` for ``ctx``, a command with an ``id``, with the first event on its socket stamped with it."""

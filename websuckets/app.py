@@ -38,8 +38,6 @@ from .static import StaticFiles
 from .store import SessionStore
 from .wire import GAP_EVENT, POSITION_EVENT
 
-__all__ = ["WebSuckets"]
-
 logger = logging.getLogger("websuckets")
 
 H = TypeVar("H", bound=Handler)

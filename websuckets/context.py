@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from .store import SessionStore
     from .user import User
 
-__all__ = ["CallNext", "CommandInfo", "Connection", "Context", "Middleware"]
-
 
 class CommandInfo(Protocol):
     """What a middleware may read of the command it runs for (a `websuckets.routing.Command`)."""

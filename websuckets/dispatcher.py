@@ -28,8 +28,6 @@ from .session import enter_connection
 from .store import SessionStore
 from .user import User
 
-__all__ = ["AdoptHandshake", "Connection", "Dispatcher", "ErrorListener", "Route"]
-
 logger = logging.getLogger("websuckets.dispatcher")
 
 YIELD_EVERY = 16

@@ -15,18 +15,6 @@ from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
 from .wire import ERROR_EVENT, MISSING
 
-__all__ = [
-    "ECHO_LIMIT",
-    "ID_MAX_LENGTH",
-    "MISSING",
-    "TRACEPARENT_MAX_LENGTH",
-    "Envelope",
-    "bounded",
-    "error_event",
-    "parse_envelope",
-    "parse_traced_envelope",
-]
-
 ID_MAX_LENGTH: Final = 128
 """The longest string ``id`` a command may carry; an integer ``id`` must fit in 64 bits."""
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

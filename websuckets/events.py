@@ -8,8 +8,6 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
-__all__ = ["ClientEvent", "dump_event", "with_id"]
-
 
 def dump_event(
     event: str,

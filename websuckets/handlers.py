@@ -23,8 +23,6 @@ from .context import Context
 from .exc import InvalidHandler
 from .user import User
 
-__all__ = ["CallPlan", "Dependency", "HandlerKind", "Role", "analyse"]
-
 Handler = Callable[..., Awaitable[Any]]
 
 

@@ -17,8 +17,6 @@ from websockets.http11 import Request, Response
 
 from .http import is_upgrade
 
-__all__ = ["Check", "Handshake", "limit_connections"]
-
 Check = Callable[[ServerConnection, Request], Response | Awaitable[Response | None] | None]
 """A ``websockets`` ``process_request`` hook, plain or async."""
 

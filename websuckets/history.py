@@ -25,22 +25,6 @@ from .delivery import send_batch
 from .events import ClientEvent, with_fields
 from .wire import GAP_EVENT, POSITION_EVENT, Position
 
-__all__ = [
-    "GAP_EVENT",
-    "HISTORY_IDLE",
-    "MAX_TTL",
-    "POSITION_EVENT",
-    "History",
-    "HistoryRules",
-    "Position",
-    "Read",
-    "gap_event",
-    "recovered",
-    "replay",
-    "stamp",
-    "stampable",
-]
-
 HISTORY_IDLE = 24 * 60 * 60
 """Seconds a room's history outlives its last message (its ``ttl`` when longer); then a new epoch starts."""
 MAX_TTL = 365 * 24 * 60 * 60

@@ -13,8 +13,6 @@ from http import HTTPStatus
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["is_upgrade", "json_response", "url_path"]
-
 
 def is_upgrade(request: Request) -> bool:
     """Whether ``request`` asks for a websocket (plain HTTP endpoints leave those alone)."""

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TokenRecord", "UserId"]
-
 UserId = str | int
 """The id of a user (not of a connection): whatever the application sets on ``User.id``."""
 

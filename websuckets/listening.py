@@ -11,8 +11,6 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["Balance", "listening_socket", "reuse_port_socket"]
-
 
 class Balance(enum.Enum):
     """How the kernel hands connections to the workers.

@@ -15,8 +15,6 @@ from typing import Any
 from .app import WebSuckets
 from .exc import WebSucketsError
 
-__all__ = ["AppNotFound", "InvalidAppSpec", "find_app"]
-
 
 class AppNotFound(WebSucketsError):
     """The spec names no `WebSuckets` app: the message says what is missing or what was found."""

@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-__all__ = ["Origins", "check_origin", "origin_allowed"]
-
 Origins = Sequence[str] | Literal["*"] | None
 """What ``WebSuckets(origins=...)`` takes."""
 

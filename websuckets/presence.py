@@ -16,8 +16,6 @@ from .identity import UserId
 if TYPE_CHECKING:
     from .user import User
 
-__all__ = ["Presence"]
-
 
 class Presence:
     """Indexes of connected clients: by connection id, by verified user id, by room."""

@@ -12,8 +12,6 @@ from .context import Middleware
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 
-__all__ = ["Command", "CommandGroup"]
-
 H = TypeVar("H", bound=Handler)
 
 

@@ -27,8 +27,6 @@ from .wire import MAX_ROOMS, Position
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
-__all__ = ["SessionStore"]
-
 
 class SessionStore:
     """Connects `User` objects to a backend, for one app.

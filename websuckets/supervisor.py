@@ -43,8 +43,6 @@ from .exc import WorkerBootError
 from .listening import Balance
 from .worker import BOOT_FAILED, WorkerConfig, run_worker
 
-__all__ = ["Supervisor"]
-
 logger = logging.getLogger("websuckets.workers")
 
 BOOT_TIMEOUT = 60.0

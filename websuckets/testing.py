@@ -39,7 +39,7 @@ from websockets.typing import Subprotocol
 
 from ._logging import quiet_frames
 from .app import WebSuckets
-from .dispatcher import Connection
+from .context import Connection
 from .events import PendingAnswer, answered
 from .handshake import Handshake
 from .wire import ERROR_EVENT, MISSING

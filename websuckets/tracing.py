@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
     raise ImportError("websuckets.tracing needs opentelemetry-api: pip install 'websuckets[otel]'") from exc
 
 if TYPE_CHECKING:
-    from .dispatcher import Connection
+    from .context import Connection
     from .routing import Command
 
 __all__ = ["SESSION_SPAN", "Tracing"]

@@ -13,8 +13,6 @@ from uuid import UUID
 
 from .identity import UserId
 
-__all__ = ["User"]
-
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 

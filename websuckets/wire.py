@@ -9,18 +9,6 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-__all__ = [
-    "ERROR_EVENT",
-    "GAP_EVENT",
-    "MAX_ROOMS",
-    "MISSING",
-    "POSITION_EVENT",
-    "RESUME_EVENT",
-    "SUBPROTOCOL",
-    "TOKEN_SUBPROTOCOL",
-    "Position",
-]
-
 ERROR_EVENT: Final = "error"
 """The event of every error the server sends: ``{"event": "error", "payload": {"name", "details", "event", "id"}}``."""
 

@@ -37,8 +37,6 @@ from .app import WebSuckets
 from .exc import InternalError, WebSucketsError
 from .listening import reuse_port_socket
 
-__all__ = ["BOOT_FAILED", "WorkerConfig", "loop_factory", "prepare", "run_worker"]
-
 logger = logging.getLogger("websuckets.worker")
 
 BOOT_FAILED = 3

@@ -8,10 +8,11 @@ from collections import deque
 from uuid import UUID
 
 from ..delivery import send_now
-from ..history import HISTORY_IDLE, History, Position, Read, replay, stamp, stampable
+from ..history import HISTORY_IDLE, History, Read, replay, stamp, stampable
 from ..identity import TokenRecord, UserId
 from ..presence import Presence
 from ..user import User
+from ..wire import Position
 from .base import BackendHealth, IndexedBackend
 
 __all__ = ["MemoryBackend"]

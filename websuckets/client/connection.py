@@ -32,8 +32,6 @@ from .listeners import Callback, Inbox, Listeners
 from .pending import PendingRequests
 from .positions import Positions, Report
 
-__all__ = ["Client", "connect"]
-
 logger = logging.getLogger("websuckets.client")
 
 

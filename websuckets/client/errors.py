@@ -7,8 +7,6 @@ from typing import Any
 
 from ..exc import WebSucketsError
 
-__all__ = ["LOCAL_NAMES", "ClientError"]
-
 LOCAL_NAMES = frozenset({"timeout", "disconnected", "closed", "queue_full"})
 """The names of the errors the client raises by itself (the server's are its error names)."""
 

@@ -13,8 +13,6 @@ from typing import Any, TypeGuard
 
 from ..wire import ERROR_EVENT, Position
 
-__all__ = ["ServerEvent"]
-
 
 @dataclass(frozen=True, slots=True)
 class ServerEvent:

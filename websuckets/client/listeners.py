@@ -10,8 +10,6 @@ from collections.abc import Awaitable, Callable
 
 from .events import ServerEvent
 
-__all__ = ["Callback", "Inbox", "Listeners"]
-
 logger = logging.getLogger("websuckets.client")
 
 Callback = Callable[[ServerEvent], Awaitable[None] | None]

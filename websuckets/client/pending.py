@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from .errors import ClientError
 from .events import ServerEvent
 
-__all__ = ["Pending", "PendingRequests"]
-
 
 @dataclass(slots=True)
 class Pending:

@@ -20,8 +20,6 @@ from typing import Any, NamedTuple
 from ..wire import MAX_ROOMS, POSITION_EVENT, Position
 from .events import ServerEvent
 
-__all__ = ["MAX_SEEN", "Positions", "Report"]
-
 MAX_SEEN = 1000
 """Offsets a pending room notes; past them it stops waiting and moves to the largest (see `Positions`)."""
 

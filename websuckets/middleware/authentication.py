@@ -5,8 +5,6 @@ from __future__ import annotations
 from ..context import CallNext, Context
 from ..exc import Unauthorized
 
-__all__ = ["authenticate"]
-
 
 async def authenticate(ctx: Context, call_next: CallNext) -> None:
     """Refuse a protected command unless its token is a valid, unexpired one.

@@ -12,8 +12,6 @@ from ..context import CallNext, Context, Middleware
 from ..handlers import CallPlan
 from .validation import parse_payload
 
-__all__ = ["build_chain", "endpoint"]
-
 
 def build_chain(middlewares: Sequence[Middleware], endpoint: CallNext) -> CallNext:
     """Compose ``middlewares`` around ``endpoint``: the first one listed runs first."""

@@ -11,8 +11,6 @@ from ..context import CallNext, Context
 from ..envelope import error_event
 from ..exc import InternalError, UnexpectedError
 
-__all__ = ["answer_error", "map_errors"]
-
 logger = logging.getLogger("websuckets.commands")
 
 

@@ -25,8 +25,6 @@ from ..connection import close_draining
 from ..context import CallNext, Context
 from ..exc import RateLimited
 
-__all__ = ["RateLimit"]
-
 logger = logging.getLogger("websuckets.commands")
 
 

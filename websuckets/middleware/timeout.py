@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from ..context import CallNext, Context
 from ..exc import CommandTimeout
 
-__all__ = ["CommandTimeouts"]
-
 
 class CommandTimeouts:
     """Time limits for handlers, in seconds: ``default`` for every command, ``per_command`` by full name.

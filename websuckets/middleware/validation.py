@@ -5,10 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ValidationError
 
 from ..context import CallNext, Context
-from ..envelope import MISSING
 from ..exc import PayloadInvalid
-
-__all__ = ["parse_payload", "validate_payload"]
+from ..wire import MISSING
 
 
 async def validate_payload(ctx: Context, call_next: CallNext) -> None:

@@ -33,11 +33,12 @@ from uuid import UUID
 from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosedError
 
-from ...history import History, Position, stampable
+from ...history import History, stampable
 from ...identity import TokenRecord, UserId
 from ...presence import Presence
 from ...remote import RemoteUser
 from ...user import User
+from ...wire import Position
 from ..base import BackendHealth, IndexedBackend
 from . import codec
 from .faults import redacted
@@ -48,8 +49,6 @@ from .link import Command, RedisLink
 from .local import LocalClients
 from .mirror import Mirror
 from .tokens import RedisTokens
-
-__all__ = ["RedisBackend"]
 
 logger = logging.getLogger("websuckets.redis")
 

@@ -40,23 +40,6 @@ from pydantic_core import to_json
 from ...identity import UserId
 from ...wire import Position
 
-__all__ = [
-    "Broadcast",
-    "ClientRecord",
-    "Direct",
-    "Fence",
-    "Join",
-    "Leave",
-    "Message",
-    "Ping",
-    "Remove",
-    "Revoke",
-    "RoomMessage",
-    "ToUser",
-    "Upsert",
-    "decode",
-]
-
 TAG = "t"
 """The field that names a message's kind."""
 

@@ -12,13 +12,12 @@ import secrets
 from collections.abc import Sequence
 from uuid import UUID
 
-from ...history import HISTORY_IDLE, History, Position
+from ...history import HISTORY_IDLE, History
+from ...wire import Position
 from .codec import RoomMessage
 from .history_sync import RoomMeta, Stored
 from .keys import APPEND, READ_HISTORY, Keys
 from .link import RedisLink
-
-__all__ = ["RedisHistory"]
 
 
 class RedisHistory:

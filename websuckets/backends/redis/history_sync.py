@@ -24,12 +24,11 @@ from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from ...delivery import send_now
-from ...history import History, Position, Read, gap_event, replay, stamp
+from ...history import History, Read, gap_event, replay, stamp
 from ...user import User
+from ...wire import Position
 from ..base import BackendHealth
 from .codec import Fence
-
-__all__ = ["CatchUp", "HistoryReader", "HistorySync", "RoomMeta", "RoomTrack", "Stored"]
 
 logger = logging.getLogger("websuckets.redis")
 

@@ -28,19 +28,6 @@ from dataclasses import dataclass, field
 
 from .codec import Ping, Remove, RoomMessage
 
-__all__ = [
-    "APPEND",
-    "HEARTBEAT",
-    "READ_HISTORY",
-    "REASSERT",
-    "REMOVE",
-    "REVOKE",
-    "SCRIPTS",
-    "UPSERT",
-    "Keys",
-    "Script",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Script:

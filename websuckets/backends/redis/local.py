@@ -18,8 +18,6 @@ from ...delivery import send_now
 from ...user import User
 from ..base import BackendHealth
 
-__all__ = ["LocalClients"]
-
 logger = logging.getLogger("websuckets.redis")
 
 

@@ -22,8 +22,6 @@ from ...remote import Deliver, RemoteSocket, RemoteUser
 from ...user import User
 from .codec import ClientRecord
 
-__all__ = ["Mirror"]
-
 logger = logging.getLogger("websuckets.redis")
 
 _INTERNAL = frozenset(("socket", "id", "token"))

@@ -20,8 +20,6 @@ from .codec import Revoke
 from .keys import REVOKE, Keys
 from .link import Command, RedisLink
 
-__all__ = ["TOKEN_RETRIES", "RedisTokens"]
-
 TOKEN_RETRIES = (0.05, 0.2)
 """Seconds to wait before asking Redis again for a token it does not know (issued a moment ago?)."""
 
