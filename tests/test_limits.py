@@ -12,6 +12,7 @@ from websockets.frames import CloseCode
 
 from websuckets import CommandGroup, Context, WebSuckets
 from websuckets.dispatcher import Connection
+from websuckets.instrument import Instrument
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import TestClient
 
@@ -67,12 +68,13 @@ async def test_a_flooding_client_gets_its_1008_close_handshake_behind_its_unread
     app = load_example("quickstart.py").app
     served: list[ServerConnection] = []
 
-    def ready(connection: Connection) -> None:
-        served.append(connection.socket)
+    class Served(Instrument):
+        def connection_ready(self, connection: Connection) -> None:
+            served.append(connection.socket)
 
+    app.add_instrument(Served())
     frame = json.dumps({"event": "user hello", "payload": {"nickname": "flood"}})
     async with app, app.serve("127.0.0.1", 0) as server:
-        app.dispatcher.ready_listeners.append(ready)
         async with connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as client:
             for _ in range(600):
                 await client.send(frame)  # all sent before reading anything

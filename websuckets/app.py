@@ -15,13 +15,13 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
+from . import startup
 from ._logging import QuietFrames, quiet_frames
-from .answer import request_chain
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .connection import drop_waiting_handshakes, guarded_connection
-from .context import CallNext, Middleware
-from .dispatcher import Dispatcher, Route
+from .context import Middleware
+from .dispatcher import Dispatcher
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
@@ -29,7 +29,7 @@ from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
 from .history import History, HistoryRules
 from .identity import UserId
 from .instrument import Instrument
-from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
+from .middleware import CommandTimeouts, RateLimit, authenticate, map_errors, validate_payload
 from .origin import Origins, check_origin
 from .resume import GapPayload, PositionPayload, resume_commands
 from .routing import Command, CommandGroup
@@ -240,10 +240,10 @@ class WebSuckets:
     async def __aenter__(self) -> Self:
         """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
-        injects = self._check_container()
-        routes = {name: self._route_for(command) for name, command in self.commands.items()}
+        injects = startup.check_container(self)
+        routes = {name: startup.route_for(self, command) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
-        self._check_history(self.backend)
+        startup.check_history(self)
         self.backend.bind(sessions, self.history)
         _settle_malloc()
         await self.backend.start()
@@ -258,6 +258,7 @@ class WebSuckets:
             self.welcome,
             trace=any(instrument.traces_envelopes for instrument in self.instruments),
             adopt_handshake=None if tokens is None else tokens.adopt,
+            listeners=startup.listeners(self.instruments),
         )
         activate(sessions)
         for group in self._groups:
@@ -284,56 +285,6 @@ class WebSuckets:
         finally:
             if self.container is not None:
                 await self.container.close()
-
-    def _route_for(self, command: Command) -> Route:
-        chain = self._chain_for(command)
-        return Route(command, chain, request_chain(command.plan, chain))
-
-    def _chain_for(self, command: Command) -> CallNext:
-        """The command's chain: error mapping, instruments, rate limit, authentication, app and group
-        middlewares, time limit, validation, handler.
-
-        Built-ins that would do nothing for this command are left out (authentication of a
-        command that is not protected, a time limit it does not have); the built-in validation
-        runs in the handler's step.
-        """
-        error_middleware = self.error_middleware
-        for instrument in self.instruments:
-            error_middleware = instrument.error_middleware(command, error_middleware)
-        middlewares = [error_middleware]
-        for instrument in self.instruments:
-            middleware = instrument.command_middleware(command)
-            if middleware is not None:
-                middlewares.append(middleware)
-        if self.rate_limit is not None:
-            middlewares.append(self.rate_limit)
-        if command.protected or self.auth_middleware is not authenticate:
-            middlewares.append(self.auth_middleware)
-        middlewares += [*self.middlewares, *command.group.middlewares]
-        if self.command_timeouts is not None and self.command_timeouts.limit_for(command.name) is not None:
-            middlewares.append(self.command_timeouts)
-        fuse_validation = self.validation_middleware is validate_payload
-        if not fuse_validation:
-            middlewares.append(self.validation_middleware)
-        return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
-
-    def _check_history(self, backend: Backend) -> None:
-        if self.history.active and type(backend).recover is Backend.recover:
-            name = type(backend).__name__
-            raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
-
-    def _check_container(self) -> bool:
-        """Whether any handler or hook injects services; an error if one does and there is no container."""
-        plans = [(c.name, c.plan) for c in self.commands.values()]
-        plans += [("a connection hook", plan) for plan in self.connect_hooks + self.disconnect_hooks]
-        injecting = [(name, plan) for name, plan in plans if plan.needs_container]
-        if injecting and self.container is None:
-            name, plan = injecting[0]
-            raise AppStateError(
-                f"{plan.handler.__qualname__} ({name}) takes FromDishka parameters, "
-                "but the app has no container: WebSuckets(container=make_async_container(...))"
-            )
-        return bool(injecting)
 
     def issue_token(self, user_id: UserId) -> str:
         """A new token for the user ``user_id``, valid for ``token_ttl`` seconds on every process.
@@ -387,7 +338,7 @@ class WebSuckets:
 
     def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
         """The ``process_request`` hook of the app's server: static files, then every handshake check."""
-        checks: list[Check] = [instrument.http for instrument in self.instruments]
+        checks: list[Check] = [i.http for i in self.instruments if type(i).http is not Instrument.http]
         if process_request is not None:
             pass
         elif self.static is not None:
