@@ -16,8 +16,7 @@ from pydantic import BaseModel, model_validator
 from websockets.asyncio.server import ServerConnection
 
 import websuckets.middleware.chain
-from websuckets import startup
-from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets, startup
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import Received, TestClient, TestConnection
 
