@@ -46,8 +46,7 @@ import contextlib
 import os
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -65,10 +64,9 @@ from .middleware.chain import error_answer
 from .middleware.errors import client_error
 
 try:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-    from prometheus_client.multiprocess import MultiProcessCollector
-    from prometheus_client.registry import Collector
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from .prometheus import COUNTERS, Figures, FiguresCollector, SharedFigures, every_worker
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError("websuckets.metrics needs prometheus_client: pip install 'websuckets[metrics]'") from exc
 
@@ -83,33 +81,6 @@ DURATION_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 ``prometheus_client``'s defaults at the low end."""
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-DURATION = "websuckets_command_duration_seconds"
-_IN_BUCKET = f"{DURATION}_in_bucket"
-_SUMMED = f"{DURATION}_summed"
-"""The two counters that carry the duration histogram between processes in multi-process mode."""
-
-HELP = {
-    "connections": "Open websocket connections.",
-    "commands": "Commands handled, by event and outcome.",
-    "duration": "Time from a command's arrival in its chain to the end of its handler.",
-    "refused_frames": "Frames answered with an error before reaching a command.",
-    "backend_connected": "1 while the backend answers, else 0.",
-}
-COUNTERS = {
-    "messages_received": "Websocket messages received.",
-    "messages_sent": "Websocket messages sent.",
-    "received_bytes": "Bytes received on websocket connections (handshakes included).",
-    "sent_bytes": "Bytes sent on websocket connections (handshakes included).",
-    "rate_limited": "Commands refused with rate_limited.",
-    "slow_consumers_closed": "Connections closed for not reading their messages (1013).",
-    "backend_reconnects": "Times the backend rebuilt its connection after a loss.",
-    "backend_failed_operations": "Backend writes and deliveries that failed.",
-    "backend_dropped_deliveries": "Messages from other processes for clients that had left this one.",
-    "backend_listener_errors": "Messages from the backend that could not be handled.",
-    "backend_history_gaps": "Times messages of a history room were found lost on their way here.",
-}
-"""The plain counters (``websuckets_<name>_total``), with their help."""
 
 
 class CommandStats:
@@ -137,19 +108,6 @@ class Meter:
         self.refused: dict[str, int] = {}
 
 
-@dataclass
-class Figures:
-    """Every figure of an app at one moment: what a scrape shows."""
-
-    counters: dict[str, float] = field(default_factory=dict)
-    commands: dict[tuple[str, str], int] = field(default_factory=dict)
-    refused: dict[str, int] = field(default_factory=dict)
-    durations: dict[str, tuple[list[int], float]] = field(default_factory=dict)
-    """Per event: the observations per bucket (not cumulative), and their sum in seconds."""
-    connections: int = 0
-    backend_connected: int = 0
-
-
 class Metrics(Instrument):
     """Count connections, commands, messages and bytes, time commands, and serve it all at ``path``.
 
@@ -170,13 +128,13 @@ class Metrics(Instrument):
         self.meter = Meter()
         self.registry = CollectorRegistry()
         """The registry of this app's metrics (in multi-process mode, of this worker's)."""
-        self.registry.register(_MeterCollector(self))
+        self.registry.register(FiguresCollector(self.figures, self.bounds))
         self.app: InstrumentedApp | None = None
         self._elsewhere: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         """What counters kept elsewhere (deliveries, the backend) gained while this instrument watched."""
         self._seen: dict[str, int] = {}
         self._gauges = {"connections": 0, "backend_connected": 0}
-        self._shared = _SharedFigures() if self.multiprocess else None
+        self._shared = SharedFigures() if self.multiprocess else None
         self._task: asyncio.Task[None] | None = None
 
     # the hot path
@@ -316,27 +274,6 @@ class Metrics(Instrument):
         counters["sent_bytes"] += meter.bytes_out
         return figures
 
-    def families(self) -> Iterator[Metric]:
-        """The figures as ``prometheus_client`` metric families (what the registry's collector yields)."""
-        figures = self.figures()
-        yield GaugeMetricFamily("websuckets_connections", HELP["connections"], value=figures.connections)
-        commands = CounterMetricFamily("websuckets_commands", HELP["commands"], labels=["event", "outcome"])
-        for (event, outcome), count in figures.commands.items():
-            commands.add_metric([event, outcome], count)
-        yield commands
-        duration = HistogramMetricFamily(DURATION, HELP["duration"], labels=["event"])
-        for event, (counts, seconds) in figures.durations.items():
-            labels = map(_le, (*self.bounds, None))
-            duration.add_metric([event], _cumulative(zip(labels, counts, strict=True)), seconds)
-        yield duration
-        refused = CounterMetricFamily("websuckets_refused_frames", HELP["refused_frames"], labels=["error"])
-        for name, count in figures.refused.items():
-            refused.add_metric([name], count)
-        yield refused
-        for name, help in COUNTERS.items():
-            yield CounterMetricFamily(f"websuckets_{name}", help, value=figures.counters[name])
-        yield GaugeMetricFamily("websuckets_backend_connected", HELP["backend_connected"], figures.backend_connected)
-
     def _read_elsewhere(self) -> None:
         stats = delivery.stats
         self._advance("slow_consumers_closed", stats.slow_consumers_closed)
@@ -367,110 +304,13 @@ class Metrics(Instrument):
             return generate_latest(self.registry)
         self.sync()
         registry = CollectorRegistry()
-        every_worker = MultiProcessCollector(None)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
-        registry.register(_WithHistogram(every_worker, self.bounds))
+        registry.register(every_worker(self.bounds))
         return generate_latest(registry)
 
     def http(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.path is None or is_upgrade(request) or url_path(request) != self.path:
             return None
         return json_response(HTTPStatus.OK, self.exposition(), CONTENT_TYPE_LATEST)
-
-
-class _MeterCollector(Collector):
-    """The collector of `Metrics.registry`: the figures, read when the registry is collected."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        return self.metrics.families()
-
-
-class _SharedFigures:
-    """A worker's figures in ``prometheus_client``'s own metrics, which multi-process mode writes to its directory.
-
-    Only what the figures gained since the last write is added: counters only grow.
-    """
-
-    def __init__(self) -> None:
-        registry = None  # written to the directory, read back by MultiProcessCollector: in no registry
-        self.connections = Gauge(
-            "websuckets_connections", HELP["connections"], registry=registry, multiprocess_mode="livesum"
-        )
-        self.backend_connected = Gauge(
-            "websuckets_backend_connected", HELP["backend_connected"], registry=registry, multiprocess_mode="livemin"
-        )
-        self.commands = Counter("websuckets_commands", HELP["commands"], ["event", "outcome"], registry=registry)
-        self.refused = Counter("websuckets_refused_frames", HELP["refused_frames"], ["error"], registry=registry)
-        self.in_bucket = Counter(_IN_BUCKET, HELP["duration"], ["event", "bucket"], registry=registry)
-        self.summed = Counter(_SUMMED, HELP["duration"], ["event"], registry=registry)
-        self.counters = {
-            name: Counter(f"websuckets_{name}", help, registry=registry) for name, help in COUNTERS.items()
-        }
-        self.written = Figures()
-
-    def write(self, figures: Figures) -> None:
-        before, self.written = self.written, figures
-        self.connections.set(figures.connections)
-        self.backend_connected.set(figures.backend_connected)
-        for name, value in figures.counters.items():
-            _add(self.counters[name], value - before.counters.get(name, 0))
-        for (event, outcome), count in figures.commands.items():
-            _add(self.commands.labels(event, outcome), count - before.commands.get((event, outcome), 0))
-        for error, count in figures.refused.items():
-            _add(self.refused.labels(error), count - before.refused.get(error, 0))
-        for event, (counts, seconds) in figures.durations.items():
-            counts_before, seconds_before = before.durations.get(event, ([0] * len(counts), 0.0))
-            _add(self.summed.labels(event), seconds - seconds_before)
-            for index, count in enumerate(counts):
-                _add(self.in_bucket.labels(event, str(index)), count - counts_before[index])
-
-
-def _add(counter: Counter, gain: float) -> None:
-    if gain > 0:
-        counter.inc(gain)
-
-
-class _WithHistogram(Collector):
-    """Every worker's metrics, the duration histogram made one again from the two counters that carry it."""
-
-    def __init__(self, source: Collector, bounds: Sequence[float]) -> None:
-        self.source = source
-        self.labels = [_le(bound) for bound in (*bounds, None)]
-
-    def collect(self) -> Iterator[Metric]:
-        in_bucket: dict[str, dict[int, float]] = {}
-        summed: dict[str, float] = {}
-        for family in self.source.collect():
-            if family.name == _IN_BUCKET:
-                for sample in family.samples:
-                    if sample.name.endswith("_total"):
-                        counts = in_bucket.setdefault(sample.labels["event"], {})
-                        counts[int(sample.labels["bucket"])] = sample.value
-            elif family.name == _SUMMED:
-                summed.update((s.labels["event"], s.value) for s in family.samples if s.name.endswith("_total"))
-            else:
-                yield family
-        duration = HistogramMetricFamily(DURATION, HELP["duration"], labels=["event"])
-        for event, counts in in_bucket.items():
-            per_bucket = [counts.get(index, 0.0) for index in range(len(self.labels))]
-            duration.add_metric([event], _cumulative(zip(self.labels, per_bucket, strict=True)), summed.get(event, 0.0))
-        yield duration
-
-
-def _le(bound: float | None) -> str:
-    """A bucket's ``le`` label: its bound as ``prometheus_client`` writes it, ``+Inf`` for the last."""
-    return "+Inf" if bound is None else repr(float(bound))
-
-
-def _cumulative(buckets: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Observations per bucket, as a histogram's buckets: each counts those of the buckets below it too."""
-    total, cumulative = 0.0, []
-    for label, count in buckets:
-        total += count
-        cumulative.append((label, total))
-    return cumulative
 
 
 def _outcome(exc: BaseException) -> str:
