@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -15,11 +14,10 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
-from . import startup
+from . import serving, startup
 from ._logging import QuietFrames, quiet_frames
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
-from .connection import drop_waiting_handshakes, guarded_connection
 from .context import Middleware
 from .dispatcher import Dispatcher
 from .exc import AppStateError, DuplicateCommand
@@ -245,7 +243,7 @@ class WebSuckets:
         sessions = SessionStore(self.backend, self.token_ttl)
         startup.check_history(self)
         self.backend.bind(sessions, self.history)
-        _settle_malloc()
+        startup.settle_malloc()
         await self.backend.start()
         tokens = self._handshake_tokens = None if self.handshake_auth is None else self.handshake_auth.bind(sessions)
         self._dispatcher = Dispatcher(
@@ -328,10 +326,7 @@ class WebSuckets:
         kwargs.setdefault("ping_interval", self.ping_interval)
         kwargs.setdefault("ping_timeout", self.ping_timeout)
         kwargs.setdefault("compression", self.compression)
-        connection_class = guarded_connection(self.send_timeout)
-        for instrument in self.instruments:
-            connection_class = instrument.connection_class(connection_class)
-        kwargs.setdefault("create_connection", connection_class)
+        kwargs.setdefault("create_connection", serving.connection_class(self.send_timeout, self.instruments))
         if "subprotocols" not in kwargs:
             kwargs.setdefault("select_subprotocol", select_subprotocol)
         return websockets_serve(self.handler, host, port, **kwargs)
@@ -368,20 +363,7 @@ class WebSuckets:
         Commands get ``shutdown_timeout`` seconds to finish; those still running then are
         cancelled once connections have had as long again to close.
         """
-        server.server.close()  # stop listening; open connections go on
-        await asyncio.sleep(0)  # connections accepted just before are registered now
-        drop_waiting_handshakes(server)
-        if not await self.dispatcher.wait_idle(self.shutdown_timeout):
-            logger.warning("shutdown: commands still running after %.1f s", self.shutdown_timeout)
-        drop_waiting_handshakes(server)
-        server.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(server.wait_closed()), self.shutdown_timeout)
-        except TimeoutError:
-            logger.warning("shutdown: cancelling %d connection handlers", len(server.handler_tasks))
-            for task in server.handler_tasks:
-                task.cancel()
-            await server.wait_closed()
+        await serving.stop_gracefully(server, self.dispatcher, self.shutdown_timeout)
 
     async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``.
@@ -389,61 +371,15 @@ class WebSuckets:
         A port already in use (or an address that is not this machine's) raises its `OSError`
         before the app starts: no hook runs and nothing is logged as started and stopped.
         """
-        await _check_bindable(host, port)
+        await serving.check_bindable(host, port)
         secure = "s" if ssl is not None else ""
         # the printed line says where it serves: websockets' own "server listening on" would repeat it
         quiet = QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
         async with self, self.serve(host, port, ssl=ssl, logger=quiet) as server:
-            address = _address(server, host, "ws" + secure)
+            address = serving.address(server, host, "ws" + secure)
             print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
             if self.static is not None:
-                print(f"websuckets: open {_address(server, host, 'http' + secure)}/ in a browser", flush=True)
-            await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
+                print(f"websuckets: open {serving.address(server, host, 'http' + secure)}/ in a browser", flush=True)
+            await serving.wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
-
-
-async def _check_bindable(host: str, port: int) -> None:
-    """Raise the `OSError` that binding ``host:port`` raises, if any; the port is free again on return.
-
-    The sockets are bound and closed without listening, so no connection is accepted (nor left in
-    TIME_WAIT) and the server binds the port again right after. Port 0 is always free.
-    """
-    if port == 0:
-        return
-    probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port, start_serving=False)
-    probe.close()
-    await probe.wait_closed()
-
-
-def _settle_malloc() -> None:
-    """Free one 1 MiB block, so that glibc serves asyncio's 256 KiB read buffers from its heap.
-
-    Until a process frees a block that glibc had to mmap, glibc mmaps every allocation over
-    128 KiB, so each read of a socket costs three more system calls (mmap, mremap, munmap).
-    Freeing one such block raises glibc's threshold to its size; other C libraries ignore this.
-    """
-    bytearray(2**20)
-
-
-def _address(server: Server, host: str, scheme: str = "ws") -> str:
-    port = server.sockets[0].getsockname()[1] if server.sockets else 0
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}"
-
-
-async def _wait_for_signal(signals: Sequence[signal.Signals]) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in signals:
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or not on this platform
-            pass
-    try:
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -129,3 +129,13 @@ def check_history(app: StartingApp) -> None:
     if app.history.active and type(app.backend).recover is Backend.recover:
         name = type(app.backend).__name__
         raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
+
+
+def settle_malloc() -> None:
+    """Free one 1 MiB block, so that glibc serves asyncio's 256 KiB read buffers from its heap.
+
+    Until a process frees a block that glibc had to mmap, glibc mmaps every allocation over
+    128 KiB, so each read of a socket costs three more system calls (mmap, mremap, munmap).
+    Freeing one such block raises glibc's threshold to its size; other C libraries ignore this.
+    """
+    bytearray(2**20)
