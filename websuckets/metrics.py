@@ -136,6 +136,7 @@ class Metrics(Instrument):
         self._gauges = {"connections": 0, "backend_connected": 0}
         self._shared = SharedFigures() if self.multiprocess else None
         self._task: asyncio.Task[None] | None = None
+        self._fused: set[str] = set()
 
     # the hot path
 
@@ -160,11 +161,13 @@ class Metrics(Instrument):
                 raise
             record("ok", clock() - started)
 
+        self._fused.add(command.name)
         return measure_and_map_errors
 
     def command_middleware(self, command: Command) -> Middleware | None:
         """Count ``command``'s outcomes and time it, right inside an error middleware it could not fuse with."""
-        if command.name in self.meter.commands:  # measured in the error middleware already
+        if command.name in self._fused:  # measured in its error middleware's step, built just before
+            self._fused.discard(command.name)
             return None
         record, clock = self._recorder(command), time.perf_counter
 
