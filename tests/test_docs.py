@@ -54,6 +54,9 @@ INTERNAL_MODULES = (
     "websuckets.http",
     "websuckets.store",
     "websuckets.presence",
+    "websuckets.prometheus",
+    "websuckets.serving",
+    "websuckets.startup",
 )
 # names that modules export for the package's own use: the app's plumbing, not the users'
 INTERNAL_NAMES = {
