@@ -255,3 +255,24 @@ async def test_an_error_middleware_that_answers_errors_with_a_function_is_fused_
             assert json.loads(await websocket.recv())["payload"]["name"] == "nope"
         samples = await scrape(port)
     assert samples[("websuckets_commands_total", (("event", "fail"), ("outcome", "nope")))] == 1
+
+
+async def test_an_app_started_twice_measures_its_commands_both_times() -> None:
+    """The same Metrics counts through a second start, fused with map_errors or in a step of its own."""
+
+    async def my_errors(ctx: Context, call_next: CallNext) -> None:
+        await map_errors(ctx, call_next)
+
+    for error_middleware in (map_errors, my_errors):
+        metrics = Metrics()
+        app = make_app(metrics)
+        app.error_middleware = error_middleware
+        for _ in range(2):
+            async with (
+                app,
+                app.serve("127.0.0.1", 0) as server,
+                connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as websocket,
+            ):
+                await websocket.send(json.dumps({"event": "user hello", "payload": {"name": "a"}}))
+                await websocket.recv()
+        assert metrics.figures().commands[("user hello", "ok")] == 2, error_middleware

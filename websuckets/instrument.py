@@ -33,10 +33,12 @@ Where the hooks sit:
   before it stops;
 - ``install(app)``: at `WebSuckets.add_instrument` time, to register hooks.
 
-The app collects the last three, when it starts, from the instruments that override them
-(``type(instrument).connection_ready is not Instrument.connection_ready``) and hands them to
-the dispatcher (`websuckets.dispatcher.Listeners`): a hook nobody overrides is never called.
-They are plain functions, called on the data path: keep them short, and never await in them.
+The app collects ``connection_ready``, ``frame_refused`` and ``unexpected_error`` when it
+starts, from the instruments that override them only
+(``type(instrument).connection_ready is not Instrument.connection_ready``), and hands them to
+the dispatcher (`websuckets.dispatcher.Listeners`): a hook nobody overrides is never called
+(``http`` likewise joins the handshake checks only where overridden). They are plain functions,
+called on the data path: keep them short, and never await in them.
 """
 
 from __future__ import annotations
