@@ -12,6 +12,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from test_public_api import MODULES
+from test_public_api import is_internal as is_internal_module
 
 import websuckets
 
@@ -44,17 +46,6 @@ def test_every_snippet_include_is_well_formed_and_points_at_a_file() -> None:
 
 DIRECTIVE = re.compile(r"^::: (\S+)$")
 MEMBERS = re.compile(r"^\s+members: \[(.*)\]$")
-# the parts of the package that are not API: whatever they hold, users do not import it
-INTERNAL_MODULES = (
-    "websuckets.answer",
-    "websuckets.cli",
-    "websuckets.dispatcher",
-    "websuckets.envelope",
-    "websuckets.handlers",
-    "websuckets.http",
-    "websuckets.store",
-    "websuckets.presence",
-)
 # names that modules export for the package's own use: the app's plumbing, not the users'
 INTERNAL_NAMES = {
     "websuckets.middleware.build_chain",
@@ -102,7 +93,12 @@ def test_the_reference_shows_the_public_api_and_nothing_internal() -> None:
 
 def is_internal(name: str) -> bool:
     """Whether ``name`` is an internal name, module or inside one (``websuckets.client`` is not ``.cli``)."""
-    return name in INTERNAL_NAMES or any(name == module or name.startswith(module + ".") for module in INTERNAL_MODULES)
+    if name in INTERNAL_NAMES:
+        return True
+    parts = name.split(".")
+    prefixes = (".".join(parts[:end]) for end in range(len(parts), 1, -1))
+    module = next((prefix for prefix in prefixes if prefix in MODULES), "websuckets")
+    return is_internal_module(module) or module == "websuckets.cli"  # and the command line's internals
 
 
 def resolve(dotted: str) -> object:

@@ -32,11 +32,13 @@ SIZE = 4
 """Messages each test room keeps: small, so that overflow is easy to reach."""
 
 
-def apps(url: str, make_backend: Callable[[str], RedisBackend] = backend) -> tuple[TestClient, TestClient]:
+def apps(
+    url: str, make_backend: Callable[[str], RedisBackend] = backend, timeout: float = 5
+) -> tuple[TestClient, TestClient]:
     rooms = {"lobby": History(size=SIZE), "room:*": History(size=SIZE)}
     return (
-        TestClient(history_app(make_backend(url), rooms), real=True, timeout=5),
-        TestClient(history_app(make_backend(url), rooms), real=True, timeout=5),
+        TestClient(history_app(make_backend(url), rooms), real=True, timeout=timeout),
+        TestClient(history_app(make_backend(url), rooms), real=True, timeout=timeout),
     )
 
 
@@ -289,7 +291,7 @@ async def interleavings(redis_url: str, examples: int) -> None:
 
     collect()
     async with AsyncExitStack() as stack:
-        first, second = apps(redis_url, patient_backend)
+        first, second = apps(redis_url, patient_backend, timeout=30)
         clients = await stack.enter_async_context(first), await stack.enter_async_context(second)
         for number, scenario in enumerate(scenarios):
             try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, model_validator
 from websockets.asyncio.server import ServerConnection
 
 import websuckets.middleware.chain
-from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, WebSuckets, startup
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import Received, TestClient, TestConnection
 
@@ -210,7 +210,7 @@ async def test_a_switched_off_middleware_is_not_in_the_chain(options: dict[str, 
 def chain_of(app: WebSuckets, command: str) -> list[object]:
     """The middlewares of a command's chain, outermost first, read from the steps `build_chain` made."""
     middlewares = []
-    step: Any = app._chain_for(app.commands[command])
+    step: Any = startup.chain_for(app, app.commands[command])
     while step.__qualname__.startswith("chain("):
         closure = dict(zip(step.__code__.co_freevars, (cell.cell_contents for cell in step.__closure__), strict=True))
         middlewares.append(closure["middleware"])

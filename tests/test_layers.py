@@ -142,7 +142,7 @@ LAYERS: dict[str, set[str]] = {
         "context", "handlers", "di", "routing", "answer", "middleware", "middleware.*", "resume", "handshake_auth",
         "dispatcher",
     },
-    "instruments": {"instrument", "asyncapi", "health", "metrics", "tracing", "typescript"},
+    "instruments": {"instrument", "asyncapi", "health", "metrics", "prometheus", "tracing", "typescript"},
     "app": {"", "app", "startup", "serving", "testing", "memory_server"},
     "tools": {"loading", "worker", "supervisor", "cli", "__main__"},
 }  # fmt: skip

@@ -12,6 +12,7 @@ from websockets.frames import CloseCode
 
 from websuckets import CommandGroup, Context, WebSuckets
 from websuckets.dispatcher import Connection
+from websuckets.instrument import Instrument
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import TestClient
 
@@ -67,27 +68,31 @@ async def test_a_flooding_client_gets_its_1008_close_handshake_behind_its_unread
     app = load_example("quickstart.py").app
     served: list[ServerConnection] = []
 
-    def ready(connection: Connection) -> None:
-        served.append(connection.socket)
+    class Served(Instrument):
+        def connection_ready(self, connection: Connection) -> None:
+            served.append(connection.socket)
 
+    app.add_instrument(Served())
     frame = json.dumps({"event": "user hello", "payload": {"nickname": "flood"}})
-    async with app, app.serve("127.0.0.1", 0) as server:
-        app.dispatcher.ready_listeners.append(ready)
-        async with connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as client:
-            for _ in range(600):
-                await client.send(frame)  # all sent before reading anything
-            replies: list[str] = []
+    async with (
+        app,
+        app.serve("127.0.0.1", 0) as server,
+        connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as client,
+    ):
+        for _ in range(600):
+            await client.send(frame)  # all sent before reading anything
+        replies: list[str] = []
 
-            async def read_to_the_end() -> None:
-                try:
-                    while True:
-                        replies.append(str(await client.recv()))
-                except ConnectionClosed:
-                    pass
+        async def read_to_the_end() -> None:
+            try:
+                while True:
+                    replies.append(str(await client.recv()))
+            except ConnectionClosed:
+                pass
 
-            await asyncio.wait_for(read_to_the_end(), HANG_GUARD)
-            (socket,) = served
-            await asyncio.wait_for(socket.wait_closed(), HANG_GUARD)
+        await asyncio.wait_for(read_to_the_end(), HANG_GUARD)
+        (socket,) = served
+        await asyncio.wait_for(socket.wait_closed(), HANG_GUARD)
     assert len(replies) < 600, "the server closed before it had read the whole flood"
     assert sum('"rate_limited"' in reply for reply in replies) > 0
     assert client.protocol.close_rcvd is not None

@@ -224,3 +224,55 @@ async def test_fan_out_messages_are_counted_as_sent(make_backend: Callable[[], B
     assert after[key] - before[key] == 3
     sent_bytes = ("websuckets_sent_bytes_total", ())
     assert after[sent_bytes] - before[sent_bytes] >= 3 * len(ClientEvent("news", "x" * 100))
+
+
+async def test_an_error_middleware_that_answers_errors_with_a_function_is_fused_with_measuring() -> None:
+    """An error middleware marked ``answers_errors_with`` gets Metrics' measuring in its step, as map_errors does."""
+    from websuckets import startup
+    from websuckets.middleware import mark
+    from websuckets.middleware.errors import answer_error
+
+    @mark(answers_errors_with=answer_error)
+    async def my_errors(ctx: Context, call_next: CallNext) -> None:
+        raise AssertionError("fused: Metrics' step answers errors with answer_error in its place")
+
+    metrics = Metrics()
+    app = WebSuckets(error_middleware=my_errors, rate_limit=None)
+    group = CommandGroup()
+
+    @group.command("fail")
+    async def fail(socket: ServerConnection) -> None:
+        raise InternalError("nope")
+
+    app.include_command_group(group)
+    app.add_instrument(metrics)
+    step: Any = startup.chain_for(app, app.commands["fail"])
+    assert step.__qualname__ == "chain(Metrics.error_middleware.<locals>.measure_and_map_errors)"
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as websocket:
+            await websocket.send(json.dumps({"event": "fail"}))
+            assert json.loads(await websocket.recv())["payload"]["name"] == "nope"
+        samples = await scrape(port)
+    assert samples[("websuckets_commands_total", (("event", "fail"), ("outcome", "nope")))] == 1
+
+
+async def test_an_app_started_twice_measures_its_commands_both_times() -> None:
+    """The same Metrics counts through a second start, fused with map_errors or in a step of its own."""
+
+    async def my_errors(ctx: Context, call_next: CallNext) -> None:
+        await map_errors(ctx, call_next)
+
+    for error_middleware in (map_errors, my_errors):
+        metrics = Metrics()
+        app = make_app(metrics)
+        app.error_middleware = error_middleware
+        for _ in range(2):
+            async with (
+                app,
+                app.serve("127.0.0.1", 0) as server,
+                connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/") as websocket,
+            ):
+                await websocket.send(json.dumps({"event": "user hello", "payload": {"name": "a"}}))
+                await websocket.recv()
+        assert metrics.figures().commands[("user hello", "ok")] == 2, error_middleware

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -15,13 +14,12 @@ from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
+from . import serving, startup
 from ._logging import QuietFrames, quiet_frames
-from .answer import request_chain
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
-from .connection import drop_waiting_handshakes, guarded_connection
-from .context import CallNext, Middleware
-from .dispatcher import Dispatcher, Route
+from .context import Middleware
+from .dispatcher import Dispatcher
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
@@ -29,7 +27,7 @@ from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
 from .history import History, HistoryRules
 from .identity import UserId
 from .instrument import Instrument
-from .middleware import CommandTimeouts, RateLimit, authenticate, build_chain, endpoint, map_errors, validate_payload
+from .middleware import CommandTimeouts, RateLimit, authenticate, map_errors, validate_payload
 from .origin import Origins, check_origin
 from .resume import GapPayload, PositionPayload, resume_commands
 from .routing import Command, CommandGroup
@@ -238,12 +236,12 @@ class WebSuckets:
     async def __aenter__(self) -> Self:
         """Start the app: build every chain, start the backend. Serve with `serve`."""
         self._check_not_started("start the app")
-        injects = self._check_container()
-        routes = {name: self._route_for(command) for name, command in self.commands.items()}
+        injects = startup.check_container(self)
+        routes = {name: startup.route_for(self, command) for name, command in self.commands.items()}
         sessions = SessionStore(self.backend, self.token_ttl)
-        self._check_history(self.backend)
+        startup.check_history(self)
         self.backend.bind(sessions, self.history)
-        _settle_malloc()
+        startup.settle_malloc()
         await self.backend.start()
         tokens = self._handshake_tokens = None if self.handshake_auth is None else self.handshake_auth.bind(sessions)
         self._dispatcher = Dispatcher(
@@ -256,6 +254,7 @@ class WebSuckets:
             self.welcome,
             trace=any(instrument.traces_envelopes for instrument in self.instruments),
             adopt_handshake=None if tokens is None else tokens.adopt,
+            listeners=startup.listeners(self.instruments),
         )
         activate(sessions)
         for group in self._groups:
@@ -282,56 +281,6 @@ class WebSuckets:
         finally:
             if self.container is not None:
                 await self.container.close()
-
-    def _route_for(self, command: Command) -> Route:
-        chain = self._chain_for(command)
-        return Route(command, chain, request_chain(command.plan, chain))
-
-    def _chain_for(self, command: Command) -> CallNext:
-        """The command's chain: error mapping, instruments, rate limit, authentication, app and group
-        middlewares, time limit, validation, handler.
-
-        Built-ins that would do nothing for this command are left out (authentication of a
-        command that is not protected, a time limit it does not have); the built-in validation
-        runs in the handler's step.
-        """
-        error_middleware = self.error_middleware
-        for instrument in self.instruments:
-            error_middleware = instrument.error_middleware(command, error_middleware)
-        middlewares = [error_middleware]
-        for instrument in self.instruments:
-            middleware = instrument.command_middleware(command)
-            if middleware is not None:
-                middlewares.append(middleware)
-        if self.rate_limit is not None:
-            middlewares.append(self.rate_limit)
-        if command.protected or self.auth_middleware is not authenticate:
-            middlewares.append(self.auth_middleware)
-        middlewares += [*self.middlewares, *command.group.middlewares]
-        if self.command_timeouts is not None and self.command_timeouts.limit_for(command.name) is not None:
-            middlewares.append(self.command_timeouts)
-        fuse_validation = self.validation_middleware is validate_payload
-        if not fuse_validation:
-            middlewares.append(self.validation_middleware)
-        return build_chain(middlewares, endpoint(command.plan, validate=fuse_validation))
-
-    def _check_history(self, backend: Backend) -> None:
-        if self.history.active and type(backend).recover is Backend.recover:
-            name = type(backend).__name__
-            raise AppStateError(f"{name} keeps no room history: WebSuckets(history=...) needs a backend that does")
-
-    def _check_container(self) -> bool:
-        """Whether any handler or hook injects services; an error if one does and there is no container."""
-        plans = [(c.name, c.plan) for c in self.commands.values()]
-        plans += [("a connection hook", plan) for plan in self.connect_hooks + self.disconnect_hooks]
-        injecting = [(name, plan) for name, plan in plans if plan.needs_container]
-        if injecting and self.container is None:
-            name, plan = injecting[0]
-            raise AppStateError(
-                f"{plan.handler.__qualname__} ({name}) takes FromDishka parameters, "
-                "but the app has no container: WebSuckets(container=make_async_container(...))"
-            )
-        return bool(injecting)
 
     def issue_token(self, user_id: UserId) -> str:
         """A new token for the user ``user_id``, valid for ``token_ttl`` seconds on every process.
@@ -375,17 +324,14 @@ class WebSuckets:
         kwargs.setdefault("ping_interval", self.ping_interval)
         kwargs.setdefault("ping_timeout", self.ping_timeout)
         kwargs.setdefault("compression", self.compression)
-        connection_class = guarded_connection(self.send_timeout)
-        for instrument in self.instruments:
-            connection_class = instrument.connection_class(connection_class)
-        kwargs.setdefault("create_connection", connection_class)
+        kwargs.setdefault("create_connection", serving.connection_class(self.send_timeout, self.instruments))
         if "subprotocols" not in kwargs:
             kwargs.setdefault("select_subprotocol", select_subprotocol)
         return websockets_serve(self.handler, host, port, **kwargs)
 
     def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
         """The ``process_request`` hook of the app's server: static files, then every handshake check."""
-        checks: list[Check] = [instrument.http for instrument in self.instruments]
+        checks: list[Check] = [i.http for i in self.instruments if type(i).http is not Instrument.http]
         if process_request is not None:
             pass
         elif self.static is not None:
@@ -415,20 +361,7 @@ class WebSuckets:
         Commands get ``shutdown_timeout`` seconds to finish; those still running then are
         cancelled once connections have had as long again to close.
         """
-        server.server.close()  # stop listening; open connections go on
-        await asyncio.sleep(0)  # connections accepted just before are registered now
-        drop_waiting_handshakes(server)
-        if not await self.dispatcher.wait_idle(self.shutdown_timeout):
-            logger.warning("shutdown: commands still running after %.1f s", self.shutdown_timeout)
-        drop_waiting_handshakes(server)
-        server.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(server.wait_closed()), self.shutdown_timeout)
-        except TimeoutError:
-            logger.warning("shutdown: cancelling %d connection handlers", len(server.handler_tasks))
-            for task in server.handler_tasks:
-                task.cancel()
-            await server.wait_closed()
+        await serving.stop_gracefully(server, self.dispatcher, self.shutdown_timeout)
 
     async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``.
@@ -436,61 +369,15 @@ class WebSuckets:
         A port already in use (or an address that is not this machine's) raises its `OSError`
         before the app starts: no hook runs and nothing is logged as started and stopped.
         """
-        await _check_bindable(host, port)
+        await serving.check_bindable(host, port)
         secure = "s" if ssl is not None else ""
         # the printed line says where it serves: websockets' own "server listening on" would repeat it
         quiet = QuietFrames(logging.getLogger("websuckets.server"), skip={"server listening on %s"})
         async with self, self.serve(host, port, ssl=ssl, logger=quiet) as server:
-            address = _address(server, host, "ws" + secure)
+            address = serving.address(server, host, "ws" + secure)
             print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
             if self.static is not None:
-                print(f"websuckets: open {_address(server, host, 'http' + secure)}/ in a browser", flush=True)
-            await _wait_for_signal((signal.SIGINT, signal.SIGTERM))
+                print(f"websuckets: open {serving.address(server, host, 'http' + secure)}/ in a browser", flush=True)
+            await serving.wait_for_signal((signal.SIGINT, signal.SIGTERM))
             logger.info("shutting down")
             await self.shutdown(server)
-
-
-async def _check_bindable(host: str, port: int) -> None:
-    """Raise the `OSError` that binding ``host:port`` raises, if any; the port is free again on return.
-
-    The sockets are bound and closed without listening, so no connection is accepted (nor left in
-    TIME_WAIT) and the server binds the port again right after. Port 0 is always free.
-    """
-    if port == 0:
-        return
-    probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port, start_serving=False)
-    probe.close()
-    await probe.wait_closed()
-
-
-def _settle_malloc() -> None:
-    """Free one 1 MiB block, so that glibc serves asyncio's 256 KiB read buffers from its heap.
-
-    Until a process frees a block that glibc had to mmap, glibc mmaps every allocation over
-    128 KiB, so each read of a socket costs three more system calls (mmap, mremap, munmap).
-    Freeing one such block raises glibc's threshold to its size; other C libraries ignore this.
-    """
-    bytearray(2**20)
-
-
-def _address(server: Server, host: str, scheme: str = "ws") -> str:
-    port = server.sockets[0].getsockname()[1] if server.sockets else 0
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}"
-
-
-async def _wait_for_signal(signals: Sequence[signal.Signals]) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in signals:
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or not on this platform
-            pass
-    try:
-        await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

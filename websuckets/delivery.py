@@ -35,15 +35,18 @@ SLOW_CONSUMER_GRACE = 1.0
 class DeliveryStats:
     """Counters of this process's local deliveries, for logs and metrics."""
 
-    __slots__ = ("bytes_framed_once", "delivered", "framed_once", "slow_consumers_closed")
+    __slots__ = ("bytes_framed_once", "delivered", "framed_by_connection", "framed_once", "slow_consumers_closed")
 
     def __init__(self) -> None:
         self.delivered = 0
         """Messages written to local connections by fan-outs."""
         self.framed_once = 0
-        """Of those, the ones written as a shared frame, past the connection's protocol object."""
+        """Of those, the ones written as frames built here (once for a fan-out), past the connection's protocol."""
         self.bytes_framed_once = 0
         """The bytes of those."""
+        self.framed_by_connection = 0
+        """Of those, the ones framed by each connection's protocol (an extension is on), with ``websockets.broadcast``:
+        their bytes pass through the connection, as a ``send``'s do, but not its ``send``."""
         self.slow_consumers_closed = 0
 
 
@@ -85,7 +88,9 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
         stats.bytes_framed_once += direct * len(frame)
     if other:
         broadcast(other, message)
-        written += sum(1 for socket in other if socket.protocol.state is State.OPEN)
+        framed = sum(1 for socket in other if socket.protocol.state is State.OPEN)
+        written += framed
+        stats.framed_by_connection += framed
     stats.delivered += written
     return written
 
@@ -109,8 +114,12 @@ def send_batch(socket: Any, messages: list[str]) -> None:
     if protocol.extensions or socket.send_in_progress is not None:
         for message in messages:
             broadcast([socket], message)
+        stats.framed_by_connection += len(messages)
     else:
-        transport.write(b"".join(_frame(message) for message in messages))
+        frames = b"".join(_frame(message) for message in messages)
+        transport.write(frames)
+        stats.framed_once += len(messages)
+        stats.bytes_framed_once += len(frames)
     stats.delivered += len(messages)
 
 

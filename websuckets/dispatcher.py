@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from dishka import AsyncContainer, Scope
 from websockets.asyncio.server import ServerConnection
@@ -49,9 +49,24 @@ class Route(NamedTuple):
     """The chain for the command sent with an ``id``: ``chain``, or around it `websuckets.answer.answer`."""
 
 
-class ErrorListener(Protocol):
-    def __call__(self, exc: BaseException, /) -> None: ...
+class Listeners(NamedTuple):
+    """What the dispatcher tells the app's instruments, fixed when the app starts.
 
+    Each tuple holds only the hooks that an instrument overrides (see
+    `websuckets.instrument.Instrument`): with no instrument listening, each is empty and costs
+    an empty loop where it is told, never once per command.
+    """
+
+    connection_ready: tuple[Callable[[Connection], None], ...] = ()
+    """Told of every connection once its connect hooks have run (accepted or refused)."""
+    frame_refused: tuple[Callable[[Connection, InternalError], None], ...] = ()
+    """Told of every frame answered with an error before a command's chain (unknown command, invalid JSON...)."""
+    unexpected_error: tuple[Callable[[BaseException, str], None], ...] = ()
+    """Told of every exception that no middleware turned into an error for the client, and where it happened."""
+
+
+NO_LISTENERS = Listeners()
+"""An app without instruments: no hook to call."""
 
 AdoptHandshake = Callable[[ServerConnection, User], Awaitable[bool]]
 """Verifies a new connection's `User` with the token of its handshake; ``False`` refuses the connection.
@@ -75,6 +90,7 @@ class Dispatcher:
         *,
         trace: bool = False,
         adopt_handshake: AdoptHandshake | None = None,
+        listeners: Listeners = NO_LISTENERS,
     ) -> None:
         self.routes = routes
         self.parse = parse_traced_envelope if trace else parse_envelope
@@ -89,12 +105,8 @@ class Dispatcher:
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.max_message_size = max_message_size
-        self.refusal_listeners: list[Callable[[InternalError], None]] = []
-        """Called with every error answered before a command's chain (unknown command, invalid JSON...)."""
-        self.error_listeners: list[ErrorListener] = []
-        """Called with every exception that no middleware turned into an error for the client."""
-        self.ready_listeners: list[Callable[[Connection], None]] = []
-        """Called with every connection once its connect hooks have run (accepted or refused)."""
+        self.listeners = listeners
+        """The instruments' hooks the dispatcher calls (see `Listeners`)."""
         self.in_flight = 0
         """Commands being handled right now, over every connection."""
         self.open_connections = 0
@@ -138,8 +150,8 @@ class Dispatcher:
     async def _run(self, connection: Connection) -> None:
         """Connect hooks, then every frame in order, then disconnect hooks."""
         accepted = await self._connect(connection)
-        for listener in self.ready_listeners:
-            listener(connection)
+        for ready in self.listeners.connection_ready:
+            ready(connection)
         if not accepted:
             return
         if self.welcome:
@@ -187,8 +199,8 @@ class Dispatcher:
         self, connection: Connection, error: InternalError, event: str | None = None, id: str | int | None = None
     ) -> None:
         """Answer a frame that never reached a command's chain."""
-        for listener in self.refusal_listeners:
-            listener(error)
+        for refused in self.listeners.frame_refused:
+            refused(connection, error)
         logger.debug("frame from %s refused: %s", connection.socket.id, error.name)
         await connection.socket.send(error_event(error, event, id))
 
@@ -214,10 +226,10 @@ class Dispatcher:
                 waiter.set_result(None)
 
     def report_unexpected(self, exc: BaseException, where: str) -> None:
-        """Log an exception that no middleware turned into an error for the client, and tell listeners."""
+        """Log an exception that no middleware turned into an error for the client, and tell the instruments."""
         logger.error("unexpected error in %s", where, exc_info=exc)
-        for listener in self.error_listeners:
-            listener(exc)
+        for listener in self.listeners.unexpected_error:
+            listener(exc, where)
 
     async def _connect(self, connection: Connection) -> bool:
         """Run the connect hooks; an exception in one refuses the connection."""

@@ -21,9 +21,24 @@ Where the hooks sit:
   ``/metrics``; it must return ``None`` for a websocket upgrade;
 - ``connection_class(base)``: a subclass of the server's connection class, to count frames
   and bytes;
+- ``connection_ready(connection)``: each connection, once its connect hooks have run (whether
+  they accepted it or not; ``connection.socket.state`` tells);
+- ``frame_refused(connection, error)``: each frame answered with an error before it reached a
+  command's chain (``unknown_command``, ``invalid_json``, ``invalid_command``,
+  ``message_too_large``);
+- ``unexpected_error(error, where)``: each exception that no middleware turned into an error
+  for the client (a handler's bug, a failing hook), once it is logged; ``where`` says where in
+  words (``"command 'chat send'"``, ``"a connect hook"``);
 - ``startup(app)`` / ``shutdown(app)``: once the app has started (the dispatcher exists) and
   before it stops;
 - ``install(app)``: at `WebSuckets.add_instrument` time, to register hooks.
+
+The app collects ``connection_ready``, ``frame_refused`` and ``unexpected_error`` when it
+starts, from the instruments that override them only
+(``type(instrument).connection_ready is not Instrument.connection_ready``), and hands them to
+the dispatcher (`websuckets.dispatcher.Listeners`): a hook nobody overrides is never called
+(``http`` likewise joins the handshake checks only where overridden). They are plain functions,
+called on the data path: keep them short, and never await in them.
 """
 
 from __future__ import annotations
@@ -34,7 +49,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from .context import Middleware
+from .context import Connection, Middleware
+from .exc import InternalError
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -96,6 +112,15 @@ class Instrument:
     def connection_class(self, base: type[GuardedConnection]) -> type[GuardedConnection]:
         """The connection class to serve with: ``base`` or a subclass of it."""
         return base
+
+    def connection_ready(self, connection: Connection) -> None:
+        """A connection's connect hooks have run; its socket is closed (or closing) if they refused it."""
+
+    def frame_refused(self, connection: Connection, error: InternalError) -> None:
+        """A frame of ``connection`` was answered with ``error`` before reaching any command."""
+
+    def unexpected_error(self, error: BaseException, where: str) -> None:
+        """``error`` escaped every middleware (it is logged already); ``where`` says where, in words."""
 
     async def startup(self, app: InstrumentedApp) -> None:
         """Called once the app has started."""

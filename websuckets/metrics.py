@@ -10,15 +10,19 @@ It needs the ``metrics`` extra (``pip install 'websuckets[metrics]'``, for ``pro
 
 The per-message path pays for plain integer additions only: the command middleware and the
 connection class below add to a `Meter` (ints, lists of ints, no locks, no label look-ups:
-each command's counters are found once, when the chain is built). ``prometheus_client``'s own
-metrics are brought up to date from the meter off that path: just before each scrape, and, in
-multi-process mode, every ``sync_interval`` seconds as well, so that a scrape answered by one
-worker sees every worker's figures.
+each command's counters are found once, when the chain is built). ``prometheus_client`` runs
+off that path, through its public API only: a collector registered in `Metrics.registry` reads
+the meter when it is scraped, and yields its figures as metric families.
 
 Multi-process mode is ``prometheus_client``'s: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty,
 writable directory in the environment of every worker before it starts (before
 ``prometheus_client`` is imported); ``/metrics`` then serves the sum over the workers (gauges:
-the sum of open connections over live workers, the lowest backend state).
+the sum of open connections over live workers, the lowest backend state). There, a collector
+of one process cannot see the others: each worker moves what its meter gained into
+``prometheus_client``'s own counters and gauges every ``sync_interval`` seconds (and before a
+scrape), which write it to that directory. ``prometheus_client``'s histogram takes one
+observation at a time, so a worker keeps the duration histogram there as two counters (the
+observations per bucket, their sum), made one histogram again when ``/metrics`` is scraped.
 
 The metrics (labels in brackets; see the "Observability" guide for queries):
 
@@ -52,15 +56,17 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from . import delivery
-from .context import CallNext, Context, Middleware
+from .context import CallNext, Connection, Context, Middleware
 from .exc import InternalError, RateLimited
 from .http import is_upgrade, json_response, url_path
 from .instrument import Instrument, InstrumentedApp
-from .middleware.errors import answer_error, map_errors
+from .middleware.chain import error_answer
+from .middleware.errors import client_error
 
 try:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from .prometheus import COUNTERS, Figures, FiguresCollector, SharedFigures, every_worker
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
     raise ImportError("websuckets.metrics needs prometheus_client: pip install 'websuckets[metrics]'") from exc
 
@@ -78,7 +84,7 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class CommandStats:
-    """One command's outcomes and durations since the last sync (plain numbers: the hot path)."""
+    """One command's outcomes and durations (plain numbers, only growing: the hot path adds to them)."""
 
     __slots__ = ("buckets", "outcomes", "seconds")
 
@@ -90,12 +96,11 @@ class CommandStats:
 
 
 class Meter:
-    """The counters the data path adds to; `Metrics.sync` moves them into ``prometheus_client``."""
+    """The counters the data path adds to; they only grow, and are read when metrics are collected."""
 
-    __slots__ = ("bytes_in", "bytes_out", "commands", "messages_in", "messages_out", "refused")
+    __slots__ = ("bytes_in", "bytes_out", "commands", "messages_out", "refused")
 
     def __init__(self) -> None:
-        self.messages_in = 0
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -123,59 +128,23 @@ class Metrics(Instrument):
         self.meter = Meter()
         self.registry = CollectorRegistry()
         """The registry of this app's metrics (in multi-process mode, of this worker's)."""
+        self.registry.register(FiguresCollector(self.figures, self.bounds))
         self.app: InstrumentedApp | None = None
+        self._elsewhere: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        """What counters kept elsewhere (deliveries, the backend) gained while this instrument watched."""
         self._seen: dict[str, int] = {}
+        self._gauges = {"connections": 0, "backend_connected": 0}
+        self._shared = SharedFigures() if self.multiprocess else None
         self._task: asyncio.Task[None] | None = None
-        self._protocol_classes: dict[type[ServerProtocol], type[ServerProtocol]] = {}
         self._fused: set[str] = set()
-        registry = self.registry
-        self.connections = Gauge(
-            "websuckets_connections", "Open websocket connections.", registry=registry, multiprocess_mode="livesum"
-        )
-        self.commands = Counter(
-            "websuckets_commands", "Commands handled, by event and outcome.", ["event", "outcome"], registry=registry
-        )
-        self.duration = Histogram(
-            "websuckets_command_duration_seconds",
-            "Time from a command's arrival in its chain to the end of its handler.",
-            ["event"],
-            buckets=self.bounds,
-            registry=registry,
-        )
-        self.refused = Counter(
-            "websuckets_refused_frames",
-            "Frames answered with an error before reaching a command.",
-            ["error"],
-            registry=registry,
-        )
-        self.counters = {
-            name: Counter(f"websuckets_{name}", help, registry=registry)
-            for name, help in (
-                ("messages_received", "Websocket messages received."),
-                ("messages_sent", "Websocket messages sent."),
-                ("received_bytes", "Bytes received on websocket connections (handshakes included)."),
-                ("sent_bytes", "Bytes sent on websocket connections (handshakes included)."),
-                ("rate_limited", "Commands refused with rate_limited."),
-                ("slow_consumers_closed", "Connections closed for not reading their messages (1013)."),
-                ("backend_reconnects", "Times the backend rebuilt its connection after a loss."),
-                ("backend_failed_operations", "Backend writes and deliveries that failed."),
-                ("backend_dropped_deliveries", "Messages from other processes for clients that had left this one."),
-                ("backend_listener_errors", "Messages from the backend that could not be handled."),
-                ("backend_history_gaps", "Times messages of a history room were found lost on their way here."),
-            )
-        }
-        self.backend_connected = Gauge(
-            "websuckets_backend_connected",
-            "1 while the backend answers, else 0.",
-            registry=registry,
-            multiprocess_mode="livemin",
-        )
 
     # the hot path
 
     def error_middleware(self, command: Command, error_middleware: Middleware) -> Middleware:
-        """With the built-in `map_errors`, one step that maps errors and measures: no step of its own."""
-        if error_middleware is not map_errors:
+        """With an error middleware that ``answers_errors_with`` a function (the built-in `map_errors`
+        does), one step that maps errors and measures: no step of its own."""
+        answer = error_answer(error_middleware)
+        if answer is None:
             return error_middleware
         record, clock = self._recorder(command), time.perf_counter
 
@@ -185,7 +154,7 @@ class Metrics(Instrument):
                 await call_next(ctx)
             except Exception as exc:
                 record(_outcome(exc), clock() - started)
-                await answer_error(ctx, exc)
+                await answer(ctx, exc)
                 return
             except BaseException as exc:
                 record(_outcome(exc), clock() - started)
@@ -196,8 +165,9 @@ class Metrics(Instrument):
         return measure_and_map_errors
 
     def command_middleware(self, command: Command) -> Middleware | None:
-        """Count ``command``'s outcomes and time it, right inside a replaced error middleware."""
-        if command.name in self._fused:
+        """Count ``command``'s outcomes and time it, right inside an error middleware it could not fuse with."""
+        if command.name in self._fused:  # measured in its error middleware's step, built just before
+            self._fused.discard(command.name)
             return None
         record, clock = self._recorder(command), time.perf_counter
 
@@ -225,20 +195,24 @@ class Metrics(Instrument):
         return record
 
     def connection_class(self, base: type[GuardedConnection]) -> type[GuardedConnection]:
-        """``base``, counting bytes in, and (through its protocol) messages and bytes out.
+        """``base``, counting bytes in, messages sent and bytes out.
 
         Messages in are not counted here: each one is a command or a refused frame, counted already.
+        Bytes out are counted where ``websockets`` takes them from the connection's protocol
+        (its public ``data_to_send``, wrapped on each protocol object: ``websockets`` has no
+        other place that sees every byte written, handshake and control frames included).
         """
-        meter, protocols = self.meter, self._protocol_classes
-        base_data_received = base.data_received
+        meter = self.meter
+        base_send, base_data_received = base.send, base.data_received
 
         class MeteredConnection(base):  # type: ignore[valid-type,misc]  # a class made at run time
             def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-                kind = type(protocol)
-                if kind not in protocols:
-                    protocols[kind] = _metered_protocol(kind, meter)
-                protocol.__class__ = protocols[kind]  # the same object, counting what it sends
                 super().__init__(protocol, *args, **kwargs)
+                protocol.data_to_send = _counting_writes(protocol.data_to_send, meter)  # type: ignore[method-assign]
+
+            def send(self, message: Any, *, text: bool | None = None) -> Any:
+                meter.messages_out += 1
+                return base_send(self, message, text=text)
 
             def data_received(self, data: bytes) -> None:
                 meter.bytes_in += len(data)
@@ -246,13 +220,16 @@ class Metrics(Instrument):
 
         return MeteredConnection
 
+    def frame_refused(self, connection: Connection, error: InternalError) -> None:
+        refused = self.meter.refused
+        refused[error.name] = refused.get(error.name, 0) + 1
+
     # off the hot path
 
     def install(self, app: InstrumentedApp) -> None:
         self.app = app
 
     async def startup(self, app: InstrumentedApp) -> None:
-        app.dispatcher.refusal_listeners.append(self._count_refusal)
         self._seen = {}
         self.sync()
         if self.multiprocess:
@@ -266,57 +243,51 @@ class Metrics(Instrument):
             self._task = None
         self.sync()
 
-    def _count_refusal(self, error: InternalError) -> None:
-        refused = self.meter.refused
-        refused[error.name] = refused.get(error.name, 0) + 1
-
     async def _sync_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             self.sync()
 
     def sync(self) -> None:
-        """Bring ``prometheus_client``'s metrics up to date with the meter and the app's own counters."""
-        meter = self.meter
-        outcomes_seen: list[dict[str, int]] = []
-        for event, stats in meter.commands.items():
+        """Read the counters kept elsewhere; in multi-process mode, write this worker's figures for the others."""
+        figures = self.figures()
+        if self._shared is not None:
+            self._shared.write(figures)
+
+    def figures(self) -> Figures:
+        """Every figure now, from the meter and the counters kept elsewhere (deliveries, the backend)."""
+        self._read_elsewhere()
+        gauges = self._gauges
+        figures = Figures(dict(self._elsewhere), refused=dict(self.meter.refused))
+        figures.connections, figures.backend_connected = gauges["connections"], gauges["backend_connected"]
+        counters, received = figures.counters, sum(figures.refused.values())
+        for event, stats in list(self.meter.commands.items()):
             if not stats.outcomes:
                 continue
-            # emptied in place: the command's middleware holds these very objects
-            outcomes = dict(stats.outcomes)
-            stats.outcomes.clear()
-            counts = list(stats.buckets)
-            stats.buckets[:] = [0] * len(counts)
-            seconds, stats.seconds = stats.seconds, 0.0
-            outcomes_seen.append(outcomes)
-            for outcome, count in outcomes.items():
-                self.commands.labels(event, outcome).inc(count)
+            figures.durations[event] = (list(stats.buckets), stats.seconds)
+            for outcome, count in list(stats.outcomes.items()):
+                figures.commands[event, outcome] = count
+                received += count
                 if outcome == RateLimited.code:
-                    self.counters["rate_limited"].inc(count)
-            _add_to_histogram(self.duration.labels(event), counts, seconds)
-        refused, meter.refused = meter.refused, {}
-        for name, count in refused.items():
-            self.refused.labels(name).inc(count)
-        meter.messages_in += sum(sum(o.values()) for o in outcomes_seen) + sum(refused.values())
-        moved = {
-            "messages_received": meter.messages_in,
-            "messages_sent": meter.messages_out,
-            "received_bytes": meter.bytes_in,
-            "sent_bytes": meter.bytes_out,
-        }
-        meter.messages_in = meter.messages_out = meter.bytes_in = meter.bytes_out = 0
-        for name, count in moved.items():
-            if count:
-                self.counters[name].inc(count)
-        self._advance("slow_consumers_closed", delivery.stats.slow_consumers_closed)
-        # fan-outs write one shared frame past each connection's (counting) protocol object
-        self._advance("messages_sent", delivery.stats.framed_once)
-        self._advance("sent_bytes", delivery.stats.bytes_framed_once)
+                    counters["rate_limited"] += count
+        meter = self.meter
+        counters["messages_received"] += received
+        counters["messages_sent"] += meter.messages_out
+        counters["received_bytes"] += meter.bytes_in
+        counters["sent_bytes"] += meter.bytes_out
+        return figures
+
+    def _read_elsewhere(self) -> None:
+        stats = delivery.stats
+        self._advance("slow_consumers_closed", stats.slow_consumers_closed)
+        # fan-outs write past each connection's send: one shared frame, or websockets.broadcast
+        self._advance("messages_sent", stats.framed_once + stats.framed_by_connection)
+        self._advance("sent_bytes", stats.bytes_framed_once)
         app = self.app
         if app is not None and app.started:
-            self.connections.set(app.dispatcher.open_connections)
             health = app.backend.health
-            self.backend_connected.set(1 if health.connected else 0)
+            self._gauges["connections"] = app.dispatcher.open_connections
+            self._gauges["backend_connected"] = 1 if health.connected else 0
             self._advance("backend_reconnects", health.reconnects)
             self._advance("backend_failed_operations", health.failed_operations)
             self._advance("backend_dropped_deliveries", health.dropped_deliveries)
@@ -324,19 +295,19 @@ class Metrics(Instrument):
             self._advance("backend_history_gaps", health.history_gaps)
 
     def _advance(self, name: str, total: int) -> None:
-        """Add to counter ``name`` what ``total`` (a counter kept elsewhere) gained since the last sync."""
+        """Add to counter ``name`` what ``total`` (a counter kept elsewhere) gained since it was last read."""
         seen = self._seen.get(name)
         self._seen[name] = total
         if seen is not None and total > seen:
-            self.counters[name].inc(total - seen)
+            self._elsewhere[name] += total - seen
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus's text format: this process's, or every worker's in multi-process mode."""
-        self.sync()
         if not self.multiprocess:
             return generate_latest(self.registry)
+        self.sync()
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+        registry.register(every_worker(self.bounds))
         return generate_latest(registry)
 
     def http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -346,52 +317,21 @@ class Metrics(Instrument):
 
 
 def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, InternalError):
-        return exc.name
+    """A command's outcome for an exception: the error its client was sent, or why it got none."""
     if isinstance(exc, ConnectionClosed):
         return "disconnected"
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
-    return "internal_error"
+    return client_error(exc).name
 
 
-def _add_to_histogram(child: Histogram, counts: list[int], seconds: float) -> None:
-    """Add bucketed observations to a histogram child at once.
+def _counting_writes(data_to_send: Callable[[], list[bytes]], meter: Meter) -> Callable[[], list[bytes]]:
+    """``data_to_send`` of one protocol object, adding the bytes it hands over to ``meter.bytes_out``."""
 
-    ``prometheus_client`` observes one value at a time; its values (``_sum``, ``_buckets``: one
-    per bound, not cumulative) are the documented way its own ``observe`` stores them.
-    """
-    child._sum.inc(seconds)
-    for index, count in enumerate(counts):
-        if count:
-            child._buckets[index].inc(count)
+    def counted() -> list[bytes]:
+        writes = data_to_send()
+        if writes:
+            meter.bytes_out += sum(map(len, writes))
+        return writes
 
-
-def _metered_protocol(base: type[ServerProtocol], meter: Meter) -> type[ServerProtocol]:
-    """A subclass of ``base`` counting the messages it frames and the bytes it hands to the transport.
-
-    The base methods are bound here, once: no ``super()`` look-up per message.
-    """
-    send_text, send_binary, send_continuation = base.send_text, base.send_binary, base.send_continuation
-    data_to_send = base.data_to_send
-
-    class MeteredProtocol(base):  # type: ignore[valid-type,misc]  # a class made at run time
-        def send_text(self, data: Any, fin: bool = True) -> None:
-            meter.messages_out += fin
-            send_text(self, data, fin)
-
-        def send_binary(self, data: Any, fin: bool = True) -> None:
-            meter.messages_out += fin
-            send_binary(self, data, fin)
-
-        def send_continuation(self, data: Any, fin: bool) -> None:
-            meter.messages_out += fin
-            send_continuation(self, data, fin)
-
-        def data_to_send(self) -> list[bytes]:
-            writes: list[bytes] = data_to_send(self)
-            if writes:
-                meter.bytes_out += sum(map(len, writes))
-            return writes
-
-    return MeteredProtocol
+    return counted

@@ -42,6 +42,7 @@ from .app import WebSuckets
 from .context import Connection
 from .events import PendingAnswer, answered
 from .handshake import Handshake
+from .instrument import Instrument
 from .wire import ERROR_EVENT, MISSING
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
@@ -213,6 +214,19 @@ class TestConnection:
         return text
 
 
+class _Listener(Instrument):
+    """What a `TestClient` hears of the app it runs: unexpected errors, and connections once ready."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def connection_ready(self, connection: Connection) -> None:
+        self.client._on_ready(connection)
+
+    def unexpected_error(self, error: BaseException, where: str) -> None:
+        self.client.server_errors.append(error)
+
+
 class TestClient:
     """Starts an app for a test and connects clients to it.
 
@@ -246,6 +260,7 @@ class TestClient:
         self._saved_container: AsyncContainer | None = None
         self._connections: list[TestConnection] = []
         self._ready: list[Connection] = []
+        self._listener = _Listener(self)
         self._readiness = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
@@ -256,9 +271,12 @@ class TestClient:
     async def __aenter__(self) -> Self:
         if self._container is not None:
             self._saved_container, self.app.container = self.app.container, self._container
-        await self.app.__aenter__()
-        self.app.dispatcher.error_listeners.append(self.server_errors.append)
-        self.app.dispatcher.ready_listeners.append(self._on_ready)
+        self.app.add_instrument(self._listener)  # for this test only: taken out in __aexit__
+        try:
+            await self.app.__aenter__()
+        except BaseException:
+            self.app.instruments.remove(self._listener)
+            raise
         if self.real:
             self._server = await self.app.serve("127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
@@ -277,6 +295,7 @@ class TestClient:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.timeout)
         finally:
+            self.app.instruments.remove(self._listener)  # it goes on listening until the app has stopped
             await self.app.__aexit__(exc_type, exc, tb)
             if self._container is not None:
                 self.app.container = self._saved_container

@@ -29,7 +29,8 @@ from uuid import UUID
 from ._version import __version__
 from .context import CallNext, Context, Middleware
 from .exc import InternalError
-from .instrument import Instrument, InstrumentedApp
+from .instrument import Instrument
+from .middleware.errors import client_error
 
 try:
     from opentelemetry import context as otel_context
@@ -64,11 +65,10 @@ class Tracing(Instrument):
         self.propagator = TraceContextTextMapPropagator()
         self._session_spans: dict[UUID, Span] = {}
 
-    async def startup(self, app: InstrumentedApp) -> None:
-        if self.sessions:
-            app.dispatcher.ready_listeners.append(self._open_session)
-
-    def _open_session(self, connection: Connection) -> None:
+    def connection_ready(self, connection: Connection) -> None:
+        """Open the connection's ``websocket session`` span, ended when it closes."""
+        if not self.sessions:
+            return
         socket = connection.socket
         span = self.tracer.start_span(
             SESSION_SPAN, kind=SpanKind.SERVER, attributes={"websuckets.client_id": str(socket.id)}
@@ -119,7 +119,7 @@ def _attributes(ctx: Context, outcome: str) -> dict[str, Any]:
 
 
 def _record_error(span: Span, ctx: Context, exc: BaseException) -> None:
-    outcome = exc.name if isinstance(exc, InternalError) else "internal_error"
+    outcome = client_error(exc).name
     span.set_attributes(_attributes(ctx, outcome) | {"error.type": outcome})
     span.set_status(Status(StatusCode.ERROR, outcome))
     if not isinstance(exc, InternalError):

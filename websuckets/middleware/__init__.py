@@ -10,10 +10,13 @@ first)::
 ``RateLimit`` and ``CommandTimeouts`` are in a chain only when the app has them on.
 
 Each built-in is an ordinary middleware: pass your own to ``WebSuckets(...)`` to replace it.
+Whether a middleware is left out of a command's chain, or run inside the handler's step, is
+said by attributes it carries, which your own may carry too (``applies_to``,
+``fuses_into_endpoint``, ``answers_errors_with``: see `websuckets.middleware.chain` and `mark`).
 """
 
 from .authentication import authenticate
-from .chain import build_chain, endpoint
+from .chain import build_chain, endpoint, mark
 from .errors import map_errors
 from .rate_limit import RateLimit
 from .timeout import CommandTimeouts
@@ -26,6 +29,7 @@ __all__ = [
     "build_chain",
     "endpoint",
     "map_errors",
+    "mark",
     "parse_payload",
     "validate_payload",
 ]

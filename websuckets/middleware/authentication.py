@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import CallNext, Context
+from ..context import CallNext, CommandInfo, Context
 from ..exc import Unauthorized
 
 
@@ -13,10 +13,19 @@ async def authenticate(ctx: Context, call_next: CallNext) -> None:
     reconnects keeps its token). On an app with handshake authentication
     (`websuckets.handshake_auth.HandshakeAuth`), a command without a ``token`` field uses
     the token its connection is verified with.
+
+    It ``applies_to`` protected commands only: the app leaves it out of the others' chains.
     """
     if ctx.command.protected:
         await _check_token(ctx)
     await call_next(ctx)
+
+
+def _protected(command: CommandInfo) -> bool:
+    return command.protected
+
+
+authenticate.applies_to = _protected  # type: ignore[attr-defined]  # see websuckets.middleware.chain
 
 
 async def _check_token(ctx: Context) -> None:

@@ -19,11 +19,21 @@ async def map_errors(ctx: Context, call_next: CallNext) -> None:
 
     An `InternalError` is sent with its name and details. Any other
     exception is logged with its traceback and sent as ``internal_error`` with no details.
+    It ``answers_errors_with`` `answer_error` (see `websuckets.middleware.chain`).
     """
     try:
         await call_next(ctx)
     except Exception as exc:
         await answer_error(ctx, exc)
+
+
+def client_error(exc: BaseException) -> InternalError:
+    """The error a client is sent for ``exc``, raised by its command: the mapping every part of websuckets uses.
+
+    An `InternalError` is its own answer; anything else is `UnexpectedError` (``internal_error``,
+    no details: the traceback goes to the log).
+    """
+    return exc if isinstance(exc, InternalError) else UnexpectedError()
 
 
 async def answer_error(ctx: Context, exc: Exception) -> None:
@@ -47,6 +57,9 @@ async def answer_error(ctx: Context, exc: Exception) -> None:
         await _report(ctx, exc)
 
 
+map_errors.answers_errors_with = answer_error  # type: ignore[attr-defined]  # see websuckets.middleware.chain
+
+
 async def _report(ctx: Context, exc: Exception) -> None:
     ctx.connection.report_unexpected(exc, ctx)
-    await ctx.socket.send(error_event(UnexpectedError(), ctx.event, ctx.id))
+    await ctx.socket.send(error_event(client_error(exc), ctx.event, ctx.id))

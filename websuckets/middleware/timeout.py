@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from ..context import CallNext, Context
+from ..context import CallNext, CommandInfo, Context
 from ..exc import CommandTimeout
 
 
@@ -29,6 +29,10 @@ class CommandTimeouts:
     def limit_for(self, command: str) -> float | None:
         """The time limit of a command, or ``None``."""
         return self.per_command.get(command, self.default)
+
+    def applies_to(self, command: CommandInfo) -> bool:
+        """Whether ``command`` has a limit: the app leaves this middleware out of the others' chains."""
+        return self.limit_for(command.name) is not None
 
     def __repr__(self) -> str:
         return f"CommandTimeouts(default={self.default}, per_command={self.per_command})"

@@ -10,7 +10,11 @@ from ..wire import MISSING
 
 
 async def validate_payload(ctx: Context, call_next: CallNext) -> None:
-    """Validate ``ctx.payload`` against the handler's model into ``ctx.model``."""
+    """Validate ``ctx.payload`` against the handler's model into ``ctx.model``.
+
+    It ``fuses_into_endpoint`` as `parse_payload`: the app runs that in the handler's step
+    instead (see `websuckets.middleware.chain`).
+    """
     model = ctx.command.model
     if model is not None:
         ctx.model = parse_payload(model, ctx.payload)
@@ -30,3 +34,6 @@ def parse_payload(model: type[BaseModel], payload: object) -> BaseModel:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         details = [{"loc": ["payload", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in errors]
         raise PayloadInvalid(details) from None
+
+
+validate_payload.fuses_into_endpoint = parse_payload  # type: ignore[attr-defined]  # see websuckets.middleware.chain
