@@ -10,11 +10,13 @@ client's request), frames are parsed and their size checked, close frames are ex
 the handler runs as ``websockets.asyncio.server.serve`` runs it. No file descriptor, port or
 thread is used, so it behaves the same on every platform asyncio runs on.
 
-What the pipe keeps of TCP: bytes arrive in order, a write's worth or more at a time; an end
-that pauses reading leaves the other's writes in its write buffer, whose size
-(``get_write_buffer_size``) grows and pauses the writing protocol past the high-water mark;
-``close`` delivers what was written, then the end of the stream; ``write_eof`` half-closes;
-``abort`` ends the connection at once, dropping only what the peer was not reading.
+What the pipe keeps of TCP: bytes arrive in order, on the next turn of the loop, all that was
+written since at once. Until then, and for as long as the peer pauses reading, they count in the
+writer's buffer (``get_write_buffer_size``), which pauses the writing protocol past its
+high-water mark: a writer that never yields, or a peer that reads nothing, holds the writer back
+as full socket buffers would (sooner: no kernel buffers take megabytes first). ``close`` delivers
+what was written, then the end of the stream; ``write_eof`` half-closes; ``abort`` ends the
+connection at once, dropping only what the peer was not reading.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import LoggerLike, Subprotocol
 from websockets.uri import parse_uri
+
+__all__ = ["ADDRESS", "MemoryServer", "MemoryTransport", "pipe"]
 
 ADDRESS = ("memory", 0)
 """Both ends' ``local_address`` and ``remote_address``."""
@@ -103,9 +107,8 @@ class MemoryTransport(asyncio.Transport):
         return self._closing
 
     def pause_reading(self) -> None:
-        if self._reading and not self._closing:
+        if not self._closing:
             self._reading = False
-            self.peer._check_high()
 
     def resume_reading(self) -> None:
         if not self._reading and not self._closing:
@@ -125,8 +128,8 @@ class MemoryTransport(asyncio.Transport):
         return self._low, self._high
 
     def get_write_buffer_size(self) -> int:
-        """Bytes the peer does not read because it paused reading: what a socket's buffer would hold."""
-        return 0 if self.peer._reading else self._size
+        """Bytes written and not yet handed to the peer: those of this turn of the loop, and those it does not read."""
+        return self._size
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = cast(asyncio.Protocol, protocol)
