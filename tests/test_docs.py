@@ -52,6 +52,7 @@ INTERNAL_MODULES = (
     "websuckets.envelope",
     "websuckets.handlers",
     "websuckets.http",
+    "websuckets.memory_server",
     "websuckets.store",
     "websuckets.presence",
 )
