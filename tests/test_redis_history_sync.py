@@ -10,7 +10,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from websockets.protocol import State
+from websockets.asyncio.connection import Connection
+from websockets.protocol import Protocol, Side
 
 from websuckets import History, Position
 from websuckets.backends import BackendHealth
@@ -20,15 +21,32 @@ from websuckets.backends.redis.history_sync import HistorySync, RoomMeta, Stored
 EPOCH = "e" * 16
 
 
-class Socket:
-    """What delivery writes to: every message a member got, decoded."""
+class Frames(asyncio.Transport):
+    """A transport that decodes what is written to it, as the client would read it."""
+
+    def __init__(self, got: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.reader = Protocol(Side.CLIENT, max_size=None)
+        self.got = got
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.reader.receive_data(bytes(data))
+        self.got += [json.loads(frame.data) for frame in self.reader.events_received()]
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+class Socket(Connection):
+    """What delivery writes to: an open websockets connection; every message a member got, decoded."""
 
     def __init__(self) -> None:
-        self.state = State.OPEN
+        super().__init__(Protocol(Side.SERVER))
         self.got: list[dict[str, Any]] = []
-
-    def send_nowait(self, message: str | bytes) -> None:
-        self.got.append(json.loads(message))
+        self.connection_made(Frames(self.got))
 
     def said(self) -> list[Any]:
         """(event, payload or offset) of what it got, in order."""

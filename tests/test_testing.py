@@ -185,3 +185,90 @@ async def test_the_handshake_checks_run_in_memory_too(real: bool) -> None:
         with pytest.raises(InvalidStatus) as refused:
             await client.connect(headers={"Origin": "https://evil.example"})
         assert refused.value.response.status_code == 403
+
+
+async def test_a_connect_hook_that_never_ends_fails_the_connect_in_time(real: bool) -> None:
+    """connect() waits for the connect hooks at most the client's timeout, then says what it waited for."""
+    app = make_app()
+    release = asyncio.Event()
+
+    @app.on_connect
+    async def stuck() -> None:
+        await release.wait()
+
+    async with TestClient(app, real=real, timeout=0.2) as client:
+        started = asyncio.get_running_loop().time()
+        try:
+            with pytest.raises(TimeoutError, match=r"did not run its connect hooks within 0.2 s"):
+                await client.connect()
+        finally:
+            release.set()
+        assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_handshake_check_that_never_ends_fails_the_connect_in_time(real: bool) -> None:
+    """A handshake that never gets its answer fails connect() within the client's timeout."""
+    release = asyncio.Event()
+
+    async def stuck(connection: ServerConnection, request: Request) -> None:
+        await release.wait()
+
+    async with TestClient(WebSuckets(handshake_checks=[stuck]), real=real, timeout=0.2) as client:
+        started = asyncio.get_running_loop().time()
+        try:
+            with pytest.raises(TimeoutError, match="opening handshake"):
+                await client.connect()
+        finally:
+            release.set()
+        assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_receive_with_nothing_coming_fails_in_time(real: bool) -> None:
+    """A receive that nothing answers fails after the client's timeout, saying nothing came."""
+    async with TestClient(make_app(), real=real, timeout=0.2) as client:
+        alice = await client.connect()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(AssertionError, match=r"nothing received within 0.2 s; received so far: \[\]"):
+            await alice.receive()
+        assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_send_the_server_never_reads_fails_in_time() -> None:
+    """A client whose server reads nothing more fails its send after the timeout instead of hanging.
+
+    In memory only: over a real socket the kernel's buffers take megabytes before a send waits.
+    """
+    app = WebSuckets()
+    group = CommandGroup()
+    release = asyncio.Event()
+
+    @group.command("hang")
+    async def hang(socket: ServerConnection) -> None:
+        await release.wait()  # the server reads no command of this client meanwhile
+
+    app.include_command_group(group)
+    async with TestClient(app, timeout=0.2) as client:
+        alice = await client.connect()
+        await alice.send("hang")
+        try:
+            with pytest.raises(AssertionError, match=r"could not send within 0.2 s"):  # noqa: PT012
+                for _ in range(100):
+                    await alice.send_raw("x" * 10_000)
+        finally:
+            release.set()
+
+
+async def test_handlers_get_websuckets_connections_in_memory_too(real: bool) -> None:
+    """In memory as over a socket, the handler's socket is the server's own connection class, with its subprotocol."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("inspect")
+    async def inspect(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("inspected", {"class": type(socket).__name__, "subprotocol": socket.subprotocol})
+
+    app.include_command_group(group)
+    async with TestClient(app, real=real) as client:
+        alice = await client.connect(subprotocols=["websuckets"])
+        reply = await alice.request("inspect")
+        assert reply.payload == {"class": "GuardedConnection", "subprotocol": "websuckets"}

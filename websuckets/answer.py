@@ -34,7 +34,7 @@ from .handlers import CallPlan
 
 async def answer(ctx: Context, chain: CallNext) -> None:
     """Run ``chain`` for ``ctx``, a command with an ``id``, with the first event on its socket stamped with it."""
-    socket: Any = ctx.socket  # a GuardedConnection, or websuckets.testing's in-memory socket: both stamp
+    socket: Any = ctx.socket  # GuardedConnection.send stamps the answer; other connections ignore it
     assert ctx.id is not None, "only commands with an id are answered"
     socket.pending_answer = PendingAnswer(ctx.id, asyncio.current_task())
     try:

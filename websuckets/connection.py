@@ -226,9 +226,6 @@ async def close_draining(socket: ServerConnection, code: int, reason: str) -> No
     message until the connection has closed, so the close ends as soon as the client answers.
     Only the task that reads the connection may call this: a second reader would be an error.
     """
-    if not isinstance(socket, Connection):  # websuckets.testing's in-memory socket closes at once
-        await socket.close(code, reason)
-        return
     drain = asyncio.get_running_loop().create_task(_drop_messages(socket))
     _draining.add(drain)
     drain.add_done_callback(_draining.discard)

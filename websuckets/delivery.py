@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import broadcast
@@ -54,38 +53,32 @@ stats = DeliveryStats()
 _closing: set[asyncio.Task[None]] = set()
 
 
-def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
-    """Write ``message`` to every open socket in ``sockets`` at once; how many it was written to.
+def send_now(sockets: Iterable[Connection], message: str | bytes) -> int:
+    """Write ``message`` to every open connection in ``sockets`` at once; how many it was written to.
 
-    ``sockets`` are ``ServerConnection`` objects, or test-transport sockets with ``send_nowait``.
     Without extensions (compression is off by default) a server's frame is the same bytes for
     every connection: it is built once and written to each transport. A connection with an
     extension, or in the middle of a fragmented message, goes through ``websockets.broadcast``.
     """
     frame: bytes | None = None
     other: list[Connection] = []
-    written = direct = 0
+    written = 0
     for socket in sockets:
-        if isinstance(socket, Connection):
-            protocol, transport = socket.protocol, socket.transport
-            if protocol.state is not State.OPEN:
-                continue
-            if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
-                _close_slow(socket)
-            elif protocol.extensions or socket.send_in_progress is not None:
-                other.append(socket)
-            else:
-                if frame is None:
-                    frame = _frame(message)
-                transport.write(frame)
-                direct += 1
-        elif socket.state is State.OPEN:
-            socket.send_nowait(message)
+        protocol, transport = socket.protocol, socket.transport
+        if protocol.state is not State.OPEN:
+            continue
+        if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
+            _close_slow(socket)
+        elif protocol.extensions or socket.send_in_progress is not None:
+            other.append(socket)
+        else:
+            if frame is None:
+                frame = _frame(message)
+            transport.write(frame)
             written += 1
     if frame is not None:
-        written += direct
-        stats.framed_once += direct
-        stats.bytes_framed_once += direct * len(frame)
+        stats.framed_once += written
+        stats.bytes_framed_once += written * len(frame)
     if other:
         broadcast(other, message)
         framed = sum(1 for socket in other if socket.protocol.state is State.OPEN)
@@ -95,16 +88,12 @@ def send_now(sockets: Iterable[Any], message: str | bytes) -> int:
     return written
 
 
-def send_batch(socket: Any, messages: list[str]) -> None:
+def send_batch(socket: Connection, messages: list[str]) -> None:
     """Write ``messages`` to one socket at once, in order, without awaiting: a replay, not a fan-out.
 
     The slow-consumer check runs once, before the batch: a replay larger than
     `SLOW_CONSUMER_BUFFER` is an answer the client asked for, not a sign that it stopped reading.
     """
-    if not isinstance(socket, Connection):
-        for message in messages:
-            send_now((socket,), message)
-        return
     protocol, transport = socket.protocol, socket.transport
     if protocol.state is not State.OPEN:
         return

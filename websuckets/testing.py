@@ -8,41 +8,39 @@
         event = await alice.receive()
         assert event.event == "user created"
 
-``TestClient(app, real=True)`` runs the same test against a real server on a free port of
-127.0.0.1. Every receive has a timeout that fails the test with what arrived so far, and
-an unexpected exception in a handler is re-raised in the test.
+In memory, the app's handler runs on a real ``ServerConnection`` and the test's client is a
+real ``ClientConnection``, joined by `websuckets.memory_server` instead of a socket: the
+opening handshake, framing, size limits and closing are websockets' own. ``TestClient(app,
+real=True)`` runs the same test against a real server on a free port of 127.0.0.1. Every
+connect, send and receive has a timeout that fails the test saying what it waited for, and an
+unexpected exception in a handler is re-raised in the test.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 from uuid import UUID, uuid4
 
 from dishka import AsyncContainer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
-from websockets.frames import Close, CloseCode
-from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.server import ServerProtocol
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from ._logging import quiet_frames
 from .app import WebSuckets
+from .connection import guarded_connection
 from .context import Connection
-from .events import PendingAnswer, answered
-from .handshake import Handshake
+from .handshake_auth import select_subprotocol
 from .instrument import Instrument
+from .memory_server import MemoryServer
 from .wire import ERROR_EVENT, MISSING
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
@@ -96,22 +94,14 @@ class ErrorReply(AssertionError):
         self.details = received.payload.get("details") if isinstance(received.payload, dict) else None
 
 
-class _Transport(Protocol):
-    async def send(self, message: str | bytes) -> None: ...
-    async def recv(self) -> str | bytes: ...
-    async def close(self) -> None: ...
-    @property
-    def close_code(self) -> int | None: ...
-
-
 class TestConnection:
     """One client of the app under test."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, client: TestClient, transport: _Transport, client_id: UUID) -> None:
+    def __init__(self, client: TestClient, socket: ClientConnection, client_id: UUID) -> None:
         self._client = client
-        self._transport = transport
+        self._socket = socket
         self._skipped: deque[str] = deque()
         self.client_id = client_id
         """The server-side ``socket.id`` of this client: its key in ``Session.online``.
@@ -135,8 +125,16 @@ class TestConnection:
         await self.send_raw(json.dumps(command, default=str, ensure_ascii=False))
 
     async def send_raw(self, frame: str | bytes) -> None:
-        """Send any frame, valid or not."""
-        await self._transport.send(frame)
+        """Send any frame, valid or not; fails the test if the server reads nothing for the client's timeout."""
+        limit = self._client.timeout
+        try:
+            async with asyncio.timeout(limit):
+                await self._socket.send(frame)
+        except TimeoutError:
+            self._client.raise_server_error()
+            raise AssertionError(
+                f"could not send within {limit} s: the server reads nothing from this client"
+            ) from None
 
     async def receive(self, timeout: float | None = None) -> Received:
         """The next frame, parsed; fails the test after ``timeout`` seconds (default 2).
@@ -183,21 +181,22 @@ class TestConnection:
         try:
             async with asyncio.timeout(limit):
                 while True:
-                    self._remember(await self._transport.recv())
+                    self._remember(await self._socket.recv())
         except ConnectionClosed:
-            return self._transport.close_code
+            return self._socket.close_code
         except TimeoutError:
             raise AssertionError(f"still open after {limit} s; received so far: {self.history!r}") from None
 
     async def close(self) -> None:
         """Close the connection; returns once the server has seen this client leave."""
-        await self._transport.close()
+        await self._socket.close()
         await self._client.wait_gone(self.client_id)
 
     async def _read(self, timeout: float | None) -> str:
         limit = self._client.timeout if timeout is None else timeout
         try:
-            frame = await asyncio.wait_for(self._transport.recv(), limit)
+            async with asyncio.timeout(limit):
+                frame = await self._socket.recv()
         except TimeoutError:
             self._client.raise_server_error()
             raise AssertionError(f"nothing received within {limit} s; received so far: {self.history!r}") from None
@@ -235,7 +234,7 @@ class TestClient:
         real: serve it on a free port of 127.0.0.1 and connect real websockets clients.
         container: a container to use instead of the app's for this test, for example
             one built with fake providers (``make_async_container(AppProvider(), FakeProvider(), ...)``).
-        timeout: the default of every receive, in seconds.
+        timeout: the seconds a connect, a send or a receive may take before it fails the test.
         raise_server_exceptions: re-raise unexpected handler exceptions in the test.
     """
 
@@ -262,9 +261,7 @@ class TestClient:
         self._ready: list[Connection] = []
         self._listener = _Listener(self)
         self._readiness = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
-        self._handshake: Handshake | None = None
         self.port: int | None = None
         """The server's port, when ``real``."""
 
@@ -281,7 +278,7 @@ class TestClient:
             self._server = await self.app.serve("127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
         else:
-            self._handshake = self.app.handshake(self.app.origins)
+            self._server = self._memory_server()
         return self
 
     async def __aexit__(
@@ -292,8 +289,6 @@ class TestClient:
                 await connection.close()
             if self._server is not None:
                 await self.app.shutdown(self._server)
-            if self._tasks:
-                await asyncio.wait(self._tasks, timeout=self.timeout)
         finally:
             self.app.instruments.remove(self._listener)  # it goes on listening until the app has stopped
             await self.app.__aexit__(exc_type, exc, tb)
@@ -316,41 +311,51 @@ class TestClient:
         memory too. A refused handshake raises ``websockets.exceptions.InvalidStatus``, whose
         ``response`` has the status code, as a real client's does.
         """
-        if self.real:
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        logger = quiet_frames(logging.getLogger("websuckets.testing"))
+        if isinstance(self._server, MemoryServer):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    socket, server_side = await self._server.connect(
+                        path,
+                        headers=headers,
+                        subprotocols=subprotocols,
+                        max_size=None,
+                        max_queue=None,
+                        close_timeout=self.timeout,
+                        logger=logger,
+                    )
+            except TimeoutError:
+                self.raise_server_error()
+                raise TimeoutError(f"timed out during the opening handshake ({self.timeout} s)") from None
+            await self._wait_ready(lambda c: c.socket is server_side, socket, deadline)
+            client_id = server_side.id
+        else:
             socket = await connect(
                 self.url + path,
                 open_timeout=self.timeout,
-                logger=quiet_frames(logging.getLogger("websuckets.testing")),
+                close_timeout=self.timeout,
+                logger=logger,
                 additional_headers=headers,
                 subprotocols=[Subprotocol(name) for name in subprotocols] if subprotocols else None,
             )
             address = socket.local_address
-            server_side = await self._wait_ready(
-                lambda c: c.socket.remote_address == address, lambda: socket.state is not State.OPEN
-            )
-            client_id = server_side.socket.id if server_side is not None else UUID(int=0)
-            connection = TestConnection(self, _RealTransport(socket), client_id)
-        else:
-            server, client = _memory_pair(self.app.protocol_max_size)
-            server.request = _handshake_request(path, headers, subprotocols)
-            assert self._handshake is not None
-            refused = await self._handshake(server, server.request)  # type: ignore[arg-type]
-            if refused is not None:
-                raise InvalidStatus(refused)
-            task = asyncio.create_task(self.app.handler(server))  # type: ignore[arg-type]
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            await self._wait_ready(lambda c: c.socket.id == server.id, lambda: server.state is not State.OPEN)
-            connection = TestConnection(self, client, server.id)
+            ready = await self._wait_ready(lambda c: c.socket.remote_address == address, socket, deadline)
+            client_id = ready.socket.id if ready is not None else UUID(int=0)
+        connection = TestConnection(self, socket, client_id)
         self._connections.append(connection)
         return connection
 
     async def wait_gone(self, client_id: UUID) -> None:
         """Wait until the server has unregistered a client (its disconnect hooks have run)."""
-        async with asyncio.timeout(self.timeout):
-            # polling the backend, the source of truth, is cheap; the timeout bounds it
-            while self.app.backend.get_online(client_id) is not None:  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
+        try:
+            async with asyncio.timeout(self.timeout):
+                # polling the backend, the source of truth, is cheap; the timeout bounds it
+                while self.app.backend.get_online(client_id) is not None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+        except TimeoutError:
+            self.raise_server_error()
+            raise TimeoutError(f"client {client_id} still online {self.timeout} s after it closed") from None
 
     def raise_server_error(self) -> None:
         """Raise the oldest unexpected handler exception not yet raised, if any."""
@@ -365,135 +370,49 @@ class TestClient:
         self._ready.append(connection)
         self._readiness.set()
 
-    async def _wait_ready(self, matches: Callable[[Connection], bool], closed: Callable[[], bool]) -> Connection | None:
-        """The server side of a new connection once its connect hooks ran; ``None`` if it closed before."""
-        async with asyncio.timeout(self.timeout):
-            while True:
-                for connection in self._ready:
-                    if matches(connection):
-                        self._ready.remove(connection)
-                        return connection
-                if closed():
-                    return None
-                self._readiness.clear()
-                with contextlib.suppress(TimeoutError):  # look at `closed` again now and then
-                    await asyncio.wait_for(self._readiness.wait(), 0.01)
+    async def _wait_ready(
+        self, matches: Callable[[Connection], bool], socket: ClientConnection, deadline: float
+    ) -> Connection | None:
+        """The server side of a new connection once its connect hooks ran, by ``deadline`` (the loop's time).
 
-
-class _RealTransport:
-    def __init__(self, socket: ClientConnection) -> None:
-        self.socket = socket
-
-    async def send(self, message: str | bytes) -> None:
-        await self.socket.send(message)
-
-    async def recv(self) -> str | bytes:
-        return await self.socket.recv()
-
-    async def close(self) -> None:
-        await self.socket.close()
-
-    @property
-    def close_code(self) -> int | None:
-        return self.socket.close_code
-
-
-class _MemorySocket:
-    """One end of an in-memory connection: the part of ``ServerConnection`` handlers use."""
-
-    logger = logging.getLogger("websuckets.testing")
-    pending_answer: PendingAnswer | None = None
-
-    def __init__(self, max_size: int | None) -> None:
-        self.id = uuid4()
-        self.state = State.OPEN
-        self.request = _handshake_request("/", None, None)
-        self.local_address = ("memory", 0)
-        self.remote_address = ("memory", 0)
-        self.latency = 0.0
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.max_size = max_size
-        self.peer: _MemorySocket
-        self._inbox: asyncio.Queue[str | bytes | Close] = asyncio.Queue()
-
-    async def send(self, message: str | bytes, text: bool | None = None) -> None:
-        if self.pending_answer is not None:  # as websuckets.connection.GuardedConnection.send
-            message, self.pending_answer = answered(self.pending_answer, message)
-        if not isinstance(message, str | bytes | bytearray | memoryview):
-            raise TypeError(f"data must be str or bytes-like, not {type(message).__name__}")
-        if self.state is not State.OPEN:
-            raise self._closed_error()
-        self.send_nowait(message)
-
-    def send_nowait(self, message: str | bytes) -> None:
-        """Queue a message for the peer at once: what a broadcast does (`websuckets.delivery.send_now`)."""
-        self.peer._inbox.put_nowait(message if isinstance(message, str) else bytes(message))
-
-    async def recv(self) -> str | bytes:
-        if self.state is State.CLOSED and self._inbox.empty():
-            raise self._closed_error()
-        item = await self._inbox.get()
-        if isinstance(item, Close):
-            self._closed(item)
-            raise self._closed_error()
-        if self.max_size is not None and len(item.encode() if isinstance(item, str) else item) > self.max_size:
-            self.close_now(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            raise self._closed_error()
-        return item
-
-    def respond(self, status: int, text: str) -> Response:
-        """A plain HTTP response refusing the handshake, as ``ServerConnection.respond`` makes."""
-        return ServerProtocol().reject(status, text)
-
-    async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
-        pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        pong.set_result(0.0)
-        return pong
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._frames()
-
-    async def _frames(self) -> AsyncIterator[str | bytes]:
+        ``None`` if the server closed the connection before.
+        """
+        closed = asyncio.ensure_future(socket.wait_closed())
         try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+            async with asyncio.timeout_at(deadline):
+                while not closed.done():
+                    for connection in self._ready:
+                        if matches(connection):
+                            self._ready.remove(connection)
+                            return connection
+                    self._readiness.clear()
+                    ready = asyncio.ensure_future(self._readiness.wait())
+                    try:
+                        await asyncio.wait((ready, closed), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        ready.cancel()
+                return None
+        except TimeoutError:
+            self.raise_server_error()
+            raise TimeoutError(f"the server did not run its connect hooks within {self.timeout} s") from None
+        finally:
+            closed.cancel()
 
-    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        self.close_now(code, reason)
-
-    def close_now(self, code: int, reason: str) -> None:
-        if self.state is not State.OPEN:
-            return
-        close = Close(code, reason)
-        self._closed(close)
-        self.peer._inbox.put_nowait(close)
-
-    def _closed(self, close: Close) -> None:
-        self.state = State.CLOSED
-        self.close_code, self.close_reason = close.code, close.reason
-
-    def _closed_error(self) -> ConnectionClosed:
-        close = Close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
-        if close.code in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
-            return ConnectionClosedOK(close, close, rcvd_then_sent=True)
-        return ConnectionClosedError(close, close, rcvd_then_sent=True)
-
-
-def _handshake_request(path: str, headers: Mapping[str, str] | None, subprotocols: Sequence[str] | None) -> Request:
-    """The opening handshake of an in-memory client, as a real client would send it."""
-    request = Headers({"Host": "memory", "Upgrade": "websocket", "Connection": "Upgrade"})
-    if subprotocols:
-        request["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
-    for name, value in (headers or {}).items():
-        request[name] = value
-    return Request(path, request)
-
-
-def _memory_pair(max_size: int | None) -> tuple[_MemorySocket, _MemorySocket]:
-    """A server end that enforces ``max_size`` on what it receives, and a client end."""
-    server, client = _MemorySocket(max_size), _MemorySocket(None)
-    server.peer, client.peer = client, server
-    return server, client
+    def _memory_server(self) -> MemoryServer:
+        """The server `WebSuckets.serve` makes, with the same settings, listening nowhere."""
+        app = self.app
+        connection_class = guarded_connection(app.send_timeout)
+        for instrument in app.instruments:
+            connection_class = instrument.connection_class(connection_class)
+        return MemoryServer(
+            app.handler,
+            process_request=app.handshake(app.origins),
+            select_subprotocol=select_subprotocol,
+            compression=app.compression,
+            open_timeout=app.open_timeout,
+            ping_interval=app.ping_interval,
+            ping_timeout=app.ping_timeout,
+            max_size=app.protocol_max_size,
+            logger=quiet_frames(logging.getLogger("websuckets.server")),
+            create_connection=connection_class,
+        )
