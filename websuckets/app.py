@@ -317,6 +317,10 @@ class WebSuckets:
         you pass ``subprotocols=``, the server selects the ``websuckets`` subprotocol when a
         client offers it (browsers that send a token as a subprotocol need an answer).
         """
+        return websockets_serve(self.handler, host, port, **self._server_options(**kwargs))
+
+    def _server_options(self, **kwargs: Any) -> dict[str, Any]:
+        """The app's settings for a ``websockets`` server, under ``kwargs`` (`serve`; `TestClient` in memory)."""
         kwargs.setdefault("max_size", self.protocol_max_size)
         kwargs["process_request"] = self.handshake(kwargs.pop("origins", self.origins), kwargs.get("process_request"))
         kwargs.setdefault("logger", quiet_frames(logging.getLogger("websuckets.server")))
@@ -327,7 +331,7 @@ class WebSuckets:
         kwargs.setdefault("create_connection", serving.connection_class(self.send_timeout, self.instruments))
         if "subprotocols" not in kwargs:
             kwargs.setdefault("select_subprotocol", select_subprotocol)
-        return websockets_serve(self.handler, host, port, **kwargs)
+        return kwargs
 
     def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
         """The ``process_request`` hook of the app's server: static files, then every handshake check."""

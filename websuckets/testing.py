@@ -36,9 +36,7 @@ from websockets.typing import Subprotocol
 
 from ._logging import quiet_frames
 from .app import WebSuckets
-from .connection import guarded_connection
 from .context import Connection
-from .handshake_auth import select_subprotocol
 from .instrument import Instrument
 from .memory_server import MemoryServer
 from .wire import ERROR_EVENT, MISSING
@@ -400,19 +398,4 @@ class TestClient:
 
     def _memory_server(self) -> MemoryServer:
         """The server `WebSuckets.serve` makes, with the same settings, listening nowhere."""
-        app = self.app
-        connection_class = guarded_connection(app.send_timeout)
-        for instrument in app.instruments:
-            connection_class = instrument.connection_class(connection_class)
-        return MemoryServer(
-            app.handler,
-            process_request=app.handshake(app.origins),
-            select_subprotocol=select_subprotocol,
-            compression=app.compression,
-            open_timeout=app.open_timeout,
-            ping_interval=app.ping_interval,
-            ping_timeout=app.ping_timeout,
-            max_size=app.protocol_max_size,
-            logger=quiet_frames(logging.getLogger("websuckets.server")),
-            create_connection=connection_class,
-        )
+        return MemoryServer(self.app.handler, **self.app._server_options())
