@@ -147,8 +147,7 @@ class RedisSentinels:
             for port in self.sentinel_ports:
                 self._start_sentinel(port)
             for port in self.sentinel_ports:
-                sentinel = self._client(port)
-                _until(lambda: self._knows_everyone(sentinel), f"the sentinel on port {port} knows everyone")
+                _until(lambda port=port: self._knows_everyone(self._client(port)), f"the sentinel on {port} knows all")
         except BaseException:
             self.stop()
             raise

@@ -103,7 +103,7 @@ def _sentinel(url: str, plain_scheme: str, rest: str) -> Address:
     # the data nodes' options as redis-py reads a plain URL: the same parsers for the same parameters
     plain = f"{plain_scheme}://{userinfo}{at}sentinel/{db or 0}" + (f"?{data_query}" if data_query else "")
     try:
-        options = parse_url(plain)
+        options: dict[str, Any] = dict(parse_url(plain))
     except (ValueError, TypeError) as exc:
         raise UnusableURL(url, str(exc).rstrip(".")) from None
     options.pop("host", None)

@@ -143,7 +143,9 @@ class RedisBackend(IndexedBackend):
 
     async def _rebuild_state(self, client: Redis) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
-        self._histories.run_id = str((await client.info("server"))["run_id"])
+        run_id = str((await client.info("server"))["run_id"])
+        another_server = run_id != self._histories.run_id != ""  # a failover, or a restart
+        self._histories.run_id = run_id
         fresh_epoch = secrets.token_hex(8)
         await client.set(self.keys.epoch, fresh_epoch, nx=True)
         epoch = str(await client.get(self.keys.epoch))
@@ -155,7 +157,8 @@ class RedisBackend(IndexedBackend):
         pipe.execute_command(*self._reassert(local))
         for user in local:
             pipe.execute_command(*self._upsert(user))
-        for command in self._tokens.rebuild_commands(self._held_tokens() if redis_was_emptied else ()):
+        held = self._held_tokens() if redis_was_emptied else ()
+        for command in self._tokens.rebuild_commands(held, another_server):
             pipe.execute_command(*command)
         await pipe.execute()
         self._tokens.rebuilt()

@@ -301,7 +301,7 @@ class RedisLink:
                 pubsub = await self._connect()
             except Exception as exc:
                 logger.debug("reconnecting to Redis failed: %s", reason(exc))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self._longest_backoff())
                 continue
             self.health.reconnects += 1
             logger.info("reconnected to Redis%s after %.1f s", self._master(), time.monotonic() - self._down_since)
@@ -331,13 +331,20 @@ class RedisLink:
         self.on_connected()
         return pubsub
 
+    def _longest_backoff(self) -> float:
+        """5 s between attempts at most; 1 s through Sentinel, where an attempt that finds no master costs the
+        sentinels one question, and the master is back (elsewhere) within seconds of a failover."""
+        assert self._connector is not None
+        return 1.0 if self._connector.address.is_sentinel else 5.0
+
     def _new_client(self, socket_timeout: float | None) -> Redis:
         assert self._connector is not None
         return self._connector.client(socket_timeout)
 
     def _master(self) -> str:
         """`` (the master of 'service', host:port)`` through Sentinel, for the log's lines; else nothing."""
-        assert self._connector is not None and self._client is not None
+        assert self._connector is not None
+        assert self._client is not None
         where = self._connector.connected_to(self._client)
         if where is None:
             return ""
@@ -346,7 +353,8 @@ class RedisLink:
     async def _check_master(self) -> None:
         """Through Sentinel: if the sentinels name another master than the one connected to, rebuild
         on it now, rather than write to a demoted one until it says so (or its clients are killed)."""
-        assert self._connector is not None and self._client is not None
+        assert self._connector is not None
+        assert self._client is not None
         connected = self._connector.connected_to(self._client)
         if connected is None or not self.health.connected:
             return
