@@ -122,10 +122,11 @@ class Probes:
         return self.sent[min(arrived, key=int)]
 
     def report(self) -> str:
-        lost = len([text for text in self.sent if text not in self.heard])
+        lost = [text for text in self.sent if text not in self.heard]
+        first = f", the first sent at {self.sent[lost[0]]:.2f} s" if lost else ""
         return (
-            f"outage window {self.window():.2f} s: {len(self.sent)} broadcasts, each 50 ms after the last answer, "
-            f"{lost} did not arrive ({len(self.failed)} of them failed with backend_unavailable)"
+            f"outage window {self.window():.2f} s: {len(self.sent)} broadcasts, each 50 ms after the last answer; "
+            f"{len(lost)} did not arrive{first} ({len(self.failed)} of them failed with backend_unavailable)"
         )
 
 
@@ -144,8 +145,8 @@ async def follow(
     hearing = asyncio.create_task(probes.hear())
     try:
         fail_over(old)
-        new = await asyncio.to_thread(sentinels.wait_for_new_master, old)
-        await probes.until(on(new, first, second), within=20)
+        named = asyncio.create_task(asyncio.to_thread(sentinels.wait_for_new_master, old))
+        await probes.until(lambda: named.done() and on(named.result(), first, second)(), within=20)
     finally:
         hearing.cancel()
         with contextlib.suppress(asyncio.CancelledError, BaseException):

@@ -57,8 +57,12 @@ class RedisBackend(IndexedBackend):
     """Sessions, tokens, rooms and delivery shared by every process connected to one Redis.
 
     Args:
-        url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS, or
-            ``unix:///path/to/redis.sock?db=0``; the password never reaches a log.
+        url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
+            ``unix:///path/to/redis.sock?db=0``, or through Redis Sentinel
+            ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
+            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``);
+            the passwords never reach a log. A URL that is none of these stops the app at start-up
+            (`BackendUnavailable`, naming it and the forms accepted).
         namespace: the prefix of every key and channel; apps sharing a namespace share clients.
         timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
