@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -271,19 +272,21 @@ def test_the_sentinel_forms_are_read_like_redis_urls() -> None:
 
 
 def test_websuckets_run_refuses_an_unusable_url_in_one_line(tmp_path: Path) -> None:
-    """``websuckets run`` with an unusable URL: the same line, and status 1, no traceback."""
+    """``websuckets run`` with an unusable URL prints the "Scaling out" guide's line, and exits with status 1."""
+    guide = (Path(__file__).parent.parent / "docs" / "guide" / "scaling.md").read_text()
+    shown = re.search(r"\$ websuckets run chat\.app:app\n(Error: cannot use the Redis URL (\S+): .*)\n```", guide)
+    assert shown is not None
+    url = shown.group(2).replace("***", "hunter2")
     (tmp_path / "bad.py").write_text(
         "from websuckets import WebSuckets\n"
         "from websuckets.backends.redis import RedisBackend\n\n"
-        'app = WebSuckets(backend=RedisBackend("redis+sentinel://:hunter2@127.0.0.1:26379"))\n'
+        f"app = WebSuckets(backend=RedisBackend({url!r}))\n"
     )
     process = websuckets("run", "bad:app", cwd=tmp_path)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 1
-    assert stderr == (
-        "Error: cannot use the Redis URL redis+sentinel://:***@127.0.0.1:26379: no service name after the "
-        f"sentinels' addresses; expected {FORMS}\n"
-    )
+    assert stderr == shown.group(1) + "\n"
+    assert FORMS in stderr
 
 
 async def test_sentinels_that_are_all_away_are_named_at_start() -> None:
