@@ -218,12 +218,16 @@ class RedisSentinels:
         """The master or the replica, by its port."""
         return self.master if self.master.port == port else self.replica
 
-    def stop(self) -> None:
+    def kill_sentinels(self) -> None:
+        """Kill every sentinel (SIGKILL); the master and the replica go on."""
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
         self.processes = []
+
+    def stop(self) -> None:
+        self.kill_sentinels()
         self.master.stop()
         self.replica.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

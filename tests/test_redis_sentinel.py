@@ -204,6 +204,23 @@ async def test_a_revocation_the_old_master_took_is_sent_again_to_the_new_one(sen
         await later.receive_error("unauthorized")
 
 
+async def test_sentinels_away_are_said_once_and_the_master_serves_on(
+    two: tuple[TestClient, TestClient], sentinels: RedisSentinels, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every sentinel gone while the master is fine: one WARNING per process, and cross-process work goes on."""
+    first, second = two
+    alice, bob = await first.connect(), await second.connect()
+    await ask(bob, "join", {"room": "lobby"})
+    await eventually(lambda: bob.client_id in first.app.backend.room_members("lobby"))
+    sentinels.kill_sentinels()
+    await eventually(lambda: caplog.text.count("no sentinel names the master") == 2)
+    await asyncio.sleep(0.5)  # a few heartbeats more: still said once each
+    assert caplog.text.count("no sentinel names the master") == 2
+    assert first.app.backend.health.connected
+    await ask(alice, "say", {"room": "lobby", "text": "without the sentinels"})
+    assert (await bob.receive()).payload == "without the sentinels"
+
+
 async def test_history_rooms_after_a_failover(sentinels: RedisSentinels) -> None:
     """A failover starts a new epoch in every history room (the new master's run id is another): members are
     told of the gap, resuming from before it replays nothing and says recovered: false, and the room goes on
@@ -295,8 +312,20 @@ async def test_sentinels_that_are_all_away_are_named_at_start() -> None:
     with pytest.raises(BackendUnavailable, match=r"cannot reach Redis at redis\+sentinel://:\*\*\*@127") as caught:
         async with WebSuckets(backend=RedisBackend(url, timeout=0.5)):
             pass
-    assert "MasterNotFoundError" in str(caught.value)
+    assert "MasterNotFoundError: no sentinel names a master of 'websuckets' (127.0.0.1:1: ConnectionError" in str(
+        caught.value
+    )
+    assert "<redis" not in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+async def test_an_unknown_service_is_named_at_start(sentinels: RedisSentinels) -> None:
+    """Sentinels that watch no such service: the app does not start, and each sentinel's answer is named."""
+    url = sentinels.url().replace("/websuckets/", "/nosuch/")
+    with pytest.raises(BackendUnavailable, match="no sentinel names a master of 'nosuch'") as caught:
+        async with WebSuckets(backend=RedisBackend(url, timeout=0.5)):
+            pass
+    assert str(caught.value).count("knows no such service") == 3
 
 
 async def test_the_url_s_password_is_the_data_nodes_and_the_sentinels_have_their_own() -> None:

@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
-from .faults import redacted
+from .faults import reason, redacted
 
 FORMS = (
     "redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path/redis.sock?db=0, "
@@ -52,12 +52,12 @@ class UnusableURL(ValueError):
 class Address:
     """A URL, read: a plain one (``service`` empty), or the sentinels and the service they watch."""
 
-    url: str
+    url: str = field(repr=False)
     service: str = ""
     sentinels: tuple[tuple[str, int], ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password: never in a repr
     """For Sentinel: the data nodes' connection options read from the URL (db, credentials, TLS, ...)."""
-    sentinel_options: dict[str, Any] = field(default_factory=dict)
+    sentinel_options: dict[str, Any] = field(default_factory=dict, repr=False)
     """For Sentinel: the sentinels' own (credentials, TLS)."""
 
     @property
@@ -132,6 +132,30 @@ def _host_port(url: str, host: str) -> tuple[str, int]:
     return name, int(port)
 
 
+class _Sentinels(Sentinel):
+    """redis-py's `Sentinel`, whose `MasterNotFoundError` says in a short line what each sentinel answered
+    (redis-py's names each by its client's whole repr)."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            host, port = await super().discover_master(service_name)
+            return str(host), int(port)
+        except MasterNotFoundError:
+            pass
+        answers = []
+        for sentinel in self.sentinels:
+            options = sentinel.connection_pool.connection_kwargs
+            where = f"{options.get('host')}:{options.get('port')}"
+            try:
+                masters = await sentinel.sentinel_masters()
+            except Exception as exc:
+                answers.append(f"{where}: {reason(exc)}")
+                continue
+            known = isinstance(masters, dict) and service_name in masters
+            answers.append(f"{where}: sees no master up" if known else f"{where}: knows no such service")
+        raise MasterNotFoundError(f"no sentinel names a master of {service_name!r} ({'; '.join(answers)})")
+
+
 class Connector:
     """Builds this process's clients for an `Address`; for Sentinel it keeps one `Sentinel` (its
     connections to the sentinels), closed by `aclose`."""
@@ -148,7 +172,7 @@ class Connector:
                 "decode_responses": True,
                 **address.sentinel_options,
             }
-            self._sentinel = Sentinel(address.sentinels, sentinel_kwargs=sentinel_options)
+            self._sentinel = _Sentinels(address.sentinels, sentinel_kwargs=sentinel_options)
 
     def client(self, socket_timeout: float | None) -> Redis:
         """A client of the (current) master; it surfaces every failure (no silent retry)."""

@@ -7,7 +7,8 @@ rather than trusted to redis-py's silent retries, it reconnects with backoff and
 has its owner rebuild (``on_rebuild``) before any queued write goes out, then says so
 (``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
 records that the process lives, reaps the processes that stopped, and probes that the
-listener still hears its own channel.
+listener still hears its own channel; through Sentinel, it also asks the sentinels which
+server is the master, and has the link rebuild on a new one.
 
 Anything that needs Redis and gets no answer within ``timeout`` seconds raises
 `BackendUnavailable`; writes that nobody awaits are logged and counted.
@@ -101,6 +102,7 @@ class RedisLink:
         self._down_since = 0.0
         self._last_failure_log = -math.inf
         self._failures_since_log = 0
+        self._sentinels_away = False
 
     @property
     def client(self) -> Redis:
@@ -360,9 +362,18 @@ class RedisLink:
             return
         try:
             master = await self._connector.master()
-        except Exception as exc:  # the sentinels are away: the master may be fine, the writer will tell
-            logger.debug("asking the sentinels for the master failed: %s", reason(exc))
+        except Exception as exc:  # the master may be fine: said once, until the sentinels answer again
+            if not self._sentinels_away:
+                self._sentinels_away = True
+                logger.warning(
+                    "no sentinel names the master: %s; until one does, a failover is noticed only when the "
+                    "master fails or refuses writes",
+                    reason(exc),
+                )
             return
+        if self._sentinels_away:
+            self._sentinels_away = False
+            logger.info("the sentinels answer again")
         if master is not None and master != connected and self.health.connected:
             moved = f"the sentinels name {master[0]}:{master[1]} the master, not {connected[0]}:{connected[1]}"
             self._lost(ConnectionError(moved))
