@@ -1,4 +1,5 @@
-"""A real ``redis-server`` for the tests, on a free port of 127.0.0.1, started and stopped by them.
+"""A real ``redis-server`` for the tests, on a free port of 127.0.0.1, started and stopped by them; and a
+Sentinel setup (`RedisSentinels`: a master, a replica, three sentinels) built of the same binary.
 
 There is no skip: without Debian's ``redis-server`` on the PATH the Redis tests fail, saying
 how to install it (``bash scripts/setup --system``).
