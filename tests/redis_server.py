@@ -13,15 +13,17 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 
-__all__ = ["RedisSentinels", "RedisServer", "free_port"]
+__all__ = ["RedisSentinels", "RedisServer", "free_port", "make_certificates"]
 
 
 def _binary() -> str:
@@ -38,14 +40,44 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def make_certificates(directory: Path) -> Path:
+    """A CA (``ca.crt``) and a certificate of 127.0.0.1 it signed (``server.crt``, ``server.key``), made with
+    ``openssl`` in ``directory``; the directory."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is not installed: the TLS tests make their certificates with it")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    commands = [
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=websuckets-test-ca",
+        "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext",
+    ]
+    for command in commands:
+        subprocess.run([openssl, *command.split()], cwd=directory, check=True, capture_output=True)
+    return directory
+
+
+def _tls_settings(certificates: Path) -> list[tuple[str, str]]:
+    """The settings of a server (or sentinel) that speaks only TLS, to clients and to the others alike."""
+    return [
+        ("tls-cert-file", str(certificates / "server.crt")),
+        ("tls-key-file", str(certificates / "server.key")),
+        ("tls-ca-cert-file", str(certificates / "ca.crt")),
+        ("tls-auth-clients", "no"),
+        ("tls-replication", "yes"),
+    ]
+
+
 class RedisServer:
     """One ``redis-server`` process without persistence, which a test may kill, stop and restart."""
 
-    def __init__(self, port: int | None = None, options: Sequence[str] = ()) -> None:
+    def __init__(self, port: int | None = None, options: Sequence[str] = (), tls: Path | None = None) -> None:
         self.binary = _binary()
         self.port = port or free_port()
         self.options = list(options)
         """More arguments for redis-server (``--replicaof HOST PORT``, say)."""
+        self.tls = tls
+        """A directory of `make_certificates`: then the port speaks TLS only."""
         self.dir = Path(tempfile.mkdtemp(prefix="websuckets-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,6 +93,9 @@ class RedisServer:
     def start(self) -> None:
         """Start the server (on the same port as before) and wait until it answers PING."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls is not None:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += [item for name, value in _tls_settings(self.tls) for item in (f"--{name}", value)]
         args += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]
         args += ["--unixsocket", str(self.dir / "redis.sock"), "--unixsocketperm", "700", *self.options]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -90,6 +125,11 @@ class RedisServer:
 
     def _answers(self) -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+            if self.tls is not None:
+                context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+                with context.wrap_socket(conn, server_hostname="127.0.0.1") as secure:
+                    secure.sendall(b"PING\r\n")
+                    return secure.recv(16).startswith((b"+PONG", b"-NOAUTH"))
             conn.sendall(b"PING\r\n")
             return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, with or without a password
         return False
@@ -117,33 +157,44 @@ class RedisSentinels:
     `stop`."""
 
     def __init__(
-        self, service: str = "websuckets", data_password: str | None = None, sentinel_password: str | None = None
+        self,
+        service: str = "websuckets",
+        data_password: str | None = None,
+        sentinel_password: str | None = None,
+        tls: Path | None = None,
     ) -> None:
         self.service = service
+        self.tls = tls
+        """A directory of `make_certificates`: then every server and sentinel speaks TLS only."""
         self.data_password = data_password
         self.sentinel_password = sentinel_password
         fast = ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
         if data_password is not None:
             fast += ["--requirepass", data_password, "--masterauth", data_password]
-        self.master = RedisServer(options=fast)
-        self.replica = RedisServer(options=[*fast, "--replicaof", "127.0.0.1", str(self.master.port)])
+        self.master = RedisServer(options=fast, tls=tls)
+        self.replica = RedisServer(options=[*fast, "--replicaof", "127.0.0.1", str(self.master.port)], tls=tls)
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
         """Each sentinel's id, written in every configuration so that they know each other from the start."""
         self.dir = Path(tempfile.mkdtemp(prefix="websuckets-sentinel-"))
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def url(self, scheme: str = "redis+sentinel", db: int = 0) -> str:
-        """``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/service/db``."""
+    def url(self, db: int = 0) -> str:
+        """``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/service/db``; with TLS
+        ``rediss+sentinel://...?ssl_ca_certs=CA``."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"{scheme}://{hosts}/{self.service}/{db}"
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        return f"rediss+sentinel://{hosts}/{self.service}/{db}?ssl_ca_certs={self.tls / 'ca.crt'}"
 
     def start(self) -> None:
         """Start them all, and wait until every sentinel knows the master, the replica and the other sentinels."""
         try:
             self.master.start()
             self.replica.start()
-            replica = redis.Redis(port=self.replica.port, password=self.data_password, decode_responses=True)
+            replica = redis.Redis(
+                port=self.replica.port, password=self.data_password, decode_responses=True, **self._tls()
+            )
             _until(lambda: replica.info("replication")["master_link_status"] == "up", "the replica in sync")
             for port in self.sentinel_ports:
                 self._start_sentinel(port)
@@ -157,8 +208,11 @@ class RedisSentinels:
         home = self.dir / str(port)
         home.mkdir()
         conf = home / "sentinel.conf"
+        listen = f"port {port}\n" if self.tls is None else f"port 0\ntls-port {port}\n"
+        if self.tls is not None:
+            listen += "".join(f"{name} {value}\n" for name, value in _tls_settings(self.tls))
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+            listen + f"bind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
             f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 2\n"
             f"sentinel down-after-milliseconds {self.service} 1000\n"
             f"sentinel failover-timeout {self.service} 5000\n"
@@ -186,8 +240,13 @@ class RedisSentinels:
         others = len(self.sentinel_ports) - 1
         return int(state["num-slaves"]) >= 1 and int(state["num-other-sentinels"]) >= others
 
+    def _tls(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {"host": "127.0.0.1", "ssl": True, "ssl_ca_certs": str(self.tls / "ca.crt")}  # the certificate's
+
     def _client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True)
+        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, **self._tls())
 
     def sentinel(self) -> redis.Redis:
         """A client of the first sentinel."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redis_server import RedisSentinels
+from redis_server import RedisSentinels, make_certificates
 from test_cli import websuckets
 from test_history import history_app, joined, resume, say, texts_until_position
 from test_scale_out import ask, backend, chat_app, eventually, log_in
@@ -326,6 +326,21 @@ async def test_an_unknown_service_is_named_at_start(sentinels: RedisSentinels) -
         async with WebSuckets(backend=RedisBackend(url, timeout=0.5)):
             pass
     assert str(caught.value).count("knows no such service") == 3
+
+
+async def test_rediss_sentinel_is_tls_to_the_sentinels_and_the_data_nodes(tmp_path: Path) -> None:
+    """rediss+sentinel://...?ssl_ca_certs=CA: servers and sentinels that speak only TLS; two apps are one, and
+    follow a failover."""
+    servers = RedisSentinels(tls=make_certificates(tmp_path))
+    servers.start()
+    try:
+        async with AsyncExitStack() as stack:
+            first = await stack.enter_async_context(TestClient(chat_app(backend(servers.url())), real=True))
+            second = await stack.enter_async_context(TestClient(chat_app(backend(servers.url())), real=True))
+            service = servers.service
+            await follow((first, second), servers, lambda _: servers.sentinel().sentinel_failover(service), "TLS")
+    finally:
+        servers.stop()
 
 
 async def test_the_url_s_password_is_the_data_nodes_and_the_sentinels_have_their_own() -> None:
