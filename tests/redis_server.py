@@ -196,6 +196,14 @@ class RedisSentinels:
                 port=self.replica.port, password=self.data_password, decode_responses=True, **self._tls()
             )
             _until(lambda: replica.info("replication")["master_link_status"] == "up", "the replica in sync")
+            master = redis.Redis(
+                port=self.master.port, password=self.data_password, decode_responses=True, **self._tls()
+            )
+            # and the master streams writes to it: after a diskless sync it holds them until the replica's first
+            # ACK (up to a second later), while both already say the link is up
+            master.set("websuckets-tests:replicated", "yes")
+            _until(lambda: replica.get("websuckets-tests:replicated") == "yes", "the replica gets the master's writes")
+            master.delete("websuckets-tests:replicated")
             for port in self.sentinel_ports:
                 self._start_sentinel(port)
             for port in self.sentinel_ports:

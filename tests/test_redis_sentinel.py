@@ -185,23 +185,29 @@ async def test_a_killed_master_is_followed(two: tuple[TestClient, TestClient], s
     await follow(two, sentinels, lambda port: sentinels.server(port).kill(), "master killed (SIGKILL)")
 
 
-async def test_a_revocation_the_old_master_took_is_sent_again_to_the_new_one(sentinels: RedisSentinels) -> None:
-    """A logout written to the old master after the promotion (this process had not noticed yet) never reaches
-    the new one; the rebuild on the new master sends it again, so the token is refused everywhere."""
+async def test_what_the_old_master_took_after_the_promotion(sentinels: RedisSentinels) -> None:
+    """A logout and a login written to the old master after the promotion (this process had not noticed yet)
+    never reach the new one: the rebuild on the new master sends the revocation again, so the token is
+    refused everywhere, and finds the new token gone, so its client is no longer verified (it logs in again)."""
     old, url = sentinels.master.port, sentinels.url()
     slow = RedisBackend(url, heartbeat=8.0, dead_after=30.0, timeout=1.0)  # slow to notice the failover
-    async with TestClient(chat_app(slow), real=True) as first, TestClient(chat_app(backend(url)), real=True) as second:
-        alice = await first.connect()
+    quick = RedisBackend(url, heartbeat=0.2, dead_after=30.0, timeout=1.0)  # and not taken for dead by the other
+    async with TestClient(chat_app(slow), real=True) as first, TestClient(chat_app(quick), real=True) as second:
+        alice, carol = await first.connect(), await first.connect()
         token = await log_in(alice, "alice")
         assert (await ask(await second.connect(), "secret", token=token)).payload == "alice"
         new = await asyncio.to_thread(sentinels.failover)
         await eventually(on(new, second), within=10)
         assert master_of(first) == ("127.0.0.1", old)
-        assert (await ask(alice, "logout")).event == "bye"  # written to the old master
+        assert (await ask(alice, "logout")).event == "bye"  # both written to the old master
+        carols = await log_in(carol, "carol")
         await eventually(on(new, first), within=20)  # its next heartbeat, or the old master's demotion
         later = await second.connect()
         await later.send("secret", token=token)
         await later.receive_error("unauthorized")
+        await eventually(lambda: first.app.backend.get_verified("carol") is None)
+        await carol.send("secret", token=carols)
+        await carol.receive_error("unauthorized")
 
 
 async def test_sentinels_away_are_said_once_and_the_master_serves_on(
