@@ -349,8 +349,11 @@ async def test_rediss_sentinel_is_tls_to_the_sentinels_and_the_data_nodes(tmp_pa
         servers.stop()
 
 
-async def test_the_url_s_password_is_the_data_nodes_and_the_sentinels_have_their_own() -> None:
+async def test_the_url_s_password_is_the_data_nodes_and_the_sentinels_have_their_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The URL's password is the data nodes'; ``?sentinel_password=`` is the sentinels' own (hidden in logs)."""
+    caplog.set_level("DEBUG", logger="websuckets")
     servers = RedisSentinels(data_password="d4ta", sentinel_password="s3cret")
     servers.start()
     try:
@@ -366,5 +369,9 @@ async def test_the_url_s_password_is_the_data_nodes_and_the_sentinels_have_their
                     pass
             assert "d4ta" not in str(caught.value)
             assert "s3cret" not in str(caught.value)
+        assert "connected to Redis at redis+sentinel://:***@" in caplog.text
+        assert "sentinel_password=***" in caplog.text
+        assert "d4ta" not in caplog.text
+        assert "s3cret" not in caplog.text
     finally:
         servers.stop()
