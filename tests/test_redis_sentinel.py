@@ -259,7 +259,8 @@ BAD_URLS = [
     ("redis+sentinel://:hunter2@127.0.0.1:port/websuckets", "is not a port number"),
     ("redis+sentinel://:hunter2@127.0.0.1:70000/websuckets", "is not a port number"),
     ("redis+sentinel://:hunter2@127.0.0.1:26379/websuckets/zero", "is not a number"),
-    ("redis+foo://:hunter2@127.0.0.1:6379/0", "schemes"),
+    ("redis+foo://:hunter2@127.0.0.1:6379/0", "unknown scheme 'redis+foo'"),
+    ("redis://:hunter2@127.0.0.1:port/0", "Port could not be cast to integer value as 'port'"),
     ("127.0.0.1:6379", "no scheme"),
 ]
 

@@ -33,6 +33,9 @@ FORMS = (
 )
 """The URL forms `RedisBackend` takes, as an error names them."""
 
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+"""Schemes that go to redis-py's ``Redis.from_url`` as they are."""
+
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 """A Sentinel scheme, and the plain one whose query parameters it takes."""
 
@@ -75,6 +78,8 @@ def parse(url: str) -> Address:
     if not sep:
         raise UnusableURL(url, "no scheme")
     plain_scheme = SENTINEL_SCHEMES.get(scheme.lower())
+    if plain_scheme is None and scheme.lower() not in PLAIN_SCHEMES:
+        raise UnusableURL(url, f"unknown scheme {scheme!r}")
     if plain_scheme is None:
         try:
             parse_url(url)
