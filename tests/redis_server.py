@@ -1,4 +1,5 @@
-"""A real ``redis-server`` for the tests, on a free port of 127.0.0.1, started and stopped by them.
+"""A real ``redis-server`` for the tests, on a free port of 127.0.0.1, started and stopped by them; and a
+Sentinel setup (`RedisSentinels`: a master, a replica, three sentinels) built of the same binary.
 
 There is no skip: without Debian's ``redis-server`` on the PATH the Redis tests fail, saying
 how to install it (``bash scripts/setup --system``).
@@ -8,15 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RedisServer", "free_port"]
+import redis
+
+__all__ = ["RedisSentinels", "RedisServer", "free_port", "make_certificates"]
+
+
+def _binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run 'bash scripts/setup --system' (Debian's package)")
+    return binary
 
 
 def free_port() -> int:
@@ -26,15 +40,44 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def make_certificates(directory: Path) -> Path:
+    """A CA (``ca.crt``) and a certificate of 127.0.0.1 it signed (``server.crt``, ``server.key``), made with
+    ``openssl`` in ``directory``; the directory."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is not installed: the TLS tests make their certificates with it")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    commands = [
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=websuckets-test-ca",
+        "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext",
+    ]
+    for command in commands:
+        subprocess.run([openssl, *command.split()], cwd=directory, check=True, capture_output=True)
+    return directory
+
+
+def _tls_settings(certificates: Path) -> list[tuple[str, str]]:
+    """The settings of a server (or sentinel) that speaks only TLS, to clients and to the others alike."""
+    return [
+        ("tls-cert-file", str(certificates / "server.crt")),
+        ("tls-key-file", str(certificates / "server.key")),
+        ("tls-ca-cert-file", str(certificates / "ca.crt")),
+        ("tls-auth-clients", "no"),
+        ("tls-replication", "yes"),
+    ]
+
+
 class RedisServer:
     """One ``redis-server`` process without persistence, which a test may kill, stop and restart."""
 
-    def __init__(self, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run 'bash scripts/setup --system' (Debian's package)")
-        self.binary = binary
+    def __init__(self, port: int | None = None, options: Sequence[str] = (), tls: Path | None = None) -> None:
+        self.binary = _binary()
         self.port = port or free_port()
+        self.options = list(options)
+        """More arguments for redis-server (``--replicaof HOST PORT``, say)."""
+        self.tls = tls
+        """A directory of `make_certificates`: then the port speaks TLS only."""
         self.dir = Path(tempfile.mkdtemp(prefix="websuckets-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -50,8 +93,11 @@ class RedisServer:
     def start(self) -> None:
         """Start the server (on the same port as before) and wait until it answers PING."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls is not None:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += [item for name, value in _tls_settings(self.tls) for item in (f"--{name}", value)]
         args += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]
-        args += ["--unixsocket", str(self.dir / "redis.sock"), "--unixsocketperm", "700"]
+        args += ["--unixsocket", str(self.dir / "redis.sock"), "--unixsocketperm", "700", *self.options]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not self._answers():
@@ -79,10 +125,177 @@ class RedisServer:
 
     def _answers(self) -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+            if self.tls is not None:
+                context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+                with context.wrap_socket(conn, server_hostname="127.0.0.1") as secure:
+                    secure.sendall(b"PING\r\n")
+                    return secure.recv(16).startswith((b"+PONG", b"-NOAUTH"))
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, with or without a password
         return False
 
     def __repr__(self) -> str:
         pid = self.process.pid if self.process else None
         return f"<RedisServer {self.url} pid={pid} ({os.path.basename(self.binary)})>"
+
+
+def _until(check: Callable[[], bool], what: str, within: float = 15.0) -> None:
+    """Poll ``check`` every 50 ms until it holds; `RuntimeError` naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(redis.RedisError, OSError):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not within {within} s: {what}")
+        time.sleep(0.05)
+
+
+class RedisSentinels:
+    """A master, its replica and three sentinels (quorum 2) watching them as ``service``, on free ports of
+    127.0.0.1, each in a temporary directory; fast to fail over (1 s to call a master down). Kill them with
+    `stop`."""
+
+    def __init__(
+        self,
+        service: str = "websuckets",
+        data_password: str | None = None,
+        sentinel_password: str | None = None,
+        tls: Path | None = None,
+    ) -> None:
+        self.service = service
+        self.tls = tls
+        """A directory of `make_certificates`: then every server and sentinel speaks TLS only."""
+        self.data_password = data_password
+        self.sentinel_password = sentinel_password
+        fast = ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not after 5 s
+        if data_password is not None:
+            fast += ["--requirepass", data_password, "--masterauth", data_password]
+        self.master = RedisServer(options=fast, tls=tls)
+        self.replica = RedisServer(options=[*fast, "--replicaof", "127.0.0.1", str(self.master.port)], tls=tls)
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
+        """Each sentinel's id, written in every configuration so that they know each other from the start."""
+        self.dir = Path(tempfile.mkdtemp(prefix="websuckets-sentinel-"))
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def url(self, db: int = 0) -> str:
+        """``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/service/db``; with TLS
+        ``rediss+sentinel://...?ssl_ca_certs=CA``."""
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        return f"rediss+sentinel://{hosts}/{self.service}/{db}?ssl_ca_certs={self.tls / 'ca.crt'}"
+
+    def start(self) -> None:
+        """Start them all, and wait until every sentinel knows the master, the replica and the other sentinels."""
+        try:
+            self.master.start()
+            self.replica.start()
+            replica = redis.Redis(
+                port=self.replica.port, password=self.data_password, decode_responses=True, **self._tls()
+            )
+            _until(lambda: replica.info("replication")["master_link_status"] == "up", "the replica in sync")
+            master = redis.Redis(
+                port=self.master.port, password=self.data_password, decode_responses=True, **self._tls()
+            )
+            # and the master streams writes to it: after a diskless sync it holds them until the replica's first
+            # ACK (up to a second later), while both already say the link is up
+            master.set("websuckets-tests:replicated", "yes")
+            _until(lambda: replica.get("websuckets-tests:replicated") == "yes", "the replica gets the master's writes")
+            master.delete("websuckets-tests:replicated")
+            for port in self.sentinel_ports:
+                self._start_sentinel(port)
+            for port in self.sentinel_ports:
+                _until(lambda port=port: self._knows_everyone(self._client(port)), f"the sentinel on {port} knows all")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_sentinel(self, port: int) -> None:
+        home = self.dir / str(port)
+        home.mkdir()
+        conf = home / "sentinel.conf"
+        listen = f"port {port}\n" if self.tls is None else f"port 0\ntls-port {port}\n"
+        if self.tls is not None:
+            listen += "".join(f"{name} {value}\n" for name, value in _tls_settings(self.tls))
+        conf.write_text(
+            listen + f"bind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 2\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 5000\n"
+            f"sentinel parallel-syncs {self.service} 1\n"
+            f"sentinel myid {self.sentinel_ids[port]}\n"
+            + (f"sentinel auth-pass {self.service} {self.data_password}\n" if self.data_password else "")
+            + (
+                f"requirepass {self.sentinel_password}\nsentinel sentinel-pass {self.sentinel_password}\n"
+                if self.sentinel_password
+                else ""
+            )
+            + f"sentinel known-replica {self.service} 127.0.0.1 {self.replica.port}\n"
+            + "".join(
+                f"sentinel known-sentinel {self.service} 127.0.0.1 {other} {self.sentinel_ids[other]}\n"
+                for other in self.sentinel_ports
+                if other != port
+            )
+        )
+        self.processes.append(
+            subprocess.Popen([_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+
+    def _knows_everyone(self, sentinel: redis.Redis) -> bool:
+        state = sentinel.sentinel_master(self.service)
+        others = len(self.sentinel_ports) - 1
+        return int(state["num-slaves"]) >= 1 and int(state["num-other-sentinels"]) >= others
+
+    def _tls(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {"host": "127.0.0.1", "ssl": True, "ssl_ca_certs": str(self.tls / "ca.crt")}  # the certificate's
+
+    def _client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True, **self._tls())
+
+    def sentinel(self) -> redis.Redis:
+        """A client of the first sentinel."""
+        return self._client(self.sentinel_ports[0])
+
+    def master_port(self) -> int:
+        """The port of the master, as the first sentinel names it now."""
+        _, port = self.sentinel().sentinel_get_master_addr_by_name(self.service)
+        return int(port)
+
+    def failover(self) -> int:
+        """``SENTINEL FAILOVER service``, then wait until every sentinel names the new master; its port."""
+        old = self.master_port()
+        self.sentinel().sentinel_failover(self.service)
+        return self.wait_for_new_master(old)
+
+    def wait_for_new_master(self, old: int, within: float = 15.0) -> int:
+        """Wait until every sentinel names a master other than the one on port ``old``; its port."""
+        clients = [self._client(port) for port in self.sentinel_ports]
+
+        def moved() -> bool:
+            ports = {int(client.sentinel_get_master_addr_by_name(self.service)[1]) for client in clients}
+            return len(ports) == 1 and old not in ports
+
+        _until(moved, f"every sentinel names a new master of {self.service!r}", within)
+        return self.master_port()
+
+    def server(self, port: int) -> RedisServer:
+        """The master or the replica, by its port."""
+        return self.master if self.master.port == port else self.replica
+
+    def kill_sentinels(self) -> None:
+        """Kill every sentinel (SIGKILL); the master and the replica go on."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        self.processes = []
+
+    def stop(self) -> None:
+        self.kill_sentinels()
+        self.master.stop()
+        self.replica.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -5,6 +5,7 @@ The package, one concept a module, from the bottom up:
 ================== ==========================================================================
 ``codec``          the messages processes send each other: a class a kind, one decode
 ``keys``           key names, channels and the Lua scripts (written with `codec`'s pieces)
+``address``        the URL forms, read once (a server, or Sentinel), and the clients built for them
 ``link``           the ordered writer, the supervised listener and the heartbeat
 ``mirror``         the other processes' clients in this one's `Presence`; no I/O
 ``local``          this process's own clients, and delivery to them

@@ -57,8 +57,12 @@ class RedisBackend(IndexedBackend):
     """Sessions, tokens, rooms and delivery shared by every process connected to one Redis.
 
     Args:
-        url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS, or
-            ``unix:///path/to/redis.sock?db=0``; the password never reaches a log.
+        url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
+            ``unix:///path/to/redis.sock?db=0``, or through Redis Sentinel
+            ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
+            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``);
+            the passwords never reach a log. A URL that is none of these stops the app at start-up
+            (`BackendUnavailable`, naming it and the forms accepted).
         namespace: the prefix of every key and channel; apps sharing a namespace share clients.
         timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
@@ -143,7 +147,9 @@ class RedisBackend(IndexedBackend):
 
     async def _rebuild_state(self, client: Redis) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
-        self._histories.run_id = str((await client.info("server"))["run_id"])
+        run_id = str((await client.info("server"))["run_id"])
+        another_server = run_id != self._histories.run_id != ""  # a failover, or a restart
+        self._histories.run_id = run_id
         fresh_epoch = secrets.token_hex(8)
         await client.set(self.keys.epoch, fresh_epoch, nx=True)
         epoch = str(await client.get(self.keys.epoch))
@@ -155,7 +161,8 @@ class RedisBackend(IndexedBackend):
         pipe.execute_command(*self._reassert(local))
         for user in local:
             pipe.execute_command(*self._upsert(user))
-        for command in self._tokens.rebuild_commands(self._held_tokens() if redis_was_emptied else ()):
+        held = self._held_tokens() if redis_was_emptied else ()
+        for command in self._tokens.rebuild_commands(held, another_server):
             pipe.execute_command(*command)
         await pipe.execute()
         self._tokens.rebuilt()

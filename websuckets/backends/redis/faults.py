@@ -7,17 +7,24 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...exc import BackendUnavailable
 
+SECRETS = frozenset({"password", "sentinel_password"})
+"""Query parameters that a log never shows."""
+
 
 def redacted(url: str) -> str:
-    """The URL without its password (``user:password@`` or ``?password=``), for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.hostname or ""
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else ""))
-    if parts.query:
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        parts = parts._replace(query=urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*"))
-    return urlunsplit(parts)
+    """The URL without its passwords (``user:password@``, ``?password=``, ``?sentinel_password=``), for
+    logs and errors; read as text, so that a URL too broken to parse is still shown without them."""
+    try:
+        parts = original = urlsplit(url)
+    except ValueError:  # an unbalanced "[": too broken to say which part is the password
+        return url.partition("://")[0] + "://***"
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hosts}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key in SECRETS for key, _ in query):
+        parts = parts._replace(query=urlencode([(k, "***" if k in SECRETS else v) for k, v in query], safe="*"))
+    return url if parts == original else urlunsplit(parts)
 
 
 def unavailable(what: str) -> BackendUnavailable:

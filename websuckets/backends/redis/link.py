@@ -7,7 +7,8 @@ rather than trusted to redis-py's silent retries, it reconnects with backoff and
 has its owner rebuild (``on_rebuild``) before any queued write goes out, then says so
 (``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
 records that the process lives, reaps the processes that stopped, and probes that the
-listener still hears its own channel.
+listener still hears its own channel; through Sentinel, it also asks the sentinels which
+server is the master, and has the link rebuild on a new one.
 
 Anything that needs Redis and gets no answer within ``timeout`` seconds raises
 `BackendUnavailable`; writes that nobody awaits are logged and counted.
@@ -24,16 +25,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from ...exc import BackendUnavailable
 from ..base import BackendHealth
+from .address import Connector, UnusableURL, parse
 from .faults import reason, redacted, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
 
@@ -92,6 +91,7 @@ class RedisLink:
         self.on_message = on_message
         self.worker_id = ""
         self._client: Redis | None = None
+        self._connector: Connector | None = None
         self._queue: deque[_Op] = deque()
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
@@ -102,6 +102,7 @@ class RedisLink:
         self._down_since = 0.0
         self._last_failure_log = -math.inf
         self._failures_since_log = 0
+        self._sentinels_away = False
 
     @property
     def client(self) -> Redis:
@@ -123,11 +124,16 @@ class RedisLink:
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
         self._up = asyncio.Event()
+        try:
+            self._connector = Connector(parse(self.url), self.timeout)
+        except UnusableURL as exc:
+            raise BackendUnavailable(str(exc)) from None
         self._client = self._new_client(socket_timeout=self.timeout)
         try:
             pubsub = await self._connect()
         except Exception as exc:
             await self._client.aclose()
+            await self._connector.aclose()
             raise BackendUnavailable(f"cannot reach Redis at {redacted(self.url)}: {reason(exc)}") from exc
         self._tasks = [
             asyncio.create_task(self._write_forever(), name="websuckets redis writer"),
@@ -136,7 +142,7 @@ class RedisLink:
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_ended)
-        logger.info("connected to Redis at %s as %s", redacted(self.url), self.worker_id)
+        logger.info("connected to Redis at %s%s as %s", redacted(self.url), self._master(), self.worker_id)
 
     async def close(self, farewell: Command) -> None:
         """Run ``farewell`` and forget this process's heartbeat (if Redis answers), stop every task, disconnect."""
@@ -151,6 +157,8 @@ class RedisLink:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._connector is not None:
+            await self._connector.aclose()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task not in self._tasks:
@@ -295,10 +303,10 @@ class RedisLink:
                 pubsub = await self._connect()
             except Exception as exc:
                 logger.debug("reconnecting to Redis failed: %s", reason(exc))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self._longest_backoff())
                 continue
             self.health.reconnects += 1
-            logger.info("reconnected to Redis after %.1f s", time.monotonic() - self._down_since)
+            logger.info("reconnected to Redis%s after %.1f s", self._master(), time.monotonic() - self._down_since)
             return pubsub
 
     async def _connect(self) -> PubSub:
@@ -325,18 +333,50 @@ class RedisLink:
         self.on_connected()
         return pubsub
 
+    def _longest_backoff(self) -> float:
+        """5 s between attempts at most; 1 s through Sentinel, where an attempt that finds no master costs the
+        sentinels one question, and the master is back (elsewhere) within seconds of a failover."""
+        assert self._connector is not None
+        return 1.0 if self._connector.address.is_sentinel else 5.0
+
     def _new_client(self, socket_timeout: float | None) -> Redis:
-        options: dict[str, Any] = {}
-        if urlsplit(self.url).scheme != "unix":  # TCP keepalive: a unix socket has none
-            options["socket_keepalive"] = True
-        return Redis.from_url(
-            self.url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),  # every failure surfaces here: no silent reconnect
-            decode_responses=True,
-            **options,
-        )
+        assert self._connector is not None
+        return self._connector.client(socket_timeout)
+
+    def _master(self) -> str:
+        """`` (the master of 'service', host:port)`` through Sentinel, for the log's lines; else nothing."""
+        assert self._connector is not None
+        assert self._client is not None
+        where = self._connector.connected_to(self._client)
+        if where is None:
+            return ""
+        return f" (the master of {self._connector.address.service!r}, {where[0]}:{where[1]})"
+
+    async def _check_master(self) -> None:
+        """Through Sentinel: if the sentinels name another master than the one connected to, rebuild
+        on it now, rather than write to a demoted one until it says so (or its clients are killed)."""
+        assert self._connector is not None
+        assert self._client is not None
+        connected = self._connector.connected_to(self._client)
+        if connected is None or not self.health.connected:
+            return
+        try:
+            master = await self._connector.master()
+        except Exception as exc:  # the master may be fine: said once, until the sentinels answer again
+            if not self._sentinels_away:
+                self._sentinels_away = True
+                logger.warning(
+                    "no sentinel names the master: %s; until one does, a failover is noticed only when the "
+                    "master fails or refuses writes",
+                    reason(exc),
+                )
+            return
+        if self._sentinels_away:
+            self._sentinels_away = False
+            logger.info("the sentinels answer again")
+        if master is not None and master != connected and self.health.connected:
+            moved = f"the sentinels name {master[0]}:{master[1]} the master, not {connected[0]}:{connected[1]}"
+            self._lost(ConnectionError(moved))
 
     # the heartbeat
 
@@ -361,6 +401,7 @@ class RedisLink:
             if not heard and self.health.connected:
                 logger.error("this process's listener is not subscribed in Redis; reconnecting")
                 self._rebuild.set()
+            await self._check_master()
 
 
 async def _confirmed(pubsub: PubSub, count: int) -> list[str]:

@@ -3,13 +3,16 @@
 A token is a key ``{ns}:token:<digest>`` holding its user id and expiry, which expires with
 the token. A revocation deletes the key and tells every process (`Revoke`) in one script.
 A write or a revocation that failed while Redis was away is kept and sent again by the
-rebuild after the reconnection.
+rebuild after the reconnection. So is every revocation of the last `RECENT_REVOCATIONS`
+seconds when the rebuild finds another server (a Sentinel failover): one that the old master
+took but never passed to its replica would leave the token valid on the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable
 
 from pydantic_core import to_json
@@ -23,6 +26,9 @@ from .link import Command, RedisLink
 TOKEN_RETRIES = (0.05, 0.2)
 """Seconds to wait before asking Redis again for a token it does not know (issued a moment ago?)."""
 
+RECENT_REVOCATIONS = 60.0
+"""Seconds a revocation is kept, to be sent again to another server (a new master) that may not have it."""
+
 
 class RedisTokens:
     """The tokens of one namespace, through ``link``."""
@@ -32,6 +38,8 @@ class RedisTokens:
         self._keys = keys
         self._unwritten: dict[str, TokenRecord] = {}
         self._unsent_revocations: set[str] = set()
+        self._recent_revocations: dict[str, float] = {}
+        """Digest -> when it was revoked (monotonic), oldest first, for `RECENT_REVOCATIONS` seconds."""
 
     def remember(self, digest: str, record: TokenRecord) -> None:
         self._link.enqueue(
@@ -46,6 +54,12 @@ class RedisTokens:
 
     def forget(self, digest: str) -> None:
         self._unwritten.pop(digest, None)
+        now = time.monotonic()
+        recent = self._recent_revocations
+        recent.pop(digest, None)
+        recent[digest] = now
+        while recent[oldest := next(iter(recent))] < now - RECENT_REVOCATIONS:  # the newest is now: never empty
+            del recent[oldest]
         self._link.enqueue(self._revoke(digest), "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
 
     def _revoke(self, digest: str) -> Command:
@@ -68,12 +82,17 @@ class RedisTokens:
 
     # after a reconnection
 
-    def rebuild_commands(self, held: Iterable[tuple[str, TokenRecord]]) -> list[Command]:
-        """Writes of ``held`` and of the tokens whose write failed, then the revocations that failed."""
+    def rebuild_commands(self, held: Iterable[tuple[str, TokenRecord]], another_server: bool) -> list[Command]:
+        """Writes of ``held`` and of the tokens whose write failed, then the revocations that failed (and
+        the recent ones, on ``another_server``)."""
         writes = dict(held)
         writes.update(self._unwritten)
         commands = [self._write(digest, record) for digest, record in writes.items()]
-        return commands + [self._revoke(digest) for digest in self._unsent_revocations]
+        revocations = set(self._unsent_revocations)
+        if another_server:
+            horizon = time.monotonic() - RECENT_REVOCATIONS
+            revocations.update(digest for digest, when in self._recent_revocations.items() if when >= horizon)
+        return commands + [self._revoke(digest) for digest in revocations]
 
     def rebuilt(self) -> None:
         """The `rebuild_commands` were written: nothing is owed any more."""

@@ -1,0 +1,215 @@
+"""Where Redis is: the URL forms `RedisBackend` takes, read once, and the clients built for them.
+
+``redis://``, ``rediss://`` and ``unix://`` URLs go to redis-py's ``Redis.from_url`` as they
+are. ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`` (and
+``rediss+sentinel://``, TLS to the sentinels and the data nodes alike) names the sentinels
+and the service they watch: clients are ``Sentinel.master_for(service)``, so every new
+connection asks the sentinels for the current master. The URL's user and password are the data
+nodes'; the sentinels get ``?sentinel_username=`` and ``?sentinel_password=`` when given, and no
+credentials otherwise. The other query parameters mean what they mean for ``redis://``.
+
+A URL that cannot be used raises `UnusableURL`, whose message names the URL (password hidden)
+and the forms accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+
+from .faults import reason, redacted
+
+FORMS = (
+    "redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path/redis.sock?db=0, "
+    "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db], rediss+sentinel:// (TLS)"
+)
+"""The URL forms `RedisBackend` takes, as an error names them."""
+
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+"""Schemes that go to redis-py's ``Redis.from_url`` as they are."""
+
+SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+"""A Sentinel scheme, and the plain one whose query parameters it takes."""
+
+SENTINEL_PORT = 26379
+SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
+"""Query parameters for the sentinels' own credentials (the URL's are the data nodes')."""
+
+
+class UnusableURL(ValueError):
+    """A URL that names no Redis this backend can reach; the message says why and what it takes."""
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__(f"cannot use the Redis URL {redacted(url)}: {why}; expected {FORMS}")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A URL, read: a plain one (``service`` empty), or the sentinels and the service they watch."""
+
+    url: str = field(repr=False)
+    service: str = ""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password: never in a repr
+    """For Sentinel: the data nodes' connection options read from the URL (db, credentials, TLS, ...)."""
+    sentinel_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    """For Sentinel: the sentinels' own (credentials, TLS)."""
+
+    @property
+    def is_sentinel(self) -> bool:
+        return bool(self.sentinels)
+
+    @property
+    def is_unix(self) -> bool:
+        return urlsplit(self.url).scheme == "unix"
+
+
+def parse(url: str) -> Address:
+    """Read ``url``; `UnusableURL` if it is none of the forms or cannot be read."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise UnusableURL(url, "no scheme")
+    plain_scheme = SENTINEL_SCHEMES.get(scheme.lower())
+    if plain_scheme is None and scheme.lower() not in PLAIN_SCHEMES:
+        raise UnusableURL(url, f"unknown scheme {scheme!r}")
+    if plain_scheme is None:
+        try:
+            parse_url(url)
+        except (ValueError, TypeError) as exc:
+            raise UnusableURL(url, str(exc).rstrip(".")) from None
+        return Address(url)
+    return _sentinel(url, plain_scheme, rest)
+
+
+def _sentinel(url: str, plain_scheme: str, rest: str) -> Address:
+    location, _, query = rest.partition("?")
+    netloc, _, path = location.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    sentinels = tuple(_host_port(url, host) for host in hosts.split(","))
+    service, _, db = path.partition("/")
+    service, db = unquote(service), db.rstrip("/")
+    if not service:
+        raise UnusableURL(url, "no service name after the sentinels' addresses")
+    if db and not db.isdigit():
+        raise UnusableURL(url, f"the database {db!r} is not a number")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    sentinel_auth = {key.removeprefix("sentinel_"): value for key, value in pairs if key in SENTINEL_AUTH}
+    data_query = urlencode([(key, value) for key, value in pairs if key not in SENTINEL_AUTH])
+    # the data nodes' options as redis-py reads a plain URL: the same parsers for the same parameters
+    plain = f"{plain_scheme}://{userinfo}{at}sentinel/{db or 0}" + (f"?{data_query}" if data_query else "")
+    try:
+        options: dict[str, Any] = dict(parse_url(plain))
+    except (ValueError, TypeError) as exc:
+        raise UnusableURL(url, str(exc).rstrip(".")) from None
+    options.pop("host", None)
+    options.pop("port", None)
+    tls = options.pop("connection_class", None) is SSLConnection
+    sentinel_options: dict[str, Any] = dict(sentinel_auth)
+    if tls:
+        options["ssl"] = True  # SentinelConnectionPool's switch to TLS connections
+        sentinel_options.update({key: value for key, value in options.items() if key.startswith("ssl")})
+    return Address(url, service, sentinels, options, sentinel_options)
+
+
+def _host_port(url: str, host: str) -> tuple[str, int]:
+    """``host:port``, ``host`` (port 26379) or ``[v6]:port``, as a pair."""
+    if host.startswith("["):
+        name, _, port = host[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+    if not name:
+        raise UnusableURL(url, f"no host in the sentinel address {host!r}")
+    if not port:
+        return name, SENTINEL_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UnusableURL(url, f"the port of the sentinel address {host!r} is not a port number")
+    return name, int(port)
+
+
+class _Sentinels(Sentinel):
+    """redis-py's `Sentinel`, whose `MasterNotFoundError` says in a short line what each sentinel answered
+    (redis-py's names each by its client's whole repr)."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        try:
+            host, port = await super().discover_master(service_name)
+            return str(host), int(port)
+        except MasterNotFoundError:
+            pass
+        answers = []
+        for sentinel in self.sentinels:
+            options = sentinel.connection_pool.connection_kwargs
+            where = f"{options.get('host')}:{options.get('port')}"
+            try:
+                masters = await sentinel.sentinel_masters()
+            except Exception as exc:
+                answers.append(f"{where}: {reason(exc)}")
+                continue
+            known = isinstance(masters, dict) and service_name in masters
+            answers.append(f"{where}: sees no master up" if known else f"{where}: knows no such service")
+        raise MasterNotFoundError(f"no sentinel names a master of {service_name!r} ({'; '.join(answers)})")
+
+
+class Connector:
+    """Builds this process's clients for an `Address`; for Sentinel it keeps one `Sentinel` (its
+    connections to the sentinels), closed by `aclose`."""
+
+    def __init__(self, address: Address, timeout: float) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._sentinel: Sentinel | None = None
+        if address.is_sentinel:
+            sentinel_options = {
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "socket_keepalive": True,
+                "decode_responses": True,
+                **address.sentinel_options,
+            }
+            self._sentinel = _Sentinels(address.sentinels, sentinel_kwargs=sentinel_options)
+
+    def client(self, socket_timeout: float | None) -> Redis:
+        """A client of the (current) master; it surfaces every failure (no silent retry)."""
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry": Retry(NoBackoff(), 0),  # every failure surfaces to the link: no silent reconnect
+            "decode_responses": True,
+        }
+        if not self.address.is_unix:  # TCP keepalive: a unix socket has none
+            options["socket_keepalive"] = True
+        if self._sentinel is None:
+            return Redis.from_url(self.address.url, **options)
+        options.update(self.address.options)  # the URL's parameters win, as Redis.from_url has them
+        return self._sentinel.master_for(self.address.service, **options)  # type: ignore[no-any-return]
+
+    async def master(self) -> tuple[str, int] | None:
+        """Where the sentinels say the master is now (``None`` for a plain URL); raises if none says."""
+        if self._sentinel is None:
+            return None
+        async with asyncio.timeout(self.timeout):
+            host, port = await self._sentinel.discover_master(self.address.service)
+        return str(host), int(port)
+
+    def connected_to(self, client: Redis) -> tuple[str, int] | None:
+        """The master address ``client``'s connections were made to, for Sentinel (else ``None``)."""
+        pool = client.connection_pool
+        if isinstance(pool, SentinelConnectionPool) and pool.master_address is not None:
+            host, port = pool.master_address
+            return str(host), int(port)
+        return None
+
+    async def aclose(self) -> None:
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
