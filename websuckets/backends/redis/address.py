@@ -15,6 +15,7 @@ and the forms accepted.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -26,6 +27,8 @@ from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnec
 from redis.backoff import NoBackoff
 
 from .faults import reason, redacted
+
+logger = logging.getLogger("websuckets.redis")
 
 FORMS = (
     "redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path/redis.sock?db=0, "
@@ -169,6 +172,7 @@ class Connector:
         self.address = address
         self.timeout = timeout
         self._sentinel: Sentinel | None = None
+        self._sentinels_away = False
         if address.is_sentinel:
             sentinel_options = {
                 "socket_timeout": timeout,
@@ -209,6 +213,42 @@ class Connector:
             host, port = pool.master_address
             return str(host), int(port)
         return None
+
+    @property
+    def longest_backoff(self) -> float:
+        """5 s between attempts to reconnect at most; 1 s through Sentinel, where an attempt that finds no
+        master costs the sentinels one question, and the master is back (elsewhere) within seconds of a failover."""
+        return 1.0 if self.address.is_sentinel else 5.0
+
+    def describe(self, client: Redis) -> str:
+        """`` (the master of 'service', host:port)`` for ``client`` through Sentinel, for log lines; else nothing."""
+        where = self.connected_to(client)
+        return "" if where is None else f" (the master of {self.address.service!r}, {where[0]}:{where[1]})"
+
+    async def moved(self, client: Redis) -> str | None:
+        """Through Sentinel, why ``client`` must reconnect if the sentinels name another master than its
+        own; ``None`` if they name the same, or for a plain URL. Sentinels that do not answer are said once
+        (the master may be fine), until they answer again."""
+        connected = self.connected_to(client)
+        if connected is None:
+            return None
+        try:
+            master = await self.master()
+        except Exception as exc:
+            if not self._sentinels_away:
+                self._sentinels_away = True
+                logger.warning(
+                    "no sentinel names the master: %s; until one does, a failover is noticed only when the "
+                    "master fails or refuses writes",
+                    reason(exc),
+                )
+            return None
+        if self._sentinels_away:
+            self._sentinels_away = False
+            logger.info("the sentinels answer again")
+        if master is None or master == connected:
+            return None
+        return f"the sentinels name {master[0]}:{master[1]} the master, not {connected[0]}:{connected[1]}"
 
     async def aclose(self) -> None:
         if self._sentinel is not None:

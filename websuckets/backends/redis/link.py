@@ -102,7 +102,6 @@ class RedisLink:
         self._down_since = 0.0
         self._last_failure_log = -math.inf
         self._failures_since_log = 0
-        self._sentinels_away = False
 
     @property
     def client(self) -> Redis:
@@ -296,14 +295,15 @@ class RedisLink:
             self.on_message(message["data"])
 
     async def _reconnect(self) -> PubSub:
-        delay = 0.05
+        assert self._connector is not None
+        delay, longest = 0.05, self._connector.longest_backoff
         while True:
             await asyncio.sleep(random.uniform(0, delay))
             try:
                 pubsub = await self._connect()
             except Exception as exc:
                 logger.debug("reconnecting to Redis failed: %s", reason(exc))
-                delay = min(delay * 2, self._longest_backoff())
+                delay = min(delay * 2, longest)
                 continue
             self.health.reconnects += 1
             logger.info("reconnected to Redis%s after %.1f s", self._master(), time.monotonic() - self._down_since)
@@ -333,12 +333,6 @@ class RedisLink:
         self.on_connected()
         return pubsub
 
-    def _longest_backoff(self) -> float:
-        """5 s between attempts at most; 1 s through Sentinel, where an attempt that finds no master costs the
-        sentinels one question, and the master is back (elsewhere) within seconds of a failover."""
-        assert self._connector is not None
-        return 1.0 if self._connector.address.is_sentinel else 5.0
-
     def _new_client(self, socket_timeout: float | None) -> Redis:
         assert self._connector is not None
         return self._connector.client(socket_timeout)
@@ -347,36 +341,17 @@ class RedisLink:
         """`` (the master of 'service', host:port)`` through Sentinel, for the log's lines; else nothing."""
         assert self._connector is not None
         assert self._client is not None
-        where = self._connector.connected_to(self._client)
-        if where is None:
-            return ""
-        return f" (the master of {self._connector.address.service!r}, {where[0]}:{where[1]})"
+        return self._connector.describe(self._client)
 
     async def _check_master(self) -> None:
-        """Through Sentinel: if the sentinels name another master than the one connected to, rebuild
-        on it now, rather than write to a demoted one until it says so (or its clients are killed)."""
+        """Through Sentinel: rebuild on the master the sentinels name if it is not the one connected to,
+        rather than write to a demoted one until it says so (or its clients are killed)."""
         assert self._connector is not None
         assert self._client is not None
-        connected = self._connector.connected_to(self._client)
-        if connected is None or not self.health.connected:
-            return
-        try:
-            master = await self._connector.master()
-        except Exception as exc:  # the master may be fine: said once, until the sentinels answer again
-            if not self._sentinels_away:
-                self._sentinels_away = True
-                logger.warning(
-                    "no sentinel names the master: %s; until one does, a failover is noticed only when the "
-                    "master fails or refuses writes",
-                    reason(exc),
-                )
-            return
-        if self._sentinels_away:
-            self._sentinels_away = False
-            logger.info("the sentinels answer again")
-        if master is not None and master != connected and self.health.connected:
-            moved = f"the sentinels name {master[0]}:{master[1]} the master, not {connected[0]}:{connected[1]}"
-            self._lost(ConnectionError(moved))
+        if self.health.connected:
+            moved = await self._connector.moved(self._client)
+            if moved is not None and self.health.connected:
+                self._lost(ConnectionError(moved))
 
     # the heartbeat
 
