@@ -169,6 +169,11 @@ async def test_redis_restart_is_loud_then_healed(redis_server: RedisServer, capl
         assert ".;" not in caplog.text  # redis-py's "Connection closed by server." inside our line
 
         late = await second.connect()  # connects while Redis is away: announced once it is back
+        await eventually(lambda: "cannot reconnect to Redis at redis://127.0.0.1" in caplog.text)
+        failure = next(r for r in caplog.records if r.getMessage().startswith("cannot reconnect to Redis"))
+        assert failure.levelname == "WARNING"
+        assert ": ConnectionError: " in failure.getMessage()
+        assert failure.getMessage().endswith("(failed attempts: 1)")
 
         redis_server.start()  # empty: no persistence
         await eventually(lambda: first.app.backend.health.connected and second.app.backend.health.connected, 10)

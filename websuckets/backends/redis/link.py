@@ -297,12 +297,17 @@ class RedisLink:
     async def _reconnect(self) -> PubSub:
         assert self._connector is not None
         delay, longest = 0.05, self._connector.longest_backoff
+        failed, last_said = 0, -math.inf
         while True:
             await asyncio.sleep(random.uniform(0, delay))
             try:
                 pubsub = await self._connect()
             except Exception as exc:
-                logger.debug("reconnecting to Redis failed: %s", reason(exc))
+                failed += 1
+                if time.monotonic() - last_said >= 10:  # the first failure, then a line per 10 s at most
+                    last_said = time.monotonic()
+                    url, cause = redacted(self.url), reason(exc)
+                    logger.warning("cannot reconnect to Redis at %s: %s (failed attempts: %d)", url, cause, failed)
                 delay = min(delay * 2, longest)
                 continue
             self.health.reconnects += 1
