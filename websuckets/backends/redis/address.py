@@ -252,4 +252,5 @@ class Connector:
 
     async def aclose(self) -> None:
         if self._sentinel is not None:
-            await self._sentinel.aclose()
+            for sentinel in self._sentinel.sentinels:  # redis-py 5.0 has no Sentinel.aclose; each client has one
+                await sentinel.aclose()
