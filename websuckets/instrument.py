@@ -21,8 +21,9 @@ Where the hooks sit:
   ``/metrics``; it must return ``None`` for a websocket upgrade;
 - ``connection_class(base)``: a subclass of the server's connection class, to count frames
   and bytes;
-- ``connection_ready(connection)``: each connection, once its connect hooks have run (whether
-  they accepted it or not; ``connection.socket.state`` tells);
+- ``connection_ready(connection)``: each connection (a `Connection`: its ``socket`` and
+  ``user``), once its connect hooks have run (whether they accepted it or not;
+  ``connection.socket.state`` tells);
 - ``frame_refused(connection, error)``: each frame answered with an error before it reached a
   command's chain (``unknown_command``, ``invalid_json``, ``invalid_command``,
   ``message_too_large``);
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from .dispatcher import Dispatcher
     from .routing import Command
 
-__all__ = ["Instrument", "InstrumentedApp"]
+__all__ = ["Connection", "Instrument", "InstrumentedApp"]
 
 
 class InstrumentedApp(Protocol):
