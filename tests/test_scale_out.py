@@ -24,6 +24,7 @@ import redis
 from examples_loader import load_example
 from redis_server import RedisServer, free_port
 from test_backends import ask, chat_app, log_in
+from test_history import history_app
 
 from websuckets import WebSuckets
 from websuckets.backends.redis import RedisBackend
@@ -333,6 +334,36 @@ async def test_closing_outlasts_a_task_that_swallows_its_cancellation(
         await asyncio.sleep(0)
     assert stopped.is_set()
     assert "1 Redis tasks still running 0.2 s after their cancellation" in caplog.text
+
+
+@pytest.mark.parametrize("room", ["plain", "lobby"])  # lobby keeps history
+async def test_a_join_that_failed_leaves_no_membership(redis_server: RedisServer, room: str) -> None:
+    """A join refused with backend_unavailable (Redis not answering) leaves the client out of the room:
+    here at once, and on every process once Redis is back; a room it was in already, it stays in."""
+    make = lambda: RedisBackend(redis_server.url, heartbeat=0.2, timeout=0.5)  # noqa: E731
+    async with (
+        TestClient(history_app(make()), real=True) as first,
+        TestClient(history_app(make()), real=True) as second,
+    ):
+        alice = await first.connect()
+        await alice.send("join", {"room": "elsewhere"})
+        await eventually(lambda: "elsewhere" in second.app.backend.rooms_of(alice.client_id))
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            await alice.send("join", {"room": room})
+            error = await alice.receive()
+            assert (error.event, error.error_name) == ("error", "backend_unavailable")
+            assert first.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
+            await alice.send("join", {"room": "elsewhere"})  # again: a member it stays, failed or not
+            assert (await alice.receive()).error_name == "backend_unavailable"
+            assert first.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await eventually(lambda: first.app.backend.health.connected and second.app.backend.health.connected)
+        await asyncio.sleep(0.5)  # whatever was written late has been heard by now
+        assert second.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
+        assert first.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
 
 
 async def test_a_malformed_message_is_logged_and_the_listener_goes_on(

@@ -246,8 +246,13 @@ class RedisBackend(IndexedBackend):
             await self._forward(client_id, codec.Join(client_id, room).encode())
             return
         if not self.keeps_history(room):
+            member = room in self.presence.rooms_of(client_id)
             self.presence.join(user, room)
-            await self._write_now(user, "join")
+            try:
+                await self._write_now(user, "join")
+            except BaseException:
+                self._undo_join(user, room, member)
+                raise
             return
         await self._finish_join(user, room, self._join_held(user, room))
 
@@ -310,6 +315,7 @@ class RedisBackend(IndexedBackend):
     def _join_held(self, user: User, room: str) -> CatchUp:
         """Join a local client to a history room, holding its live messages until its catch-up."""
         catch_up = self._sync.start_catch_up(user, room)
+        catch_up.was_member = room in user.rooms
         self.presence.join(user, room)
         return catch_up
 
@@ -318,8 +324,17 @@ class RedisBackend(IndexedBackend):
             await self._write_now(user, "join")
         except BaseException:
             self._sync.release(user, room, catch_up)
+            self._undo_join(user, room, catch_up.was_member)
             raise
         await self._sync.catch_up(user, room, self.sessions.take_resume_position(user, room), catch_up)
+
+    def _undo_join(self, user: User, room: str, was_member: bool) -> None:
+        """A join whose write failed leaves no membership behind. Had the write reached Redis after all
+        (no answer in time), the record written next, after it in the writer's order, takes it back."""
+        if not was_member:
+            self.presence.leave(user, room)
+            self._sync.untrack_if_empty(room)
+            self._publish(user)
 
     def _history_of(self, room: str) -> History | None:
         return self.history.for_room(room) if self.history.active else None

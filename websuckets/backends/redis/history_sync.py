@@ -69,7 +69,7 @@ class HistoryReader(Protocol):
 class CatchUp:
     """A member of a history room being brought up to date: live messages wait for its replay."""
 
-    __slots__ = ("fence", "gap", "live")
+    __slots__ = ("fence", "gap", "live", "was_member")
 
     def __init__(self) -> None:
         self.live: list[tuple[int, str]] = []
@@ -78,6 +78,8 @@ class CatchUp:
         """Set when messages of the room were lost meanwhile: the member is told after its replay."""
         self.fence: asyncio.Future[None] | None = None
         """Done once this process has heard everything published before the history was read."""
+        self.was_member = False
+        """Whether the member was in the room already (a join again): a failed join leaves it there."""
 
 
 class RoomTrack:
