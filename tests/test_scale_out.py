@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -364,6 +365,27 @@ async def test_a_join_that_failed_leaves_no_membership(redis_server: RedisServer
         await asyncio.sleep(0.5)  # whatever was written late has been heard by now
         assert second.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
         assert first.app.backend.rooms_of(alice.client_id) == {"elsewhere"}
+
+
+async def test_every_failed_operation_is_counted_in_the_log(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failures are logged a line per 10 s at most, but none is left uncounted: those after the last
+    line are told when the app stops, if not before."""
+    backend = RedisBackend(redis_server.url, heartbeat=0.2, timeout=0.3)
+    async with TestClient(chat_app(backend), real=True) as client:
+        alice = await client.connect()
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                assert (await ask(alice, "say", {"text": "anyone?"})).error_name == "backend_unavailable"
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await eventually(lambda: backend.health.connected)
+    told = re.findall(r"(\d+) Redis operations failed since the last report", caplog.text)
+    assert len(told) >= 2  # the first failure at once, the others later
+    assert sum(map(int, told)) == backend.health.failed_operations >= 3
 
 
 async def test_a_malformed_message_is_logged_and_the_listener_goes_on(

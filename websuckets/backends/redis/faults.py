@@ -3,6 +3,9 @@ password) and to the client (what failed, and nothing of Redis)."""
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...exc import BackendUnavailable
@@ -36,3 +39,30 @@ def reason(exc: BaseException) -> str:
     """``Type: message``, for the middle of a line of ours: without the message's final period."""
     message = str(exc).rstrip().removesuffix(".")
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class FailureLog:
+    """Operations that failed, told to the operator in one line per ``every`` seconds at most, each
+    counted once: what `report` has not told yet waits for the next call (the link's heartbeat and
+    its close call it, so that failures that stopped coming are told too)."""
+
+    def __init__(self, logger: logging.Logger, every: float = 10.0) -> None:
+        self.logger = logger
+        self.every = every
+        self.untold = 0
+        self.latest = ""
+        self._told_at = -math.inf
+
+    def add(self, count: int, why: str) -> None:
+        self.untold += count
+        self.latest = why
+        self.report()
+
+    def report(self, now: bool = False) -> None:
+        """Log what is untold, if ``every`` seconds have passed since the last line (or ``now``)."""
+        at = time.monotonic()
+        if self.untold and (now or at - self._told_at >= self.every):
+            self.logger.error(
+                "%d Redis operations failed since the last report (the latest: %s)", self.untold, self.latest
+            )
+            self._told_at, self.untold = at, 0

@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError
 from ...exc import BackendUnavailable
 from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
-from .faults import reason, redacted, unavailable
+from .faults import FailureLog, reason, redacted, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
 
 logger = logging.getLogger("websuckets.redis")
@@ -100,8 +100,7 @@ class RedisLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
-        self._last_failure_log = -math.inf
-        self._failures_since_log = 0
+        self._failures = FailureLog(logger)
 
     @property
     def client(self) -> Redis:
@@ -152,6 +151,7 @@ class RedisLink:
                     await self._client.execute_command(*farewell)  # type: ignore[no-untyped-call]  # in redis-py
                     await self._client.zrem(self.keys.workers, self.worker_id)
         await _stop(tasks + list(self._background), self.timeout)
+        self._failures.report(now=True)
         self.health.connected = False
         if self._client is not None:
             await self._client.aclose()
@@ -245,18 +245,10 @@ class RedisLink:
     def _fail(self, batch: list[_Op], why: str) -> None:
         count = max(len(batch), 1)
         self.health.failed_operations += count
-        self._failures_since_log += count
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_exception(unavailable(op.what))
-        now = time.monotonic()
-        if now - self._last_failure_log >= 10:  # one line per 10 s at most
-            logger.error(
-                "%d Redis operations failed since the last report (the latest: %s)",
-                self._failures_since_log,
-                why,
-            )
-            self._last_failure_log, self._failures_since_log = now, 0
+        self._failures.add(count, why)
 
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
@@ -370,6 +362,7 @@ class RedisLink:
         """Beat, reap dead processes, and check that this process's listener hears its own channel."""
         while True:
             await asyncio.sleep(self.heartbeat)
+            self._failures.report()
             if not self.health.connected:
                 continue
             try:
