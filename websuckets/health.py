@@ -15,6 +15,7 @@ message, and websocket upgrades pass through them untouched.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from http import HTTPStatus
 
 from websockets.asyncio.server import ServerConnection
@@ -51,6 +52,16 @@ class Health(Instrument):
             return False, f"the backend ({type(app.backend).__name__}) does not answer"
         return True, "ready"
 
+    def last_error(self) -> dict[str, str]:
+        """The backend's latest failure: its kind and when (ISO 8601, UTC), if it ever failed. Its cause,
+        which may name the store's address, stays in the logs."""
+        app = self.app
+        health = None if app is None or not app.started else app.backend.health
+        if health is None or health.last_error is None or health.last_error_at is None:
+            return {}
+        at = datetime.fromtimestamp(health.last_error_at, UTC).isoformat(timespec="seconds")
+        return {"last_error": health.last_error, "last_error_at": at}
+
     def http(self, connection: ServerConnection, request: Request) -> Response | None:
         if is_upgrade(request):
             return None
@@ -60,5 +71,6 @@ class Health(Instrument):
         if path == self.ready_path:
             ready, reason = self.ready()
             status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-            return json_response(status, {"status": "ready" if ready else "unavailable", "reason": reason})
+            body = {"status": "ready" if ready else "unavailable", "reason": reason, **self.last_error()}
+            return json_response(status, body)
         return None

@@ -59,6 +59,11 @@ class BackendHealth:
     """Messages from the store that could not be handled (each logged with its traceback)."""
     history_gaps: int = 0
     """Times messages of a history room were found lost on their way here (its members were told)."""
+    last_error: str | None = None
+    """The kind of the latest failure of the shared store (``ConnectionError``, ``TimeoutError``,
+    ``ReadOnlyError``, ...), ``None`` before any; the logs hold its cause."""
+    last_error_at: float | None = None
+    """When it happened, in seconds since the epoch (``time.time()``)."""
 
 
 class Backend(ABC):

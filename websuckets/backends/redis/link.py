@@ -186,7 +186,7 @@ class RedisLink:
             op.future = asyncio.get_running_loop().create_future()
             op.future.add_done_callback(lambda future: future.exception() is not None and on_fail())
         if len(self._queue) >= MAX_QUEUED:
-            self._fail([self._queue.popleft()], f"over {MAX_QUEUED} writes queued while Redis is away")
+            self._fail([self._queue.popleft()], f"over {MAX_QUEUED} writes queued while Redis is away", "QueueFull")
         self._queue.append(op)
         self._queued.set()
 
@@ -194,7 +194,7 @@ class RedisLink:
         """Run one command after every one queued before it; `BackendUnavailable` at once while
         Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
         if not self.health.connected:
-            self._fail([], "Redis is not connected")
+            self._fail([], "Redis is not connected", None)  # the loss noted its kind
             raise unavailable(what)
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
         self._queue.append(op)
@@ -231,27 +231,34 @@ class RedisLink:
                     pipe.execute_command(*op.args)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
-            self._fail(batch, reason(exc))
+            self._fail(batch, reason(exc), type(exc).__name__)
             self._lost(exc)
             return
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                self._fail([op], reason(result))
+                self._fail([op], reason(result), type(result).__name__)
                 if isinstance(result, NoScriptError):
                     self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
             elif op.future is not None and not op.future.done():
                 op.future.set_result(result)
 
-    def _fail(self, batch: list[_Op], why: str) -> None:
+    def _fail(self, batch: list[_Op], why: str, kind: str | None = "TimeoutError") -> None:
         count = max(len(batch), 1)
         self.health.failed_operations += count
+        if kind is not None:
+            self._note_error(kind)
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_exception(unavailable(op.what))
         self._failures.add(count, why)
 
+    def _note_error(self, kind: str) -> None:
+        """The latest failure's kind and time, for `BackendHealth` (and so ``/readyz``)."""
+        self.health.last_error, self.health.last_error_at = kind, time.time()
+
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
+        self._note_error(type(exc).__name__)
         self._up.clear()
         if self.health.connected:
             self.health.connected = False
@@ -296,6 +303,7 @@ class RedisLink:
                 pubsub = await self._connect()
             except Exception as exc:
                 failed += 1
+                self._note_error(type(exc).__name__)
                 if time.monotonic() - last_said >= 10:  # the first failure, then a line per 10 s at most
                     last_said = time.monotonic()
                     url, cause = redacted(self.url), reason(exc)
