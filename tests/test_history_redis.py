@@ -390,3 +390,38 @@ async def test_a_join_forwarded_to_another_process_hears_the_next_broadcast(
         ("said", True),
         ("websuckets position", False),
     ]
+
+
+async def test_a_refusal_only_an_operator_can_fix_is_named_for_the_client(redis_server: RedisServer) -> None:
+    """Redis refusing a history write for want of a permission (ACL without XADD) answers
+    backend_misconfigured, and for want of memory (maxmemory with noeviction) backend_full, not
+    "try again later"; a plain broadcast, which needs neither, still works."""
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    await admin.execute_command("ACL", "SETUSER", "app", "on", ">app-secret", "~*", "&*", "+@all", "-xadd")
+    url = f"redis://app:app-secret@127.0.0.1:{redis_server.port}/0"
+    async with TestClient(history_app(RedisBackend(url, heartbeat=0.2, timeout=1.0)), real=True) as client:
+        alice, bob = await client.connect(), await client.connect()
+        await joined(alice, "chat:1")
+        await joined(bob, "chat:1")
+        await alice.send("say", {"room": "chat:1", "text": "kept?"})
+        refused = await alice.receive()
+        assert (refused.error_name, refused.payload["details"]) == (
+            "backend_misconfigured",
+            "broadcast failed: the shared backend refused it, which an operator must fix",
+        )
+        assert "xadd" not in refused.raw
+        assert "127.0.0.1" not in refused.raw
+        assert client.app.backend.health.last_error == "ResponseError"
+
+        await admin.execute_command("ACL", "SETUSER", "app", "+xadd")
+        await joined(alice, "chat:2")
+        await admin.config_set("maxmemory", "1")
+        try:
+            await alice.send("say", {"room": "chat:2", "text": "no room"})
+            assert (await alice.receive()).error_name == "backend_full"
+            assert client.app.backend.health.last_error == "OutOfMemoryError"
+            assert await say(alice, "plain", "plain") is None  # PUBLISH needs no memory: it goes on
+        finally:
+            await admin.config_set("maxmemory", "0")
+        assert await say(alice, "kept", "chat:2") is not None
+    await admin.aclose()

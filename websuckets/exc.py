@@ -147,6 +147,26 @@ class BackendUnavailable(_FrameworkError):
     code = "backend_unavailable"
 
 
+class BackendMisconfigured(_FrameworkError):
+    """The shared backend (Redis) refused the operation for a reason only an operator can fix: a
+    permission its user lacks (``NOPERM``), a rejected password. Retrying does not help.
+
+    The client sees ``backend_misconfigured``; the server log has the cause.
+    """
+
+    code = "backend_misconfigured"
+
+
+class BackendFull(_FrameworkError):
+    """The shared backend (Redis) is out of memory (``maxmemory`` with ``noeviction``) and refused a
+    write: room history, say. It may take writes again once memory is freed.
+
+    The client sees ``backend_full``; the server log has the cause.
+    """
+
+    code = "backend_full"
+
+
 class RateLimited(_FrameworkError):
     """The connection sent commands faster than its rate limit allows; ``details`` says when to retry."""
 

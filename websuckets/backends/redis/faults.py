@@ -8,7 +8,9 @@ import math
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ...exc import BackendUnavailable
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, OutOfMemoryError
+
+from ...exc import BackendFull, BackendMisconfigured, BackendUnavailable, InternalError
 
 SECRETS = frozenset({"password", "sentinel_password"})
 """Query parameters that a log never shows."""
@@ -33,6 +35,21 @@ def redacted(url: str) -> str:
 def unavailable(what: str) -> BackendUnavailable:
     """The error for the client: what failed, and nothing of Redis's address or the cause (those are logged)."""
     return BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
+
+
+MISCONFIGURED: tuple[type[Exception], ...] = (NoPermissionError, AuthenticationError, AuthorizationError)
+"""Redis's answers that only an operator can fix: the client is told ``backend_misconfigured``."""
+
+
+def refusal(what: str, error: Exception) -> InternalError:
+    """The error for the client when Redis answered ``error`` to an operation: misconfigured (a missing
+    permission, also one a script lacks), full (``OOM``), or anything else unavailable. Nothing of
+    Redis's address or message reaches the client."""
+    if isinstance(error, MISCONFIGURED) or "can't run this command" in str(error):  # a script's NOPERM
+        return BackendMisconfigured(f"{what} failed: the shared backend refused it, which an operator must fix")
+    if isinstance(error, OutOfMemoryError):
+        return BackendFull(f"{what} failed: the shared backend is out of memory")
+    return unavailable(what)
 
 
 def reason(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError
 from ...exc import BackendUnavailable
 from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
-from .faults import FailureLog, reason, redacted, unavailable
+from .faults import FailureLog, reason, redacted, refusal, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
 
 logger = logging.getLogger("websuckets.redis")
@@ -236,20 +236,26 @@ class RedisLink:
             return
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                self._fail([op], reason(result), type(result).__name__)
+                self._fail([op], reason(result), type(result).__name__, refused_with=result)
                 if isinstance(result, NoScriptError):
                     self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
             elif op.future is not None and not op.future.done():
                 op.future.set_result(result)
 
-    def _fail(self, batch: list[_Op], why: str, kind: str | None = "TimeoutError") -> None:
+    def _fail(
+        self, batch: list[_Op], why: str, kind: str | None = "TimeoutError", refused_with: Exception | None = None
+    ) -> None:
+        """Count and log failed operations; those awaited raise `BackendUnavailable`, or what Redis's
+        ``refused_with`` answer means for the client (`faults.refusal`)."""
         count = max(len(batch), 1)
         self.health.failed_operations += count
         if kind is not None:
             self._note_error(kind)
         for op in batch:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(unavailable(op.what))
+                op.future.set_exception(
+                    unavailable(op.what) if refused_with is None else refusal(op.what, refused_with)
+                )
         self._failures.add(count, why)
 
     def _note_error(self, kind: str) -> None:
