@@ -388,6 +388,27 @@ async def test_every_failed_operation_is_counted_in_the_log(
     assert sum(map(int, told)) == backend.health.failed_operations >= 3
 
 
+async def test_a_full_redis_never_makes_a_live_process_look_dead(redis_server: RedisServer) -> None:
+    """Redis out of memory (maxmemory, noeviction) refuses writes, but not the heartbeats: past
+    dead_after, neither process has removed the other's clients, and messages still cross."""
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    make = lambda: RedisBackend(redis_server.url, heartbeat=0.1, dead_after=0.6, timeout=1.0)  # noqa: E731
+    async with TestClient(chat_app(make()), real=True) as first, TestClient(chat_app(make()), real=True) as second:
+        alice, bob = await first.connect(), await second.connect()
+        await eventually(lambda: sees(first, bob) and sees(second, alice))
+        await admin.config_set("maxmemory", "1")
+        try:
+            await asyncio.sleep(1.5)  # over twice dead_after
+            assert sees(first, bob), "A did not take B for dead"
+            assert sees(second, alice), "B did not take A for dead"
+            assert first.app.backend.health.connected
+            assert (await ask(alice, "say", {"text": "still here"})).event == "sent"  # PUBLISH needs no memory
+            assert (await bob.receive()).payload == "still here"
+        finally:
+            await admin.config_set("maxmemory", "0")
+    await admin.aclose()
+
+
 async def test_a_malformed_message_is_logged_and_the_listener_goes_on(
     two: tuple[TestClient, TestClient], redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -103,7 +103,7 @@ return removed
 Removes the worker's other clients, publishing a `Remove` for each.
 """
 
-HEARTBEAT = Script(f"""
+HEARTBEAT = Script(f"""#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -122,6 +122,9 @@ local heard = redis.call('PUBLISH', ARGV[5], {Ping.lua()})
 return {{heard, reaped}}
 """)
 """KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel.
+
+It runs when Redis is out of memory too (``allow-oom``: it writes nothing that grows), so that a full
+Redis does not make live processes look dead, nor their listeners deaf.
 
 Records this worker's heartbeat, reaps every worker silent for longer
 than dead after, and probes this worker's own channel: the number of subscribers that
