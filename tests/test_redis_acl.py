@@ -7,6 +7,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
 import redis
 from redis_server import RedisServer
 from test_backends import ask, chat_app, log_in
@@ -15,6 +16,7 @@ from test_scale_out import eventually
 
 from websuckets import History
 from websuckets.backends.redis import RedisBackend
+from websuckets.exc import BackendUnavailable
 from websuckets.testing import Received, TestClient, TestConnection
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "scaling.md"
@@ -84,3 +86,22 @@ async def test_the_guides_acl_is_enough(redis_server: RedisServer) -> None:
     await admin.aclose()
     assert refused == [], "no permission was missing"
     assert [b.health.failed_operations for b in backends] == [0, 0]
+
+
+async def test_a_missing_permission_at_start_is_named_in_one_line(redis_server: RedisServer) -> None:
+    """A user without one of the commands the start needs: the app does not start, and says which."""
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    rules = [rule for rule in documented_acl() if rule != "+info"]
+    await admin.execute_command("ACL", "SETUSER", "websuckets", *rules)
+    await admin.aclose()
+    url = f"redis://websuckets:a-long-password@127.0.0.1:{redis_server.port}/0"
+    app = chat_app(RedisBackend(url, timeout=1.0))
+    with pytest.raises(BackendUnavailable) as refused:
+        async with app:
+            pass
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"cannot reach Redis at redis://websuckets:***@127.0.0.1:{redis_server.port}/0: " in message
+    assert "NoPermissionError" in message
+    assert "'info'" in message
+    assert "a-long-password" not in message
