@@ -48,6 +48,8 @@ async def test_health_reports_the_backend_and_every_process_clients(
             "dropped_deliveries": 0,
             "listener_errors": 0,
             "history_gaps": 0,
+            "last_error": None,
+            "last_error_at": None,
         }
         assert report["slow_consumers_closed"] >= 0
 
