@@ -87,10 +87,48 @@ class GuardedConnection(ServerConnection):
             self.recv_messages.resume = self._resume_reading
 
     def send(self, message: Any, *, text: bool | None = None) -> Coroutine[Any, Any, None]:
-        """``ServerConnection.send``, the first event of a pending answer stamped with its command's ``id``."""
+        """``ServerConnection.send``, the first event of a pending answer stamped with its command's ``id``.
+
+        A text message on an open connection takes `_send_text`: the same frame, without
+        ``websockets``' generic path (an async context manager per message).
+        """
         if self.pending_answer is not None:
             message, self.pending_answer = answered(self.pending_answer, message)
+        if isinstance(message, str) and text is not False and self.send_in_progress is None:
+            return self._send_text(message)
         return super().send(message, text=text)
+
+    async def _send_text(self, message: str) -> None:
+        """What ``websockets`` does to send a ``str`` on an open connection, in one coroutine.
+
+        ``Connection.send`` enters ``send_context()`` (an ``asynccontextmanager``) around
+        ``protocol.send_text``, then writes and drains; that manager costs more than the frame.
+        Here the common case runs inline; anything else (the connection not open any more, a
+        fragmented send started meanwhile, text that UTF-8 cannot encode) goes to
+        ``Connection.send``, which handles it as it always did. An error while writing or
+        draining ends the connection as ``send_context`` does: abort, wait, ``ConnectionClosed``.
+        """
+        protocol = self.protocol
+        if protocol.state is not State.OPEN or self.send_in_progress is not None:
+            return await super().send(message)
+        try:
+            data = message.encode()
+        except UnicodeEncodeError:  # a lone surrogate: websockets' own handling
+            return await super().send(message)
+        protocol.send_text(data)
+        try:
+            self.send_data()
+            if self.paused or self.transport.is_closing():
+                await self.drain()
+        except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
+            if self.debug:
+                self.logger.debug("! error while sending data", exc_info=True)
+            self.set_connection_exc(exc)
+        else:
+            return
+        self.transport.abort()
+        await asyncio.shield(self.connection_lost_waiter)  # the state is CLOSED before close_exc is read
+        raise self.close_exc
 
     def data_received(self, data: bytes) -> None:
         """Parse at most `READ_SIZE` bytes now, the rest a slice per turn, reading nothing meanwhile."""

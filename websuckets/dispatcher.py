@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from dishka import AsyncContainer, Scope
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.frames import CloseCode
 
 from .connection import close_draining
@@ -36,7 +36,9 @@ TIME_SLICE = 0.002
 """...or once it has spent this many seconds on frames since it last did, whichever comes first.
 
 ``websockets`` hands over every frame of one socket read at once; without these yields a client
-pipelining small commands would hold the loop for the whole read (100 ms and more).
+pipelining small commands would hold the loop for the whole read (100 ms and more). Waiting for
+the client's next frame hands the loop over too: a connection whose next frame has not arrived
+yet counts from zero again and never yields on top of that wait.
 """
 
 
@@ -156,10 +158,18 @@ class Dispatcher:
             return
         if self.welcome:
             await connection.socket.send(ClientEvent("welcome", {"client_id": str(connection.socket.id)}))
+        socket = connection.socket
+        recv, queued = socket.recv, socket.recv_messages.frames
         clock = time.perf_counter
-        frames, deadline = 0, clock() + TIME_SLICE
+        frames, started = 0, 0.0
         try:
-            async for frame in connection.socket:
+            while True:
+                try:
+                    frame = await recv()
+                except ConnectionClosedOK:  # as ``async for frame in socket`` ends
+                    break
+                if not frames:
+                    started = clock()
                 self.in_flight += 1
                 try:
                     await self.dispatch(connection, frame)
@@ -167,10 +177,13 @@ class Dispatcher:
                     self.in_flight -= 1
                     if not self.in_flight and self._idle_waiters:
                         self._wake_idle_waiters()
+                if not queued:  # the next recv waits for the client: the loop runs the others meanwhile
+                    frames = 0
+                    continue
                 frames += 1
-                if frames >= YIELD_EVERY or clock() >= deadline:  # fairness: let other connections run
+                if frames >= YIELD_EVERY or clock() - started >= TIME_SLICE:  # fairness: let other connections run
                     await asyncio.sleep(0)
-                    frames, deadline = 0, clock() + TIME_SLICE
+                    frames = 0
         finally:
             await self._run_hooks(self.on_disconnect, connection)
 
