@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import subprocess
+import sys
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +16,12 @@ from unittest import mock
 import pytest
 from dishka import AsyncContainer, FromDishka, Provider, Scope, make_async_container, provide
 from pydantic import BaseModel, model_validator
+from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 
 import websuckets.middleware.chain
 from websuckets import ClientEvent, CommandGroup, Context, WebSuckets, startup
+from websuckets.dispatcher import Dispatcher
 from websuckets.middleware import CommandTimeouts, RateLimit
 from websuckets.testing import Received, TestClient, TestConnection
 
@@ -216,3 +221,94 @@ def chain_of(app: WebSuckets, command: str) -> list[object]:
         middlewares.append(closure["middleware"])
         step = closure["call_next"]
     return middlewares
+
+
+def test_importing_websuckets_imports_neither_dishka_nor_pydantic_models() -> None:
+    """``import websuckets`` leaves dishka to apps that inject, and pydantic's models to apps that define some."""
+    code = (
+        "import sys, websuckets; print(sorted(m for m in ('dishka', 'pydantic', 'pydantic.main') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_an_app_without_container_or_models_imports_no_dishka() -> None:
+    """Registering and starting an app whose handlers inject nothing and take no model never imports dishka."""
+    code = """
+import asyncio, sys
+from websockets.asyncio.server import ServerConnection
+from websuckets import ClientEvent, CommandGroup, WebSuckets
+from websuckets.testing import TestClient
+
+app = WebSuckets()
+group = CommandGroup("job")
+
+@group.command("plain")
+async def plain(socket: ServerConnection) -> None:
+    await socket.send(ClientEvent("plain"))
+
+app.include_command_group(group)
+
+async def main() -> None:
+    async with TestClient(app) as client:
+        socket = await client.connect()
+        await socket.send("job plain")
+        assert (await socket.receive()).event == "plain"
+
+asyncio.run(main())
+print("dishka" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@contextmanager
+def counting_send_contexts() -> Iterator[list[object]]:
+    """Every ``send_context`` that websockets enters (its generic send path), by connection."""
+    entered: list[object] = []
+    original = Connection.send_context
+
+    def counted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        entered.append(self)
+        return original(self, *args, **kwargs)
+
+    with mock.patch.object(Connection, "send_context", counted):
+        yield entered
+
+
+async def test_a_reply_enters_no_send_context() -> None:
+    """A text reply on an open connection is framed and written without websockets' per-message context manager."""
+    async with TestClient(make_app(container=False)) as client:
+        socket = await client.connect()
+        with counting_send_contexts() as entered:
+            for n in range(MESSAGES):
+                assert (await ask(socket, "job model", {"n": n})).payload == n
+                assert (await ask(socket, "job plain")).event == "plain"
+    server_side = [connection for connection in entered if isinstance(connection, ServerConnection)]
+    assert server_side == []
+
+
+@contextmanager
+def counting_fairness_yields() -> Iterator[list[float]]:
+    """The ``asyncio.sleep`` calls that the dispatcher's read loop makes (its fairness yields)."""
+    yields: list[float] = []
+    original = asyncio.sleep
+    loop_code = Dispatcher._run.__code__
+
+    def sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        if sys._getframe(1).f_code is loop_code:
+            yields.append(delay)
+        return original(delay, *args, **kwargs)
+
+    with mock.patch.object(asyncio, "sleep", sleep):
+        yield yields
+
+
+async def test_a_connection_whose_next_frame_has_not_arrived_never_yields_on_top_of_waiting() -> None:
+    """Request, reply, request: the read loop waits for each frame, which hands the loop over; no extra yield."""
+    async with TestClient(make_app(container=False)) as client:
+        socket = await client.connect()
+        with counting_fairness_yields() as yields:
+            for n in range(MESSAGES):
+                assert (await ask(socket, "job model", {"n": n})).payload == n
+    assert yields == []

@@ -8,9 +8,8 @@ import signal
 import ssl as ssl_module
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from dishka import AsyncContainer
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
@@ -29,12 +28,14 @@ from .identity import UserId
 from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, authenticate, map_errors, validate_payload
 from .origin import Origins, check_origin
-from .resume import GapPayload, PositionPayload, resume_commands
 from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
 from .store import SessionStore
 from .wire import GAP_EVENT, POSITION_EVENT
+
+if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
+    from dishka import AsyncContainer
 
 logger = logging.getLogger("websuckets")
 
@@ -152,6 +153,8 @@ class WebSuckets:
         """Events the server pushes, by name, with the type of their payload (see `server_event`)."""
         self.history = HistoryRules(history)
         if self.history.active:
+            from .resume import GapPayload, PositionPayload, resume_commands  # its models: only with history
+
             self.include_command_group(resume_commands())
             self.server_event(POSITION_EVENT, PositionPayload)
             self.server_event(GAP_EVENT, GapPayload)

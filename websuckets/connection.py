@@ -109,23 +109,28 @@ class GuardedConnection(ServerConnection):
         draining ends the connection as ``send_context`` does: abort, wait, ``ConnectionClosed``.
         """
         protocol = self.protocol
-        if protocol.state is not State.OPEN or self.send_in_progress is not None:
-            return await super().send(message)
-        try:
-            data = message.encode()
-        except UnicodeEncodeError:  # a lone surrogate: websockets' own handling
-            return await super().send(message)
+        data = None
+        if protocol.state is State.OPEN and self.send_in_progress is None:
+            try:  # noqa: SIM105  (contextlib.suppress would be a context manager per message, which this path avoids)
+                data = message.encode()
+            except UnicodeEncodeError:  # a lone surrogate: websockets' own handling, below
+                pass
+        if data is None:
+            await super().send(message)
+            return
         protocol.send_text(data)
+        failed: Exception | None = None
         try:
             self.send_data()
             if self.paused or self.transport.is_closing():
                 await self.drain()
         except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
-            if self.debug:
-                self.logger.debug("! error while sending data", exc_info=True)
-            self.set_connection_exc(exc)
-        else:
+            failed = exc
+        if failed is None:
             return
+        if self.debug:
+            self.logger.debug("! error while sending data", exc_info=failed)
+        self.set_connection_exc(failed)
         self.transport.abort()
         await asyncio.shield(self.connection_lost_waiter)  # the state is CLOSED before close_exc is read
         raise self.close_exc

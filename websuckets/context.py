@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
 from .events import ClientEvent
 
 if TYPE_CHECKING:
     from dishka import AsyncContainer
+    from pydantic import BaseModel
     from websockets.asyncio.server import ServerConnection
 
     from .store import SessionStore

@@ -10,9 +10,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dishka import AsyncContainer, Scope
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.frames import CloseCode
@@ -27,6 +26,9 @@ from .routing import Command
 from .session import enter_connection
 from .store import SessionStore
 from .user import User
+
+if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
+    from dishka import AsyncContainer
 
 logger = logging.getLogger("websuckets.dispatcher")
 
@@ -104,6 +106,10 @@ class Dispatcher:
         """Whether a protected command without a ``token`` uses its connection's token (handshake auth)."""
         self.sessions = sessions
         self.container = container
+        if container is not None:
+            from dishka import Scope  # an app with a container has imported dishka already
+
+            self.session_scope = Scope.SESSION
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.max_message_size = max_message_size
@@ -140,7 +146,7 @@ class Dispatcher:
                 await self._run(self.connection(socket, user, None))
             else:
                 context = {ServerConnection: socket, User: user}
-                async with self.container(context=context, scope=Scope.SESSION) as session:
+                async with self.container(context=context, scope=self.session_scope) as session:
                     await self._run(self.connection(socket, user, session))
         finally:
             self.sessions.disconnect(user)

@@ -8,20 +8,22 @@ the `CallPlan` built here.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from operator import attrgetter
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
-from dishka import AsyncContainer
-from dishka.integrations.base import default_parse_dependency
-from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 
 from .context import Context
 from .exc import InvalidHandler
 from .user import User
+
+if TYPE_CHECKING:
+    from dishka import AsyncContainer
+    from pydantic import BaseModel
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -159,9 +161,9 @@ def _classify(handler: str, parameter: inspect.Parameter, annotation: Any) -> Pa
     if annotation is inspect.Parameter.empty:
         raise InvalidHandler(handler, f"{where} has no annotation")
     keyword = parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    key = default_parse_dependency(parameter, annotation)  # dishka's own reading of FromDishka[T]
-    if key is not None:
-        return Parameter(parameter.name, Role.SERVICE, keyword, Dependency(key.type_hint, key.component))
+    dependency = _injected(parameter, annotation)
+    if dependency is not None:
+        return Parameter(parameter.name, Role.SERVICE, keyword, dependency)
     role = _role_of(annotation)
     if role is None:
         raise InvalidHandler(
@@ -172,12 +174,27 @@ def _classify(handler: str, parameter: inspect.Parameter, annotation: Any) -> Pa
     return Parameter(parameter.name, role, keyword)
 
 
+def _injected(parameter: inspect.Parameter, annotation: Any) -> Dependency | None:
+    """The service a ``FromDishka[T]`` parameter asks for, read by dishka itself; ``None`` for any other parameter.
+
+    Only dishka makes a ``FromDishka[T]``: while nothing has imported dishka, no annotation is one,
+    and websuckets does not import it either (an app without a container never loads dishka).
+    """
+    if "dishka" not in sys.modules:
+        return None
+    from dishka.integrations.base import default_parse_dependency
+
+    key = default_parse_dependency(parameter, annotation)
+    return None if key is None else Dependency(key.type_hint, key.component)
+
+
 def _role_of(annotation: Any) -> Role | None:
     if _is_socket(annotation):
         return Role.SOCKET
     if not isinstance(annotation, type):
         return None
-    if issubclass(annotation, BaseModel):
+    pydantic = sys.modules.get("pydantic.main")  # only an app that imported it can have a model
+    if pydantic is not None and issubclass(annotation, pydantic.BaseModel):
         return Role.MODEL
     if issubclass(annotation, Context):
         return Role.CONTEXT

@@ -9,9 +9,7 @@ they read its settings through `StartingApp`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
-
-from dishka import AsyncContainer
+from typing import TYPE_CHECKING, Protocol
 
 from .answer import request_chain
 from .backends.base import Backend
@@ -24,6 +22,9 @@ from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, build_chain, endpoint
 from .middleware.chain import applies_to, fused_parser
 from .routing import Command
+
+if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
+    from dishka import AsyncContainer
 
 
 class StartingApp(Protocol):

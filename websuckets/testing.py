@@ -25,10 +25,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID, uuid4
 
-from dishka import AsyncContainer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server
 from websockets.exceptions import ConnectionClosed
@@ -40,6 +39,9 @@ from .context import Connection
 from .instrument import Instrument
 from .memory_server import MemoryServer
 from .wire import ERROR_EVENT, MISSING
+
+if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
+    from dishka import AsyncContainer
 
 __all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
 

@@ -26,15 +26,16 @@ of your own may too:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, TypeVar
 
 from ..context import CallNext, CommandInfo, Context, Middleware
 from ..handlers import CallPlan
 from .validation import parse_payload
 
-PayloadParser = Callable[[type[BaseModel], object], BaseModel]
+if TYPE_CHECKING:  # pydantic's BaseModel is imported by the apps that define models (see websuckets.handlers)
+    from pydantic import BaseModel
+
+PayloadParser = Callable[[type["BaseModel"], object], "BaseModel"]
 """``parse(model, payload)``: the payload validated into ``model``, or `websuckets.exc.PayloadInvalid`."""
 
 AnswerError = Callable[[Context, Exception], Awaitable[None]]

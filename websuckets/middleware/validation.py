@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
+
+from pydantic_core import ValidationError
 
 from ..context import CallNext, Context
 from ..exc import PayloadInvalid
 from ..wire import MISSING
+
+if TYPE_CHECKING:  # pydantic's BaseModel is imported by the apps that define models (see websuckets.handlers)
+    from pydantic import BaseModel
 
 
 async def validate_payload(ctx: Context, call_next: CallNext) -> None:
