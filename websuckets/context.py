@@ -6,6 +6,7 @@ Both sit below routing and dispatching: a context names its command through `Com
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,7 +43,7 @@ class CommandInfo(Protocol):
 class Connection:
     """What websuckets keeps for one open connection."""
 
-    __slots__ = ("buckets", "container", "report", "sessions", "socket", "user", "uses_connection_token")
+    __slots__ = ("buckets", "container", "report", "sessions", "socket", "task", "user", "uses_connection_token")
 
     def __init__(
         self,
@@ -64,6 +65,8 @@ class Connection:
         """Whether a protected command without a ``token`` uses the connection's (handshake authentication)."""
         self.buckets: dict[object, list[float]] = {}
         """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
+        self.task: asyncio.Task[Any] | None = None
+        """The task that reads the connection and runs its commands, once it does (see `websuckets.answer`)."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
         """Log an exception raised while handling ``ctx`` that no middleware mapped."""

@@ -165,6 +165,7 @@ class Dispatcher:
         if self.welcome:
             await connection.socket.send(ClientEvent("welcome", {"client_id": str(connection.socket.id)}))
         socket = connection.socket
+        connection.task = asyncio.current_task()  # the task that runs every command of the connection
         recv, queued = socket.recv, socket.recv_messages.frames
         clock = time.perf_counter
         frames, started = 0, 0.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .answer import request_chain
+from .answer import answering_errors, request_chain
 from .backends.base import Backend
 from .context import CallNext, Middleware
 from .dispatcher import Listeners, Route
@@ -20,7 +20,7 @@ from .handlers import CallPlan
 from .history import HistoryRules
 from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, build_chain, endpoint
-from .middleware.chain import applies_to, fused_parser
+from .middleware.chain import applies_to, error_answer, fused_parser
 from .routing import Command
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
@@ -60,13 +60,24 @@ class StartingApp(Protocol):
 
 def route_for(app: StartingApp, command: Command) -> Route:
     """``command`` with its chain, and the chain of the same command sent with an ``id``."""
-    chain = chain_for(app, command)
-    return Route(command, chain, request_chain(command.plan, chain))
+    middlewares, last = steps_for(app, command)
+    chain = build_chain(middlewares, last)
+    answer_error = error_answer(middlewares[0])
+    if command.plan.takes_context or answer_error is None:
+        return Route(command, chain, request_chain(command.plan, chain))
+    # a request whose handler answers with socket.send: the pending answer set in the error mapping's step
+    return Route(command, chain, answering_errors(build_chain(middlewares[1:], last), answer_error))
 
 
 def chain_for(app: StartingApp, command: Command) -> CallNext:
-    """The command's chain: error mapping, instruments, rate limit, authentication, app and group
-    middlewares, time limit, validation, handler.
+    """The command's chain (see `steps_for`)."""
+    return build_chain(*steps_for(app, command))
+
+
+def steps_for(app: StartingApp, command: Command) -> tuple[list[Middleware], CallNext]:
+    """The middlewares of the command's chain, outermost first, and its last step: error mapping,
+    instruments, rate limit, authentication, app and group middlewares, time limit, then
+    validation and the handler.
 
     A middleware whose ``applies_to`` refuses the command is left out (authentication of a
     command that is not protected, a time limit it does not have); a validation middleware that
@@ -91,8 +102,8 @@ def chain_for(app: StartingApp, command: Command) -> CallNext:
     ]
     middlewares += [m for m in inner if m is not None and applies_to(m, command)]
     if parse is None:
-        return build_chain(middlewares, endpoint(command.plan))
-    return build_chain(middlewares, endpoint(command.plan, validate=True, parse=parse))
+        return middlewares, endpoint(command.plan)
+    return middlewares, endpoint(command.plan, validate=True, parse=parse)
 
 
 def listeners(instruments: Sequence[Instrument]) -> Listeners:
