@@ -36,9 +36,10 @@ from typing import Any, ClassVar
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Opcode
 from websockets.protocol import State
 
+from .delivery import server_frame
 from .events import PendingAnswer, answered
 
 __all__ = [
@@ -103,7 +104,9 @@ class GuardedConnection(ServerConnection):
 
         ``Connection.send`` enters ``send_context()`` (an ``asynccontextmanager``) around
         ``protocol.send_text``, then writes and drains; that manager costs more than the frame.
-        Here the common case runs inline; anything else (the connection not open any more, a
+        Here the common case runs inline, the frame built by `websuckets.delivery.server_frame`
+        and queued where ``protocol.send_text`` queues it (so ``data_to_send`` still sees every
+        byte); anything else (the connection not open any more, a
         fragmented send started meanwhile, text that UTF-8 cannot encode) goes to
         ``Connection.send``, which handles it as it always did. An error while writing or
         draining ends the connection as ``send_context`` does: abort, wait, ``ConnectionClosed``.
@@ -118,7 +121,10 @@ class GuardedConnection(ServerConnection):
         if data is None:
             await super().send(message)
             return
-        protocol.send_text(data)
+        if protocol.extensions or protocol.debug:
+            protocol.send_text(data)
+        else:  # what send_text queues (no fragment can be in progress: send_in_progress is None)
+            protocol.writes.append(server_frame(Opcode.TEXT, data))
         failed: Exception | None = None
         try:
             self.send_data()
