@@ -62,6 +62,9 @@ SERVERS = {
     "websuckets": Server("websuckets", ("websuckets_app.py", "--variant", "plain")),
     "websuckets_di": Server("websuckets DI", ("websuckets_app.py", "--variant", "di")),
     "websuckets_container": Server("websuckets + container", ("websuckets_app.py", "--variant", "container")),
+    "websuckets_limited": Server(
+        "websuckets + rate limit (never reached)", ("websuckets_app.py", "--variant", "limited")
+    ),
     "websuckets_metrics": Server("websuckets + metrics", ("websuckets_app.py", "--variant", "metrics")),
     "websuckets_tracing": Server("websuckets + tracing (no exporter)", ("websuckets_app.py", "--variant", "tracing")),
     "websuckets_rooms": Server("websuckets rooms", ("websuckets_rooms.py",)),
@@ -88,7 +91,7 @@ FANOUT_ONLY = (
 """Servers that only broadcast ``chat say`` (no ``user echo``)."""
 RESUME_ONLY = ("websuckets_history", "websuckets_history_redis")
 """Servers of ``bench/history.py``'s resume latency, which no workload here runs."""
-ON_REQUEST = ("websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
+ON_REQUEST = ("websuckets_limited", "websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
 """Servers that run only when ``--servers`` names them (``bench/history.py`` does)."""
 WORKLOADS = {
     "command": [name for name in SERVERS if name not in FANOUT_ONLY + RESUME_ONLY],

@@ -4,6 +4,8 @@
   request's id as the payload's ``n`` too, so the handler tags its reply with ``model.n``);
 - ``container``: the same handlers in an app that has a dishka container (DI unused);
 - ``di``: ``user echo`` also takes one REQUEST- and one SESSION-scoped service;
+- ``limited``: ``plain`` with a `websuckets.middleware.RateLimit` that never refuses: the default
+  chain's rate-limit step, with traffic under the limit;
 - ``metrics``: ``plain`` with `websuckets.metrics.Metrics` on (``/metrics`` served, never scraped);
 - ``tracing``: ``plain`` with `websuckets.tracing.Tracing` on and no SDK: OpenTelemetry's API alone,
   as an app that turns tracing on without exporting anything pays it.
@@ -22,6 +24,7 @@ from websockets.asyncio.server import ServerConnection
 from websuckets import ClientEvent, CommandGroup, Session, WebSuckets
 from websuckets.backends.base import Backend
 from websuckets.di import WebSucketsProvider
+from websuckets.middleware import RateLimit
 
 
 class Echo(BaseModel):
@@ -57,7 +60,8 @@ async def say(socket: ServerConnection, model: Echo) -> None:
 def create_app(variant: str, backend: Backend | None = None) -> WebSuckets:
     user.command("echo")(echo_di if variant == "di" else echo)
     container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant in ("di", "container") else None
-    app = WebSuckets(container=container, backend=backend, rate_limit=None)  # the other servers limit nothing either
+    rate_limit = RateLimit(rate=1e12, burst=1e12) if variant == "limited" else None  # the others limit nothing
+    app = WebSuckets(container=container, backend=backend, rate_limit=rate_limit)
     app.include_command_group(user)
     app.include_command_group(chat)
     if variant == "metrics":
@@ -80,6 +84,8 @@ async def main(port: int, variant: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--variant", choices=["plain", "di", "container", "metrics", "tracing"], default="plain")
+    parser.add_argument(
+        "--variant", choices=["plain", "limited", "di", "container", "metrics", "tracing"], default="plain"
+    )
     arguments = parser.parse_args()
     asyncio.run(main(arguments.port, arguments.variant))
