@@ -2,12 +2,14 @@
 
 import asyncio
 
+import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 
 from websuckets import CommandGroup, User, WebSuckets
+from websuckets.delivery import server_frame
 
 
 async def test_a_silent_peer_leaves_session_online_when_its_ping_times_out() -> None:
@@ -56,3 +58,11 @@ async def test_a_send_to_a_client_that_reads_nothing_times_out_and_closes_with_1
             ws.transport.pause_reading()
             assert await asyncio.wait_for(outcome, 20) == CloseCode.TRY_AGAIN_LATER
             ws.transport.abort()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_server_frame_is_the_frame_websockets_serialises(opcode: Opcode, size: int) -> None:
+    """server_frame (text sends, fan-out) builds Frame.serialize's unmasked final frame, at each header length."""
+    data = bytes(i % 251 for i in range(size)) if opcode is Opcode.BINARY else b"x" * size
+    assert server_frame(opcode, data) == Frame(opcode, data).serialize(mask=False, extensions=[])

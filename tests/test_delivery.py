@@ -10,13 +10,10 @@ import asyncio
 from collections.abc import Callable
 from unittest import mock
 
-import pytest
 from websockets.asyncio.client import connect
-from websockets.frames import Frame, Opcode
 
 from websuckets import ClientEvent, Session, WebSuckets, delivery
 from websuckets.backends import Backend
-from websuckets.delivery import server_frame
 from websuckets.testing import TestClient
 
 BackendFactory = Callable[[], Backend]
@@ -67,11 +64,3 @@ async def _until(check: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("not true within 5 s")
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
-@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
-def test_server_frame_is_the_frame_websockets_serialises(opcode: Opcode, size: int) -> None:
-    """server_frame builds the bytes of Frame.serialize for an unmasked final frame, at each header length."""
-    data = bytes(i % 251 for i in range(size)) if opcode is Opcode.BINARY else b"x" * size
-    assert server_frame(opcode, data) == Frame(opcode, data).serialize(mask=False, extensions=[])
