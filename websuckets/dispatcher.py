@@ -194,24 +194,25 @@ class Dispatcher:
         finally:
             await self._run_hooks(self.on_disconnect, connection)
 
-    async def dispatch(self, connection: Connection, frame: str | bytes) -> None:
-        """Route one frame: errors before routing are answered here, the rest by the chain."""
+    def dispatch(self, connection: Connection, frame: str | bytes) -> Awaitable[None]:
+        """Route one frame: errors before routing are answered here, the rest by the chain.
+
+        Returns what to await: the first step of the command's chain, called (no coroutine of
+        the dispatcher's own per command), or the answer to a frame refused before routing.
+        """
         limit = self.max_message_size
         if limit is not None and len(frame) * 4 > limit and _too_large(frame, limit):  # UTF-8: 4 bytes at most
-            await self._refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
-            return
+            return self._refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
         try:
             envelope = self.parse(frame)
         except (InvalidJSON, InvalidCommand) as error:
-            await self._refuse(connection, error, error.event, error.id)
-            return
+            return self._refuse(connection, error, error.event, error.id)
         route = self.routes.get(envelope.event)
         if route is None:
             unknown = UnknownCommand(f"no command is named {bounded(envelope.event)!r}")
-            await self._refuse(connection, unknown, envelope.event, envelope.id)
-            return
+            return self._refuse(connection, unknown, envelope.event, envelope.id)
         chain = route.chain if envelope.id is None else route.request_chain  # a request: see websuckets.answer
-        await chain(
+        return chain(
             Context(connection, route.command, envelope.payload, envelope.token, envelope.id, envelope.traceparent)
         )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from websockets.frames import CloseCode
 
@@ -71,7 +71,12 @@ class RateLimit:
         bucket[0], bucket[1] = tokens - 1, now  # a refusal spends a token too: debt
         return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
-    async def __call__(self, ctx: Context, call_next: CallNext) -> None:
+    def __call__(self, ctx: Context, call_next: CallNext) -> Awaitable[None]:
+        """The rest of the chain's coroutine for a command under the limit: no coroutine of its own.
+
+        A refused command gets `_refuse`'s coroutine, which raises `RateLimited` (or closes the
+        connection) where the step before awaits it, as an ``async def`` middleware would.
+        """
         buckets = ctx.connection.buckets
         now = time.monotonic()
         wait = self.take(buckets, self, now)
@@ -81,8 +86,10 @@ class RateLimit:
             if command_limit is not None:
                 wait, limit = command_limit.take(buckets, (self, ctx.event), now), command_limit
         if not wait:
-            await call_next(ctx)
-            return
+            return call_next(ctx)
+        return self._refuse(ctx, wait, limit)
+
+    async def _refuse(self, ctx: Context, wait: float, limit: RateLimit) -> None:
         if wait * limit.rate > limit.close_after:  # the debt, after this refusal
             logger.warning("client %s kept sending over its rate limit: closing with 1008", ctx.socket.id)
             await close_draining(ctx.socket, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
