@@ -79,6 +79,12 @@ class RateLimit:
         """
         buckets = ctx.connection.buckets
         now = time.monotonic()
+        bucket = buckets.get(self)
+        if bucket is not None and not self.per_command:  # `take`, inline, for a command under the limit
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            if tokens >= 1:
+                bucket[0], bucket[1] = (tokens if tokens < self.burst else self.burst) - 1, now
+                return call_next(ctx)
         wait = self.take(buckets, self, now)
         limit: RateLimit = self
         if not wait and self.per_command:
