@@ -106,10 +106,11 @@ class GuardedConnection(ServerConnection):
         ``protocol.send_text``, then writes and drains; that manager costs more than the frame.
         Here the common case runs inline, the frame built by `websuckets.delivery.server_frame`
         and queued where ``protocol.send_text`` queues it (so ``data_to_send`` still sees every
-        byte); anything else (the connection not open any more, a
-        fragmented send started meanwhile, text that UTF-8 cannot encode) goes to
-        ``Connection.send``, which handles it as it always did. An error while writing or
-        draining ends the connection as ``send_context`` does: abort, wait, ``ConnectionClosed``.
+        byte; with an extension or websockets' debug logging on, ``protocol.send_text`` itself).
+        Anything else (the connection not open any more, a fragmented send started meanwhile,
+        text that UTF-8 cannot encode) goes to ``Connection.send``, which handles it as it always
+        did. An error while writing or draining ends the connection as ``send_context`` does:
+        abort, wait, ``ConnectionClosed``.
         """
         protocol = self.protocol
         data = None
