@@ -159,7 +159,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 APPEND = Script(
     _EPOCH
     + """
-local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+local offset = tonumber(redis.call('HGET', KEYS[1], 's')) + 1
 if ARGV[8] == '1' then
 """
     + _NOW
@@ -168,6 +168,7 @@ if ARGV[8] == '1' then
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', ARGV[7])
 end
+redis.call('HSET', KEYS[1], 's', offset)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. {RoomMessage.lua_tail("epoch", "offset", "ARGV[7]")})
@@ -177,7 +178,9 @@ return {{epoch, offset}}
 """KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message, timed ('1' or '0').
 
 Numbers a history room's message, keeps it (with Redis's time when the room has a ttl), and
-publishes it with its position: the event (`RoomMessage.head`: JSON without its closing brace)
+publishes it with its position. The top offset ``s`` is written only once XADD has kept the message:
+a script refused halfway (XADD denied by an ACL, say; Redis does not undo a script's writes) takes
+no offset, so that members see no gap. It then publishes the message with its position: the event (`RoomMessage.head`: JSON without its closing brace)
 gains ``"e"`` and ``"n"``, then a newline and the message (`RoomMessage.lua_tail`). The stream
 is trimmed roughly (``MAXLEN ~``, cheaper): readers keep to the last ``size`` offsets exactly.
 """
