@@ -33,7 +33,7 @@ from redis.exceptions import NoScriptError
 from ...exc import BackendUnavailable
 from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
-from .faults import FailureLog, reason, redacted, refusal, unavailable
+from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
 
 logger = logging.getLogger("websuckets.redis")
@@ -93,6 +93,8 @@ class RedisLink:
         self._client: Redis | None = None
         self._connector: Connector | None = None
         self._queue: deque[_Op] = deque()
+        self._sending: list[_Op] = []
+        """The batch on its way to Redis: a command of it that gets no answer may have run."""
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
         self._up = asyncio.Event()
@@ -192,7 +194,8 @@ class RedisLink:
 
     async def call(self, args: Command, what: str) -> Any:
         """Run one command after every one queued before it; `BackendUnavailable` at once while
-        Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
+        Redis is known to be away, or past ``timeout``: then never sent, or `faults.MaybeWritten` if it
+        was sent (it may have run)."""
         if not self.health.connected:
             self._fail([], "Redis is not connected", None)  # the loss noted its kind
             raise unavailable(what)
@@ -205,7 +208,17 @@ class RedisLink:
                 return await op.future
         except TimeoutError:
             self._fail([], f"no answer within {self.timeout} s")
-            raise unavailable(what) from None
+            raise (maybe_written(what) if op in self._sending else unavailable(what)) from None
+
+    async def wait_up(self, within: float) -> bool:
+        """Whether Redis answers (connected, rebuilt) now or within ``within`` seconds."""
+        if not self._up.is_set():
+            try:
+                async with asyncio.timeout(within):
+                    await self._up.wait()
+            except TimeoutError:
+                return False
+        return True
 
     async def _write_forever(self) -> None:
         while True:
@@ -224,6 +237,7 @@ class RedisLink:
 
     async def _write(self, batch: list[_Op]) -> None:
         assert self._client is not None
+        self._sending = batch
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self._client.pipeline(transaction=False)
@@ -231,9 +245,11 @@ class RedisLink:
                     pipe.execute_command(*op.args)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
-            self._fail(batch, reason(exc), type(exc).__name__)
+            self._fail(batch, reason(exc), type(exc).__name__, sent=not never_sent(exc))
             self._lost(exc)
             return
+        finally:
+            self._sending = []
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._fail([op], reason(result), type(result).__name__, refused_with=result)
@@ -243,19 +259,26 @@ class RedisLink:
                 op.future.set_result(result)
 
     def _fail(
-        self, batch: list[_Op], why: str, kind: str | None = "TimeoutError", refused_with: Exception | None = None
+        self,
+        batch: list[_Op],
+        why: str,
+        kind: str | None = "TimeoutError",
+        refused_with: Exception | None = None,
+        sent: bool = False,
     ) -> None:
-        """Count and log failed operations; those awaited raise `BackendUnavailable`, or what Redis's
-        ``refused_with`` answer means for the client (`faults.refusal`)."""
+        """Count and log failed operations; those awaited raise `BackendUnavailable` (`faults.MaybeWritten`
+        if ``sent`` and unanswered), or what Redis's ``refused_with`` answer means for the client
+        (`faults.refusal`)."""
         count = max(len(batch), 1)
         self.health.failed_operations += count
         if kind is not None:
             self._note_error(kind)
         for op in batch:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(
-                    unavailable(op.what) if refused_with is None else refusal(op.what, refused_with)
-                )
+                if refused_with is not None:
+                    op.future.set_exception(refusal(op.what, refused_with))
+                else:
+                    op.future.set_exception(maybe_written(op.what) if sent else unavailable(op.what))
         self._failures.add(count, why)
 
     def _note_error(self, kind: str) -> None:
