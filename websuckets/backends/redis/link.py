@@ -30,11 +30,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import NoScriptError
 
-from ...exc import BackendUnavailable
+from ...exc import BackendUnavailable, InternalError
 from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
 from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
+from .watchdog import Watchdog
 
 logger = logging.getLogger("websuckets.redis")
 
@@ -65,6 +66,7 @@ class RedisLink:
             processes need to see. Raising fails the connection (it is tried again).
         on_connected: called once Redis answers again, after the messages heard meanwhile.
         on_message: called with each message heard, in order.
+        exit_after: seconds Redis may stay unusable before the link gives up (`watchdog`); None: never.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class RedisLink:
         on_rebuild: Callable[[Redis], Awaitable[None]],
         on_connected: Callable[[], None],
         on_message: Callable[[str], None],
+        exit_after: float | None = None,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -103,6 +106,7 @@ class RedisLink:
         self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
         self._failures = FailureLog(logger)
+        self.watchdog = Watchdog(exit_after, redacted(url))
 
     @property
     def client(self) -> Redis:
@@ -154,6 +158,7 @@ class RedisLink:
                     await self._client.zrem(self.keys.workers, self.worker_id)
         await _stop(tasks + list(self._background), self.timeout)
         self._failures.report(now=True)
+        self.watchdog.stop()
         self.health.connected = False
         if self._client is not None:
             await self._client.aclose()
@@ -288,6 +293,7 @@ class RedisLink:
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
         self._note_error(type(exc).__name__)
+        self.watchdog.failing(reason(exc))
         self._up.clear()
         if self.health.connected:
             self.health.connected = False
@@ -333,6 +339,7 @@ class RedisLink:
             except Exception as exc:
                 failed += 1
                 self._note_error(type(exc).__name__)
+                self.watchdog.failing(reason(exc))
                 if time.monotonic() - last_said >= 10:  # the first failure, then a line per 10 s at most
                     last_said = time.monotonic()
                     url, cause = redacted(self.url), reason(exc)
@@ -361,6 +368,7 @@ class RedisLink:
             await _close(pubsub)
             raise
         self.health.connected = True
+        self.watchdog.usable()
         self._up.set()
         for data in early:
             self.on_message(data)
@@ -404,8 +412,10 @@ class RedisLink:
                 continue
             try:
                 heard, reaped = await self.call(self.heartbeat_command(), "heartbeat")
-            except BackendUnavailable:
-                continue  # the writer has marked the connection lost
+            except InternalError:  # no answer (the writer has marked the connection lost), or refused
+                self.watchdog.failing(self._failures.latest)
+                continue
+            self.watchdog.usable()
             if reaped:
                 logger.warning("removed %d clients of processes that stopped beating", reaped)
             if not heard and self.health.connected:
