@@ -425,3 +425,28 @@ async def test_a_refusal_only_an_operator_can_fix_is_named_for_the_client(redis_
             await admin.config_set("maxmemory", "0")
         assert await say(alice, "kept", "chat:2") is not None
     await admin.aclose()
+
+
+async def test_a_refused_append_leaves_no_gap(redis_server: RedisServer) -> None:
+    """A history write that Redis refuses halfway through its script (here XADD, for want of a permission)
+    takes no offset: once it is allowed, the next message has the next offset and members see no gap."""
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    await admin.execute_command("ACL", "SETUSER", "app", "on", ">app-secret", "~*", "&*", "+@all")
+    url = f"redis://app:app-secret@127.0.0.1:{redis_server.port}/0"
+    async with TestClient(history_app(RedisBackend(url, heartbeat=0.2, timeout=1.0)), real=True) as client:
+        alice, bob = await client.connect(), await client.connect()
+        epoch = (await joined(alice, "chat:1")).payload["epoch"]
+        await joined(bob, "chat:1")
+        assert await say(alice, "first", "chat:1") == (epoch, 1)
+        assert (await bob.receive()).payload == "first"
+
+        await admin.execute_command("ACL", "SETUSER", "app", "-xadd")
+        await alice.send("say", {"room": "chat:1", "text": "refused"})
+        assert (await alice.receive()).error_name == "backend_misconfigured"
+        await admin.execute_command("ACL", "SETUSER", "app", "+xadd")
+
+        assert await say(alice, "second", "chat:1") == (epoch, 2)
+        event = await bob.receive()
+        assert (event.event, event.payload) == ("said", "second")  # no "websuckets gap" before it
+        assert client.app.backend.health.history_gaps == 0
+    await admin.aclose()

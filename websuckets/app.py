@@ -373,6 +373,9 @@ class WebSuckets:
     async def __call__(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
         """Serve on ``host:port`` until SIGINT or SIGTERM, then shut down gracefully; over TLS with ``ssl``.
 
+        A backend that gives up (``RedisBackend(exit_after=...)``) shuts it down the same way (connections
+        closed with 1001), then its error (`BackendUnavailable`) is raised.
+
         A port already in use (or an address that is not this machine's) raises its `OSError`
         before the app starts: no hook runs and nothing is logged as started and stopped.
         """
@@ -385,6 +388,9 @@ class WebSuckets:
             print(f"websuckets: serving on {address} (press Ctrl+C to stop)", flush=True)
             if self.static is not None:
                 print(f"websuckets: open {serving.address(server, host, 'http' + secure)}/ in a browser", flush=True)
-            await serving.wait_for_signal((signal.SIGINT, signal.SIGTERM))
-            logger.info("shutting down")
+            stop = serving.wait_for_signal((signal.SIGINT, signal.SIGTERM))
+            failure = await serving.stopped_or_failed(stop, self.backend.failure())
+            logger.info("shutting down" if failure is None else "shutting down: the backend gave up")
             await self.shutdown(server)
+            if failure is not None:
+                raise failure

@@ -11,6 +11,9 @@ The tree::
     │   ├── Unauthorized         unauthorized
     │   ├── MessageTooLarge      message_too_large
     │   ├── BackendUnavailable   backend_unavailable (the shared backend cannot be reached)
+    │   │   └── BackendOutcomeUnknown  backend_outcome_unknown (a write that may or may not have happened)
+    │   ├── BackendMisconfigured backend_misconfigured (refused: an operator must fix it)
+    │   ├── BackendFull          backend_full (refused: Redis is out of memory)
     │   ├── RateLimited          rate_limited
     │   ├── CommandTimeout       command_timeout
     │   └── UnexpectedError      internal_error (details never reach the client)
@@ -32,6 +35,9 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AppStateError",
+    "BackendFull",
+    "BackendMisconfigured",
+    "BackendOutcomeUnknown",
     "BackendUnavailable",
     "CommandTimeout",
     "DuplicateCommand",
@@ -145,6 +151,22 @@ class BackendUnavailable(_FrameworkError):
     """
 
     code = "backend_unavailable"
+
+
+class BackendOutcomeUnknown(BackendUnavailable):
+    """A write reached the shared backend (Redis) but its answer never came (the connection dropped, or no
+    answer in time), and sending it again got no answer either: it may or may not have happened.
+
+    Today this is a broadcast to a room with history: the backend sends it again by itself, with the
+    same broadcast id, so that Redis keeps it once, as soon as Redis answers again (three more times at
+    most, within twice ``RedisBackend(timeout=...)``). Only when none of those got an answer does the
+    sender see this; the message is then in the room's history (and was delivered) at most once. A
+    subclass of `BackendUnavailable`, so that code catching that catches it too.
+
+    The client sees ``backend_outcome_unknown``; the server log has the cause.
+    """
+
+    code = "backend_outcome_unknown"
 
 
 class BackendMisconfigured(_FrameworkError):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from websockets.asyncio.server import Server
 
@@ -66,6 +67,21 @@ def address(server: Server, host: str, scheme: str = "ws") -> str:
     port = server.sockets[0].getsockname()[1] if server.sockets else 0
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{port}"
+
+
+async def stopped_or_failed(
+    stop: Coroutine[Any, Any, object], failure: Coroutine[Any, Any, Exception]
+) -> Exception | None:
+    """Wait for ``stop`` or ``failure`` (`websuckets.backends.base.Backend.failure`), whichever ends
+    first, and cancel the other: ``failure``'s error, or None once ``stop`` has ended."""
+    stopping, failing = asyncio.ensure_future(stop), asyncio.ensure_future(failure)
+    try:
+        await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopping, failing):
+            task.cancel()
+        await asyncio.gather(stopping, failing, return_exceptions=True)
+    return failing.result() if failing.done() and not failing.cancelled() else None
 
 
 async def wait_for_signal(signals: Sequence[signal.Signals]) -> None:

@@ -15,6 +15,9 @@ multiprocessing's *spawn* context: each is a fresh interpreter that imports the 
   (faulthandler, SIGUSR1) and is killed;
 - logs a worker that exits or is killed, with its exit code or signal, and starts another in
   its place after a delay that doubles from 0.5 s to 30 s (reset once a worker has served a minute);
+  one whose backend gave up (``RedisBackend(exit_after=...)``) too: while Redis stays away, its
+  replacement cannot start the app, and once no worker serves any more the command exits 1
+  (`WorkerBootError`), for the orchestrator to restart it whole;
 - on SIGINT or SIGTERM, sends SIGTERM to every worker, which runs `WebSuckets.shutdown`
   (commands in flight finish, clients get 1001), and kills those still running after
   ``drain_timeout``; during the start-up too (a worker still importing the app just ends), and
@@ -41,7 +44,7 @@ from typing import Any
 from .app import WebSuckets
 from .exc import WorkerBootError
 from .listening import Balance
-from .worker import BOOT_FAILED, WorkerConfig, run_worker
+from .worker import BACKEND_GAVE_UP, BOOT_FAILED, WorkerConfig, run_worker
 
 logger = logging.getLogger("websuckets.workers")
 
@@ -384,6 +387,8 @@ def _exit_status(code: int) -> str:
         return f"was killed by signal {-code}"
     if code == BOOT_FAILED:
         return "failed to start"
+    if code == BACKEND_GAVE_UP:
+        return f"gave up on its backend (exit code {code})"
     return f"exited with code {code}"
 
 

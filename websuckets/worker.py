@@ -12,6 +12,10 @@ supervisor over a pipe, one line a message:
 - ``serving`` once it accepts connections;
 - ``boot-failed REASON`` when it could not get that far; it then exits with `BOOT_FAILED`.
 
+A worker whose backend gives up (``RedisBackend(exit_after=...)``: Redis unusable too long) shuts
+down as on SIGTERM (clients get 1001), then exits with `BACKEND_GAVE_UP`; the supervisor restarts it
+like a crashed one.
+
 It ignores SIGINT (Ctrl+C reaches every process of the terminal's group: the supervisor
 decides), and stops gracefully when the supervisor is gone (its pipe breaks). SIGTERM stops it
 gracefully once its event loop runs; before, while it imports the app, it ends the process
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import serving
 from .app import WebSuckets
 from .exc import InternalError, WebSucketsError
 from .listening import reuse_port_socket
@@ -41,6 +46,8 @@ logger = logging.getLogger("websuckets.worker")
 
 BOOT_FAILED = 3
 """The exit code of a worker that failed before it served (gunicorn's ``WORKER_BOOT_ERROR``)."""
+BACKEND_GAVE_UP = 4
+"""The exit code of a worker that stopped because its backend gave up (it logged why, at ERROR)."""
 
 LOG_FORMAT = "%(asctime)s %(levelname)s {who} %(name)s: %(message)s"
 
@@ -146,6 +153,7 @@ async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ss
     loop.add_signal_handler(signal.SIGTERM, on_stop)
     loop.add_signal_handler(signal.SIGUSR2, go.set)
     started = False
+    failure = None
     try:
         sock = config.sock if config.sock is not None else reuse_port_socket(config.family, config.address)
         async with app, app.serve(None, None, sock=sock, ssl=context, start_serving=False) as server:
@@ -155,9 +163,11 @@ async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ss
             if not stop.is_set():
                 await server.start_serving()
                 pipe.send("serving")
-                await stop.wait()
-            logger.info("shutting down")
+                failure = await serving.stopped_or_failed(stop.wait(), app.backend.failure())
+            logger.info("shutting down" if failure is None else "shutting down: the backend gave up")
             await app.shutdown(server)
+            if failure is not None:
+                raise SystemExit(BACKEND_GAVE_UP)
     except Exception as exc:
         if started:
             logger.exception("crashed")

@@ -30,7 +30,7 @@ export interface ServerEvents {
 }
 
 /** The names of the errors the framework itself sends. */
-export type FrameworkErrorName = "backend_full" | "backend_misconfigured" | "backend_unavailable" | "command_timeout" | "internal_error" | "invalid_command" | "invalid_json" | "message_too_large" | "rate_limited" | "unauthorized" | "unknown_command" | "validation_error";
+export type FrameworkErrorName = "backend_full" | "backend_misconfigured" | "backend_outcome_unknown" | "backend_unavailable" | "command_timeout" | "internal_error" | "invalid_command" | "invalid_json" | "message_too_large" | "rate_limited" | "unauthorized" | "unknown_command" | "validation_error";
 
 /** The payload of an `error` event. */
 export interface ErrorPayload {

@@ -10,17 +10,21 @@ Tokens reach a backend only as digests (`Token.digest`): no backend stores a usa
 
 A backend is bound once, when the app starts (`Backend.bind`), to the app's session store
 (`Sessions`: what it reports revoked tokens to, and asks for tokens held and resume
-positions) and to the app's history rules. Nothing else is written onto it from above.
+positions) and to the app's history rules. Nothing else is written onto it from above. The
+serving layer awaits `Backend.failure` beside its stop signals: a backend that gives up (one
+told to, ``RedisBackend(exit_after=...)``) stops the app with an error by returning from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 from uuid import UUID
 
+from ..exc import BackendUnavailable
 from ..history import HistoryRules
 from ..identity import TokenRecord, UserId
 from ..presence import Presence
@@ -94,6 +98,12 @@ class Backend(ABC):
 
     async def close(self) -> None:  # noqa: B027  (a hook: most backends need nothing here)
         """Called when the app stops."""
+
+    async def failure(self) -> BackendUnavailable:
+        """Return, with the error to stop on, once the backend has given up: the app then closes its
+        connections (1001) and stops with that error. Awaited while the app serves; never returns by default."""
+        never: asyncio.Future[BackendUnavailable] = asyncio.get_running_loop().create_future()
+        return await never
 
     # presence: every connected client, keyed by the connection's id
 

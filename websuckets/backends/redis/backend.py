@@ -33,6 +33,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosedError
 
+from ...exc import BackendUnavailable
 from ...history import History, stampable
 from ...identity import TokenRecord, UserId
 from ...presence import Presence
@@ -68,6 +69,11 @@ class RedisBackend(IndexedBackend):
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
         dead_after: seconds without a heartbeat after which a process is dead and its clients
             leave every other process's view (it takes up to ``dead_after + heartbeat``).
+        exit_after: seconds Redis may stay unusable without a break (the connection lost and not
+            rebuilt, or the heartbeat failing) before this process gives up: it logs one ERROR line
+            naming the cause and the duration, closes its connections with 1001 and stops with an
+            error (`failure`; ``websuckets run`` exits 1), for its orchestrator to restart it.
+            ``None``, the default: it reconnects forever.
     """
 
     shared = True
@@ -80,12 +86,14 @@ class RedisBackend(IndexedBackend):
         timeout: float = 2.0,
         heartbeat: float = 1.0,
         dead_after: float = 5.0,
+        exit_after: float | None = None,
     ) -> None:
         self.url = url
         self.keys = Keys(namespace)
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.dead_after = dead_after
+        self.exit_after = exit_after
         self.presence = Presence()
         self.health = BackendHealth(connected=False)
         self.worker_id = ""
@@ -103,6 +111,7 @@ class RedisBackend(IndexedBackend):
             on_rebuild=self._rebuild_state,
             on_connected=self._connected,
             on_message=self._handle,
+            exit_after=exit_after,
         )
         self._tokens = RedisTokens(self._link, self.keys)
         self._histories = RedisHistory(self._link, self.keys)
@@ -144,6 +153,10 @@ class RedisBackend(IndexedBackend):
     async def close(self) -> None:
         """Take this process's clients out of every other process's view, then disconnect."""
         await self._link.close(farewell=self._reassert([]))
+
+    async def failure(self) -> BackendUnavailable:
+        """Return once Redis has been unusable for ``exit_after`` seconds in a row (never without it)."""
+        return await self._link.watchdog.wait()
 
     async def _rebuild_state(self, client: Redis) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""

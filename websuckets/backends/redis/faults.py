@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError, OutOfMemoryError
 
-from ...exc import BackendFull, BackendMisconfigured, BackendUnavailable, InternalError
+from ...exc import BackendFull, BackendMisconfigured, BackendOutcomeUnknown, BackendUnavailable, InternalError
 
 SECRETS = frozenset({"password", "sentinel_password"})
 """Query parameters that a log never shows."""
@@ -35,6 +35,33 @@ def redacted(url: str) -> str:
 def unavailable(what: str) -> BackendUnavailable:
     """The error for the client: what failed, and nothing of Redis's address or the cause (those are logged)."""
     return BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
+
+
+class MaybeWritten(BackendUnavailable):
+    """A command that was sent to Redis and got no answer: it may have run. The client of a command that
+    cannot be sent again safely sees `BackendUnavailable`, as for any other; an idempotent one (a history
+    room's append) is sent again (`websuckets.backends.redis.history_store`)."""
+
+
+def maybe_written(what: str) -> MaybeWritten:
+    return MaybeWritten(f"{what} failed: the shared backend is unavailable, try again later")
+
+
+def outcome_unknown(what: str) -> BackendOutcomeUnknown:
+    """The error for the client when a write sent again never got an answer either."""
+    return BackendOutcomeUnknown(f"{what}: the shared backend did not answer, so it may or may not have happened")
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a connection's failure came before anything was written to it: Redis refused the connection."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # redis-py wraps the OSError once or twice; a chain may loop
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 MISCONFIGURED: tuple[type[Exception], ...] = (NoPermissionError, AuthenticationError, AuthorizationError)

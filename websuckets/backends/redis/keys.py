@@ -16,6 +16,7 @@ key or channel              type     holds
 ``{ns}:epoch``              STRING   random, set once: a new value means Redis lost its data
 ``{ns}:hm:<room>``          HASH     a history room's epoch ``e``, top offset ``s``, Redis run id ``r``
 ``{ns}:h:<room>``           STREAM   its last messages, entry id ``<offset>-0``: ``t`` (ms), ``m``
+``{ns}:hi:<room>``          ZSET     the ids of its last `RECENT_IDS` broadcasts -> their offsets
 ``{ns}:all`` (channel)      pub/sub  presence changes, revocations, room and global fan-out
 ``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
 =========================== ======== ==================================================
@@ -53,6 +54,7 @@ class Keys:
         self.worker_channel_prefix = f"{prefix}:w:"
         self.history_prefix = f"{prefix}:h:"
         self.history_meta_prefix = f"{prefix}:hm:"
+        self.history_ids_prefix = f"{prefix}:hi:"
 
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id
@@ -68,6 +70,13 @@ class Keys:
 
     def history_meta(self, room: str) -> str:
         return self.history_meta_prefix + room
+
+    def history_ids(self, room: str) -> str:
+        return self.history_ids_prefix + room
+
+    def history_keys(self, room: str) -> tuple[str, str, str]:
+        """The keys of a history room's scripts: its meta, stream and recent broadcast ids."""
+        return self.history_meta_prefix + room, self.history_prefix + room, self.history_ids_prefix + room
 
 
 UPSERT = Script("""
@@ -142,12 +151,12 @@ local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
 local epoch = meta[1]
 if not epoch or meta[2] ~= ARGV[2] then
   epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', ARGV[2])
 end
 """
-"""The room's epoch: a new one, with an emptied stream, when its meta is missing or was written before
-Redis last started (``r``, the server's run id: a restarted Redis may hold older data, whose offsets
+"""The room's epoch: a new one, with an emptied stream (and no broadcast ids), when its meta is missing or
+was written before Redis last started (``r``, the server's run id: a restarted Redis may hold older data, whose offsets
 would be reused)."""
 
 _NOW = """
@@ -156,10 +165,18 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 """Redis's clock, in milliseconds."""
 
+RECENT_IDS = 1000
+"""How many of a history room's latest broadcasts APPEND knows by their id: a broadcast sent again (after
+its first sending got no answer) is kept once if fewer messages than this were kept in the room since."""
+
 APPEND = Script(
     _EPOCH
     + """
-local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+local seen = redis.call('ZSCORE', KEYS[3], ARGV[9])
+if seen then
+  return {epoch, tonumber(seen)}
+end
+local offset = tonumber(redis.call('HGET', KEYS[1], 's')) + 1
 if ARGV[8] == '1' then
 """
     + _NOW
@@ -168,18 +185,28 @@ if ARGV[8] == '1' then
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'm', ARGV[7])
 end
+redis.call('HSET', KEYS[1], 's', offset)
+redis.call('ZADD', KEYS[3], offset, ARGV[9])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', offset - {RECENT_IDS})
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. {RoomMessage.lua_tail("epoch", "offset", "ARGV[7]")})
 return {{epoch, offset}}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, run id, size, idle (ms), channel, event head, message, timed ('1' or '0').
+"""KEYS meta, stream, ids; ARGV new epoch, run id, size, idle (ms), channel, event head, message, timed
+('1' or '0'), broadcast id.
 
 Numbers a history room's message, keeps it (with Redis's time when the room has a ttl), and
-publishes it with its position: the event (`RoomMessage.head`: JSON without its closing brace)
-gains ``"e"`` and ``"n"``, then a newline and the message (`RoomMessage.lua_tail`). The stream
-is trimmed roughly (``MAXLEN ~``, cheaper): readers keep to the last ``size`` offsets exactly.
+publishes it with its position, once per broadcast id: an id among the room's last `RECENT_IDS`
+(a broadcast sent again because its first sending got no answer) only answers the position it
+was kept at, keeping and publishing nothing. The top offset ``s`` is written only once XADD has
+kept the message: a script refused halfway (XADD denied by an ACL, say; Redis does not undo a
+script's writes) takes no offset, so that members see no gap. The event published
+(`RoomMessage.head`: JSON without its closing brace) gains ``"e"`` and ``"n"``, then a newline
+and the message (`RoomMessage.lua_tail`). The stream is trimmed roughly (``MAXLEN ~``,
+cheaper): readers keep to the last ``size`` offsets exactly.
 """
 
 READ_HISTORY = Script(
@@ -197,7 +224,7 @@ redis.call('PUBLISH', ARGV[7], ARGV[8])
 return {epoch, top, now, entries}
 """
 )
-"""KEYS meta, stream; ARGV new epoch, run id, idle (ms), since epoch, since offset, size, own channel, fence.
+"""KEYS meta, stream, ids; ARGV new epoch, run id, idle (ms), since epoch, since offset, size, own channel, fence.
 
 A history room's position and its entries after ``since`` among the last ``size``; then a
 fence (a `Fence`) on the reader's own channel: once the reader hears it, it has heard every message

@@ -30,11 +30,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import NoScriptError
 
-from ...exc import BackendUnavailable
+from ...exc import BackendUnavailable, InternalError
 from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
-from .faults import FailureLog, reason, redacted, refusal, unavailable
+from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
+from .watchdog import Watchdog
 
 logger = logging.getLogger("websuckets.redis")
 
@@ -65,6 +66,7 @@ class RedisLink:
             processes need to see. Raising fails the connection (it is tried again).
         on_connected: called once Redis answers again, after the messages heard meanwhile.
         on_message: called with each message heard, in order.
+        exit_after: seconds Redis may stay unusable before the link gives up (`watchdog`); None: never.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class RedisLink:
         on_rebuild: Callable[[Redis], Awaitable[None]],
         on_connected: Callable[[], None],
         on_message: Callable[[str], None],
+        exit_after: float | None = None,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -93,6 +96,8 @@ class RedisLink:
         self._client: Redis | None = None
         self._connector: Connector | None = None
         self._queue: deque[_Op] = deque()
+        self._sending: list[_Op] = []
+        """The batch on its way to Redis: a command of it that gets no answer may have run."""
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
         self._up = asyncio.Event()
@@ -101,6 +106,7 @@ class RedisLink:
         self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
         self._failures = FailureLog(logger)
+        self.watchdog = Watchdog(exit_after, redacted(url))
 
     @property
     def client(self) -> Redis:
@@ -152,6 +158,7 @@ class RedisLink:
                     await self._client.zrem(self.keys.workers, self.worker_id)
         await _stop(tasks + list(self._background), self.timeout)
         self._failures.report(now=True)
+        self.watchdog.stop()
         self.health.connected = False
         if self._client is not None:
             await self._client.aclose()
@@ -192,7 +199,8 @@ class RedisLink:
 
     async def call(self, args: Command, what: str) -> Any:
         """Run one command after every one queued before it; `BackendUnavailable` at once while
-        Redis is known to be away, or past ``timeout`` (the command is then never sent)."""
+        Redis is known to be away, or past ``timeout``: then never sent, or `faults.MaybeWritten` if it
+        was sent (it may have run)."""
         if not self.health.connected:
             self._fail([], "Redis is not connected", None)  # the loss noted its kind
             raise unavailable(what)
@@ -205,7 +213,17 @@ class RedisLink:
                 return await op.future
         except TimeoutError:
             self._fail([], f"no answer within {self.timeout} s")
-            raise unavailable(what) from None
+            raise (maybe_written(what) if op in self._sending else unavailable(what)) from None
+
+    async def wait_up(self, within: float) -> bool:
+        """Whether Redis answers (connected, rebuilt) now or within ``within`` seconds."""
+        if not self._up.is_set():
+            try:
+                async with asyncio.timeout(within):
+                    await self._up.wait()
+            except TimeoutError:
+                return False
+        return True
 
     async def _write_forever(self) -> None:
         while True:
@@ -224,6 +242,7 @@ class RedisLink:
 
     async def _write(self, batch: list[_Op]) -> None:
         assert self._client is not None
+        self._sending = batch
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self._client.pipeline(transaction=False)
@@ -231,9 +250,11 @@ class RedisLink:
                     pipe.execute_command(*op.args)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
-            self._fail(batch, reason(exc), type(exc).__name__)
+            self._fail(batch, reason(exc), type(exc).__name__, sent=not never_sent(exc))
             self._lost(exc)
             return
+        finally:
+            self._sending = []
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._fail([op], reason(result), type(result).__name__, refused_with=result)
@@ -243,19 +264,26 @@ class RedisLink:
                 op.future.set_result(result)
 
     def _fail(
-        self, batch: list[_Op], why: str, kind: str | None = "TimeoutError", refused_with: Exception | None = None
+        self,
+        batch: list[_Op],
+        why: str,
+        kind: str | None = "TimeoutError",
+        refused_with: Exception | None = None,
+        sent: bool = False,
     ) -> None:
-        """Count and log failed operations; those awaited raise `BackendUnavailable`, or what Redis's
-        ``refused_with`` answer means for the client (`faults.refusal`)."""
+        """Count and log failed operations; those awaited raise `BackendUnavailable` (`faults.MaybeWritten`
+        if ``sent`` and unanswered), or what Redis's ``refused_with`` answer means for the client
+        (`faults.refusal`)."""
         count = max(len(batch), 1)
         self.health.failed_operations += count
         if kind is not None:
             self._note_error(kind)
         for op in batch:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(
-                    unavailable(op.what) if refused_with is None else refusal(op.what, refused_with)
-                )
+                if refused_with is not None:
+                    op.future.set_exception(refusal(op.what, refused_with))
+                else:
+                    op.future.set_exception(maybe_written(op.what) if sent else unavailable(op.what))
         self._failures.add(count, why)
 
     def _note_error(self, kind: str) -> None:
@@ -265,6 +293,7 @@ class RedisLink:
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
         self._note_error(type(exc).__name__)
+        self.watchdog.failing(reason(exc))
         self._up.clear()
         if self.health.connected:
             self.health.connected = False
@@ -310,6 +339,7 @@ class RedisLink:
             except Exception as exc:
                 failed += 1
                 self._note_error(type(exc).__name__)
+                self.watchdog.failing(reason(exc))
                 if time.monotonic() - last_said >= 10:  # the first failure, then a line per 10 s at most
                     last_said = time.monotonic()
                     url, cause = redacted(self.url), reason(exc)
@@ -338,6 +368,7 @@ class RedisLink:
             await _close(pubsub)
             raise
         self.health.connected = True
+        self.watchdog.usable()
         self._up.set()
         for data in early:
             self.on_message(data)
@@ -381,8 +412,10 @@ class RedisLink:
                 continue
             try:
                 heard, reaped = await self.call(self.heartbeat_command(), "heartbeat")
-            except BackendUnavailable:
-                continue  # the writer has marked the connection lost
+            except InternalError:  # no answer (the writer has marked the connection lost), or refused
+                self.watchdog.failing(self._failures.latest)
+                continue
+            self.watchdog.usable()
             if reaped:
                 logger.warning("removed %d clients of processes that stopped beating", reaped)
             if not heard and self.health.connected:
