@@ -8,7 +8,9 @@ what it hears to its mirror. A listener, supervised (`link`) rather than trusted
 silent retries, reconnects with backoff and then rebuilds: it re-announces this process's
 clients and tokens and reloads the mirror, so a Redis that restarted empty is whole again.
 
-Delivery to a client of another process is a PUBLISH on that process's channel; PUBLISH
+A room's broadcasts go on the room's own channel, which a process hears only while it has
+members in the room: a broadcast costs only the processes it is for. Delivery to a client of
+another process is a PUBLISH on that process's channel; PUBLISH
 answers how many subscribers heard it, so a send to a process that has died raises like a
 send to a closed socket. Anything that needs Redis and does not get an answer within
 ``timeout`` seconds raises `BackendUnavailable`; writes that nobody awaits are logged and
@@ -74,6 +76,10 @@ class RedisBackend(IndexedBackend):
             naming the cause and the duration, closes its connections with 1001 and stops with an
             error (`failure`; ``websuckets run`` exits 1), for its orchestrator to restart it.
             ``None``, the default: it reconnects forever.
+        room_channels: publish a room's broadcasts on the room's own channel, heard only by the
+            processes with members in it. ``False`` publishes them on the namespace's one channel,
+            which every process hears, as websuckets 0.1 did: for a rolling upgrade from it (this
+            version hears both ways; 0.1 hears only that one).
     """
 
     shared = True
@@ -87,6 +93,7 @@ class RedisBackend(IndexedBackend):
         heartbeat: float = 1.0,
         dead_after: float = 5.0,
         exit_after: float | None = None,
+        room_channels: bool = True,
     ) -> None:
         self.url = url
         self.keys = Keys(namespace)
@@ -94,6 +101,7 @@ class RedisBackend(IndexedBackend):
         self.heartbeat = heartbeat
         self.dead_after = dead_after
         self.exit_after = exit_after
+        self.room_channels = room_channels
         self.presence = Presence()
         self.health = BackendHealth(connected=False)
         self.worker_id = ""
@@ -195,10 +203,10 @@ class RedisBackend(IndexedBackend):
         self._publish(user)
 
     def remove_online(self, user: User) -> None:
-        rooms = self._sync.tracked(user.rooms)
+        rooms = user.rooms
         super().remove_online(user)
         for room in rooms:
-            self._sync.untrack_if_empty(room)
+            self._left_here(room)
         if self._local.users.pop(user.client_id, None) is not None:
             args = (user.client_id.hex, self.keys.all)
             self._link.enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
@@ -232,6 +240,16 @@ class RedisBackend(IndexedBackend):
     def _is_member(self, user: User, room: str) -> bool:
         return user.client_id in self._local.users and room in user.rooms
 
+    def _left_here(self, room: str) -> None:
+        """A member here left ``room``: once none is left, stop hearing the room and tracking its history."""
+        if not any(True for _ in self._members_here(room)):
+            self._sync.untrack_if_empty(room)
+            self._link.stop_hearing(self.keys.room_channel(room))
+
+    def _room_channel(self, room: str) -> str:
+        """Where a broadcast to ``room`` is published."""
+        return self.keys.room_channel(room) if self.room_channels else self.keys.all
+
     # tokens
 
     def remember_token(self, digest: str, record: TokenRecord) -> None:
@@ -262,6 +280,7 @@ class RedisBackend(IndexedBackend):
             member = room in self.presence.rooms_of(client_id)
             self.presence.join(user, room)
             try:
+                await self._link.hear(self.keys.room_channel(room), "join")
                 await self._write_now(user, "join")
             except BaseException:
                 self._undo_join(user, room, member)
@@ -277,17 +296,19 @@ class RedisBackend(IndexedBackend):
                     await self._forward(client_id, codec.Leave(client_id, room).encode())
             return
         self.presence.leave(user, room)
-        self._sync.untrack_if_empty(room)
+        self._left_here(room)
         await self._write_now(user, "leave")
 
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
         history = None if room is None else self._history_of(room)
         if history is not None:
             assert room is not None
-            return await self._histories.append(stampable(message, room), room, history, exclude)
+            channel = self._room_channel(room)
+            return await self._histories.append(stampable(message, room), room, history, exclude, channel)
         self._deliver_to_room(room, exclude, message)
         event = codec.Broadcast(room, exclude, self.worker_id, message).encode()
-        await self._link.call(("PUBLISH", self.keys.all, event), "broadcast")
+        channel = self.keys.all if room is None else self._room_channel(room)
+        await self._link.call(("PUBLISH", channel, event), "broadcast")
         return None
 
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
@@ -334,6 +355,7 @@ class RedisBackend(IndexedBackend):
 
     async def _finish_join(self, user: User, room: str, catch_up: CatchUp) -> None:
         try:
+            await self._link.hear(self.keys.room_channel(room), "join")  # before the catch-up reads
             await self._write_now(user, "join")
         except BaseException:
             self._sync.release(user, room, catch_up)
@@ -346,7 +368,7 @@ class RedisBackend(IndexedBackend):
         (no answer in time), the record written next, after it in the writer's order, takes it back."""
         if not was_member:
             self.presence.leave(user, room)
-            self._sync.untrack_if_empty(room)
+            self._left_here(room)
             self._publish(user)
 
     def _history_of(self, room: str) -> History | None:
@@ -403,6 +425,7 @@ class RedisBackend(IndexedBackend):
             self._link.spawn(work, f"joining {message.client_id} to {message.room!r}")
             return
         self.presence.join(user, message.room)
+        self._link.spawn(self._link.hear(self.keys.room_channel(message.room), "join"), f"hearing {message.room!r}")
         self._publish(user)
 
     def _leave_forwarded(self, message: codec.Leave) -> None:
@@ -410,7 +433,7 @@ class RedisBackend(IndexedBackend):
         if user is None:
             return
         self.presence.leave(user, message.room)
-        self._sync.untrack_if_empty(message.room)
+        self._left_here(message.room)
         self._publish(user)
 
     def _revoke_heard(self, message: codec.Revoke) -> None:

@@ -45,13 +45,15 @@ class RedisHistory:
         self.run_id = ""
         """The Redis server's ``run_id``: a new one (a restart, a failover) ends every history room's epoch."""
 
-    async def append(self, message: str, room: str, history: History, exclude: frozenset[UUID]) -> Position:
-        """Keep and publish a history room's message; its members get it when their process hears it,
-        in the order of the room's offsets, like everyone else's."""
+    async def append(
+        self, message: str, room: str, history: History, exclude: frozenset[UUID], channel: str
+    ) -> Position:
+        """Keep a history room's message and publish it on ``channel``; its members get it when their
+        process hears it, in the order of the room's offsets, like everyone else's."""
         head = RoomMessage.head(room, exclude, self._link.worker_id)
         keys = self._keys.history_keys(room)
         timed = "0" if history.ttl is None else "1"  # Redis's time only for an age limit
-        room_args = (history.size, _idle_ms(history), self._keys.all, head, message, timed)
+        room_args = (history.size, _idle_ms(history), channel, head, message, timed)
         broadcast_id = secrets.token_hex(8)
 
         def command() -> Command:  # the run id of now: Redis may have been replaced meanwhile

@@ -17,7 +17,8 @@ key or channel              type     holds
 ``{ns}:hm:<room>``          HASH     a history room's epoch ``e``, top offset ``s``, Redis run id ``r``
 ``{ns}:h:<room>``           STREAM   its last messages, entry id ``<offset>-0``: ``t`` (ms), ``m``
 ``{ns}:hi:<room>``          ZSET     the ids of its last `RECENT_IDS` broadcasts -> their offsets
-``{ns}:all`` (channel)      pub/sub  presence changes, revocations, room and global fan-out
+``{ns}:all`` (channel)      pub/sub  presence changes, revocations, fan-out to every client or user
+``{ns}:r:<room>`` (channel) pub/sub  a room's broadcasts: heard by the processes with members in it
 ``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
 =========================== ======== ==================================================
 """
@@ -52,6 +53,7 @@ class Keys:
         self.epoch = f"{prefix}:epoch"
         self.all = f"{prefix}:all"
         self.worker_channel_prefix = f"{prefix}:w:"
+        self.room_channel_prefix = f"{prefix}:r:"
         self.history_prefix = f"{prefix}:h:"
         self.history_meta_prefix = f"{prefix}:hm:"
         self.history_ids_prefix = f"{prefix}:hi:"
@@ -64,6 +66,9 @@ class Keys:
 
     def worker_channel(self, worker_id: str) -> str:
         return self.worker_channel_prefix + worker_id
+
+    def room_channel(self, room: str) -> str:
+        return self.room_channel_prefix + room
 
     def history(self, room: str) -> str:
         return self.history_prefix + room

@@ -2,7 +2,8 @@
 
 It moves commands and messages and knows nothing of users, rooms or history. Every command of
 the process goes through one writer, in the order it was made, pipelined. A listener on a
-connection of its own hears the namespace's channel and the process's own; supervised here
+connection of its own hears the namespace's channel, the process's own, and the channels its
+owner asks for while it wants them (`hear`, `stop_hearing`: a room's); supervised here
 rather than trusted to redis-py's silent retries, it reconnects with backoff and each time
 has its owner rebuild (``on_rebuild``) before any queued write goes out, then says so
 (``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
@@ -35,6 +36,7 @@ from ..base import BackendHealth
 from .address import Connector, UnusableURL, parse
 from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
 from .keys import HEARTBEAT, SCRIPTS, Keys
+from .subscriptions import Subscriptions
 from .watchdog import Watchdog
 
 logger = logging.getLogger("websuckets.redis")
@@ -107,6 +109,7 @@ class RedisLink:
         self._down_since = 0.0
         self._failures = FailureLog(logger)
         self.watchdog = Watchdog(exit_after, redacted(url))
+        self._subscriptions = Subscriptions()
 
     @property
     def client(self) -> Redis:
@@ -128,6 +131,7 @@ class RedisLink:
         self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
         self._up = asyncio.Event()
+        self._subscriptions = Subscriptions()
         try:
             self._connector = Connector(parse(self.url), self.timeout)
         except UnusableURL as exc:
@@ -183,6 +187,36 @@ class RedisLink:
         task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # the channels heard on demand
+
+    async def hear(self, channel: str, what: str) -> None:
+        """Return once every message published on ``channel`` from now on reaches ``on_message``
+        (after a reconnection too, until `stop_hearing`); `BackendUnavailable` if Redis does not
+        confirm within ``timeout``."""
+        waiter = self._subscriptions.waiter(channel)
+        if waiter.done():
+            return
+        if not self.health.connected:
+            raise unavailable(what)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._sync_subscriptions()
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            self._fail([], f"no subscription to a channel within {self.timeout} s")
+            raise unavailable(what) from None
+
+    def stop_hearing(self, channel: str) -> None:
+        """Stop hearing ``channel`` (Redis is told in the background)."""
+        if self._subscriptions.discard(channel):
+            self.spawn(self._sync_subscriptions(), "unsubscribing")
+
+    async def _sync_subscriptions(self) -> None:
+        try:
+            await self._subscriptions.sync()
+        except Exception as exc:  # the listener's connection: it reconnects, and subscribes to what is wanted
+            self._lost(exc)
 
     # the writer: every command of this process, in order, pipelined
 
@@ -310,6 +344,7 @@ class RedisLink:
             except Exception as exc:
                 self._lost(exc)
             finally:
+                self._subscriptions.detach()
                 await _close(pubsub)
             pubsub = await self._reconnect()
 
@@ -320,13 +355,16 @@ class RedisLink:
         while True:
             if self._rebuild.is_set():
                 raise ConnectionError("rebuilding the connection")
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(self.heartbeat, 1.0))
+            message = await pubsub.get_message(timeout=min(self.heartbeat, 1.0))
             if message is None:
                 if loop.time() - last_heard > deaf_after:
                     raise ConnectionError(f"nothing heard for {deaf_after:.1f} s, not even this process's probe")
                 continue
             last_heard = loop.time()
-            self.on_message(message["data"])
+            if message["type"] == "message":
+                self.on_message(message["data"])
+            elif message["type"] == "subscribe":
+                self._subscriptions.confirmed(message["channel"])
 
     async def _reconnect(self) -> PubSub:
         assert self._connector is not None
@@ -357,10 +395,12 @@ class RedisLink:
         await self._client.connection_pool.disconnect()  # pooled connections may predate the loss
         subscriber = self._new_client(socket_timeout=None)
         pubsub = subscriber.pubsub()
+        wanted = set(self._subscriptions.wanted)
         try:
             async with asyncio.timeout(2 * self.timeout):
-                await pubsub.subscribe(self.keys.all, self.own_channel)
-                early = await _confirmed(pubsub, 2)
+                await pubsub.unsubscribe(self.keys.all + ":none")  # allowed? Refused now rather than at a leave
+                await pubsub.subscribe(self.keys.all, self.own_channel, *wanted)
+                early = await _confirmed(pubsub, 2 + len(wanted))
                 for script in SCRIPTS:
                     await self._client.script_load(script.source)
                 await self.on_rebuild(self._client)
@@ -370,6 +410,9 @@ class RedisLink:
         self.health.connected = True
         self.watchdog.usable()
         self._up.set()
+        self._subscriptions.attach(pubsub, wanted)
+        if wanted != self._subscriptions.wanted:  # changed while connecting
+            self.spawn(self._sync_subscriptions(), "subscribing")
         for data in early:
             self.on_message(data)
         self.on_connected()
