@@ -1,8 +1,11 @@
 """Key names, channels and Lua scripts of `RedisBackend`: the data model in one place.
 
-Every key of a namespace carries the hash tag ``{namespace}``, so that all of them live in
-one slot: the multi-key scripts would stay valid on Redis Cluster, for which a cluster
-client is all that is missing (not supported yet). Each script changes keys *and*
+Every key of a namespace carries the hash tag ``{namespace}``, so all of them live in one
+slot. That is not enough for Redis Cluster (not supported yet): one node would hold all the
+data, and every message would cross the cluster bus. Cluster needs the keys and the room
+channels spread over slots by room, user and process, sharded pub/sub on them, scripts whose
+keys share one of those slots, and liveness checks that do not count PUBLISH's subscribers
+(per node on a cluster). Each script changes keys *and*
 publishes the matching event in one step, so the mirrors never disagree with the keys. The
 messages the scripts write themselves are made of the pieces of `codec`, as Python's are.
 

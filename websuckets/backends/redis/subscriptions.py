@@ -63,10 +63,8 @@ class Subscriptions:
             if subscriber is None:
                 return  # `attach` subscribes to what is wanted then
             gone, new = self._sent - self.wanted, self.wanted - self._sent
-            if gone:
+            if gone:  # a SUBSCRIBE of theirs not confirmed yet still will be: it stays counted
                 self._sent -= gone
-                for channel in gone:
-                    self._unconfirmed.pop(channel, None)
                 await subscriber.unsubscribe(*gone)
             if new:
                 self._sent |= new
