@@ -132,6 +132,7 @@ class RedisLink:
         self._rebuild = asyncio.Event()
         self._up = asyncio.Event()
         self._subscriptions = Subscriptions()
+        self.watchdog = Watchdog(self.watchdog.after, self.watchdog.where)  # of this run's event loop
         try:
             self._connector = Connector(parse(self.url), self.timeout)
         except UnusableURL as exc:
