@@ -137,10 +137,9 @@ class GuardedConnection(ServerConnection):
             return
         if self.debug:
             self.logger.debug("! error while sending data", exc_info=failed)
-        self.set_connection_exc(failed)
         self.transport.abort()
         await asyncio.shield(self.connection_lost_waiter)  # the state is CLOSED before close_exc is read
-        raise self.close_exc
+        raise self.protocol.close_exc from failed  # what every websockets >= 17.1 raises there
 
     def data_received(self, data: bytes) -> None:
         """Parse at most `READ_SIZE` bytes now, the rest a slice per turn, reading nothing meanwhile."""
