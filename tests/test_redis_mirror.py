@@ -50,6 +50,7 @@ class LocalUser:
     """A client connected to this process, as far as the mirror looks at it: not a RemoteUser."""
 
     client_id = BOB
+    connected_here = True
 
 
 def remote(mirror: Mirror, client_id: UUID) -> RemoteUser:
@@ -121,6 +122,24 @@ def test_own_records_and_local_clients_are_left_alone(mirror: Mirror) -> None:
     mirror.forget(BOB)
     assert mirror.presence.online == {BOB: local}
     assert mirror.presence.verified == {}
+
+
+def test_members_of_other_processes_do_not_count_as_members_here(mirror: Mirror) -> None:
+    """`Presence.has_members_here`, which decides whether this process listens to a room, counts its own only."""
+    mirror.apply(ALICE, record(rooms=("lobby",)))
+    assert not mirror.presence.has_members_here("lobby")
+    local = LocalUser()
+    mirror.presence.add(local)  # type: ignore[arg-type]
+    mirror.presence.join(local, "lobby")  # type: ignore[arg-type]
+    mirror.presence.join(local, "lobby")  # type: ignore[arg-type]  # again: still one
+    assert mirror.presence.has_members_here("lobby")
+    mirror.presence.leave(local, "lobby")  # type: ignore[arg-type]
+    assert not mirror.presence.has_members_here("lobby")
+    assert list(mirror.presence.members("lobby")) == [ALICE]
+    mirror.presence.join(local, "lobby")  # type: ignore[arg-type]
+    mirror.presence.remove(local)  # type: ignore[arg-type]
+    assert not mirror.presence.has_members_here("lobby")
+    assert mirror.presence.here == {}
 
 
 def test_loading_makes_the_mirror_what_redis_holds(mirror: Mirror) -> None:

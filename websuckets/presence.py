@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Presence:
     """Indexes of connected clients: by connection id, by verified user id, by room."""
 
-    __slots__ = ("memberships", "online", "rooms", "verified")
+    __slots__ = ("here", "memberships", "online", "rooms", "verified")
 
     def __init__(self) -> None:
         self.online: dict[UUID, User] = {}
@@ -30,6 +30,8 @@ class Presence:
         """Each room's members; a room exists while it has members."""
         self.memberships: dict[UUID, set[str]] = {}
         """Each client's rooms, by connection id; a client is here while it is in a room."""
+        self.here: dict[str, int] = {}
+        """Each room's number of members connected to this process (not another's `RemoteUser`)."""
 
     def add(self, user: User) -> None:
         self.online[user.client_id] = user
@@ -60,7 +62,10 @@ class Presence:
         return connections[-1] if connections else None
 
     def join(self, user: User, room: str) -> None:
-        self.rooms.setdefault(room, {})[user.client_id] = user
+        members = self.rooms.setdefault(room, {})
+        self._count_here(room, members.get(user.client_id), -1)
+        members[user.client_id] = user
+        self._count_here(room, user, 1)
         self.memberships.setdefault(user.client_id, set()).add(room)
 
     def leave(self, user: User, room: str) -> None:
@@ -73,8 +78,24 @@ class Presence:
 
     def _drop_member(self, client_id: UUID, room: str) -> None:
         members = self.rooms.get(room)
-        if members is not None and members.pop(client_id, None) is not None and not members:
+        if members is None:
+            return
+        self._count_here(room, members.pop(client_id, None), -1)
+        if not members:
             del self.rooms[room]
+
+    def _count_here(self, room: str, user: User | None, change: int) -> None:
+        if user is None or not user.connected_here:
+            return
+        count = self.here.get(room, 0) + change
+        if count:
+            self.here[room] = count
+        else:
+            del self.here[room]
+
+    def has_members_here(self, room: str) -> bool:
+        """Whether a member of ``room`` is connected to this process."""
+        return room in self.here
 
     def rooms_of(self, client_id: UUID) -> frozenset[str]:
         return frozenset(self.memberships.get(client_id, ()))

@@ -60,6 +60,10 @@ class RemoteUser(User):
 
     socket: RemoteSocket  # type: ignore[assignment]  # a remote connection, not a ServerConnection
 
+    @property
+    def connected_here(self) -> bool:
+        return False
+
     def __init__(
         self, socket: RemoteSocket, user_id: UserId | None, attributes: Mapping[str, Any], rooms: RoomIndex
     ) -> None:

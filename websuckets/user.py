@@ -62,6 +62,12 @@ class User:
         return self.id is not None and self.token is not None
 
     @property
+    def connected_here(self) -> bool:
+        """Whether the client is connected to this process (``False`` for a client of another
+        process, as a shared backend mirrors it)."""
+        return True
+
+    @property
     def rooms(self) -> frozenset[str]:
         """The rooms this client is in (`Session.join`)."""
         return self._rooms_index.rooms_of(self.client_id)

@@ -242,7 +242,7 @@ class RedisBackend(IndexedBackend):
 
     def _left_here(self, room: str) -> None:
         """A member here left ``room``: once none is left, stop hearing the room and tracking its history."""
-        if not any(True for _ in self._members_here(room)):
+        if not self.presence.has_members_here(room):
             self._sync.untrack_if_empty(room)
             self._link.stop_hearing(self.keys.room_channel(room))
 
