@@ -74,6 +74,8 @@ LATENCY_TARGET_MS = 2.0
 MODERATE_RATE = 1000
 """The target holds at "moderate load": up to this rate; higher rates are shown, not judged."""
 FANOUT_TARGET = 1.5
+CLOSED_PAIRS = 64
+"""K: the sender-receiver pairs of the closed loop."""
 
 
 def median(values: Sequence[float]) -> float:
@@ -91,10 +93,12 @@ def spread(values: Sequence[float]) -> str:
 class App:
     """One ``websuckets_send.py`` process, and a connection of its own to ask it for figures."""
 
-    def __init__(self, logs: Path, name: str, redis_url: str, namespace: str, *extra: str) -> None:
+    def __init__(
+        self, logs: Path, name: str, redis_url: str, namespace: str, *extra: str, script: str = "websuckets_send.py"
+    ) -> None:
         self.name = name
         self.port = free_port()
-        self.argv = [sys.executable, str(SERVERS_DIR / "websuckets_send.py"), "--port", str(self.port)]
+        self.argv = [sys.executable, str(SERVERS_DIR / script), "--port", str(self.port)]
         self.argv += ["--redis-url", redis_url, "--namespace", namespace, *extra]
         self.log = logs / f"{name}.log"
         self.process: asyncio.subprocess.Process | None = None
@@ -199,10 +203,12 @@ async def delivery(options: argparse.Namespace, logs: Path) -> dict[str, Any]:
     redis = OwnRedis()
     a = App(logs, "A", redis.url, "bench-delivery", "--stamp")
     b = App(logs, "B", redis.url, "bench-delivery", "--stamp")
+    relay_a = App(logs, "relay-A", redis.url, "relay", script="handrolled_relay.py")
+    relay_b = App(logs, "relay-B", redis.url, "relay", script="handrolled_relay.py")
     records: list[dict[str, Any]] = []
     try:
-        await a.start()
-        await b.start()
+        for app in (a, b, relay_a, relay_b):
+            await app.start()
         client = [sys.executable, str(BENCH / "scale_client.py"), f"--sender-url={a.url}"]
         placements = {"in-process": a.url, "cross-process": b.url}
         common = [f"--warmup={options.warmup}", f"--duration={options.duration}"]
@@ -215,16 +221,21 @@ async def delivery(options: argparse.Namespace, logs: Path) -> dict[str, Any]:
                     result = await run_measured(argv, pids, options)
                     records.append({"test": "open", "placement": placement, "load": rate, **result})
                     progress(f"delivery {placement:13} {rate:>6,} msg/s rep {repetition + 1}", result)
+            closed = [f"--pairs={options.closed_pairs}", f"--window={options.window}", "--mode=closed", *common]
             for placement, receiver in placements.items():
-                argv = [*client, f"--receiver-url={receiver}", "--mode=closed", *common]
-                argv += [f"--pairs={options.closed_pairs}", f"--window={options.window}"]
+                argv = [*client, f"--receiver-url={receiver}", *closed]
                 result = await run_measured(argv, pids, options)
                 records.append({"test": "closed", "placement": placement, **result})
                 progress(f"throughput {placement:13} rep {repetition + 1}", result)
+            relay = [sys.executable, str(BENCH / "scale_client.py"), f"--sender-url={relay_a.url}"]
+            relay_pids = {"A": relay_a.pid, "B": relay_b.pid, "Redis": redis.server.process.pid}
+            result = await run_measured([*relay, f"--receiver-url={relay_b.url}", *closed], relay_pids, options)
+            records.append({"test": "closed", "placement": "relay", **result})
+            progress(f"throughput {'relay':13} rep {repetition + 1}", result)
         fresh = await freshness(a, b, redis, options.connects)
     finally:
-        await a.stop()
-        await b.stop()
+        for app in (a, b, relay_a, relay_b):
+            await app.stop()
         redis.stop()
     return {"records": records, "freshness": fresh}
 
@@ -547,6 +558,22 @@ def delivery_table(records: list[dict[str, Any]], rates: Sequence[int]) -> tuple
         lines.append(f"| CPU µs per message sent, {name} | {used[0]:.1f} | {used[1]:.1f} | {shown} | |")
     others = [median([r["others_cpu"] for r in runs]) for runs in (inside, cross)]
     lines.append(f"| others' CPU | {others[0]:.0%} | {others[1]:.0%} | | |")
+    relay = pick("closed", "relay")
+    top_relay = median([r["rate"] for r in relay])
+    p99_cross, p99_relay = median([r["p99_ms"] for r in cross]), median([r["p99_ms"] for r in relay])
+    lines += [
+        "",
+        f"| closed loop, K = {CLOSED_PAIRS} pairs, cross-process | websuckets | hand-rolled relay | ratio |",
+        "|---|---:|---:|---:|",
+        f"| messages per second | {top_cross:,.0f} | {top_relay:,.0f} | {ratio(top_cross, top_relay)} |",
+        f"| p99 ms | {p99_cross:.2f} | {p99_relay:.2f} | {ratio(p99_cross, p99_relay)} |",
+        f"| lost | {sum(r['lost'] for r in cross)} | {sum(r['lost'] for r in relay)} | |",
+    ]
+    verdict = "MET " if top_cross >= top_relay else "MISS"
+    checks.append(
+        f"{verdict} cross-process closed loop vs the hand-rolled websockets + redis-py relay: "
+        f"{ratio(top_cross, top_relay)} (target >= 1.0x)"
+    )
     return lines, checks
 
 
@@ -730,7 +757,7 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     options.repeat = options.repeat or (1 if quick else 3)
     options.rates = [1000, 5000]
     options.pairs = 32
-    options.closed_pairs, options.window = 64, 4
+    options.closed_pairs, options.window = CLOSED_PAIRS, 4
     options.warmup = 0.3 if quick else 0.5
     options.duration = 0.7 if quick else 3.0
     options.fanout_c = [16, 64] if quick else [64, 256]
