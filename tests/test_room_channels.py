@@ -120,9 +120,14 @@ async def test_room_subscriptions_come_back_after_the_connection_to_redis_is_los
     alice, bob = await first.connect(), await second.connect()
     await join(alice, "lobby")
     await join(bob, "lobby")
-    reconnects = second.app.backend.health.reconnects
-    await redis_client.client_kill_filter(_type="pubsub")
-    await eventually(lambda: second.app.backend.health.reconnects > reconnects and second.app.backend.health.connected)
+    before = [client.app.backend.health.reconnects for client in two]
+    await redis_client.client_kill_filter(_type="pubsub")  # both processes' listeners
+
+    def both_reconnected() -> bool:
+        healths = [client.app.backend.health for client in two]
+        return all(h.connected and h.reconnects > n for h, n in zip(healths, before, strict=True))
+
+    await eventually(both_reconnected)
     await listeners_become(redis_client, LOBBY, 2)
     assert (await ask(alice, "say", {"room": "lobby", "text": "still here?"})).event == "sent"
     assert (await bob.receive()).payload == "still here?"
