@@ -172,14 +172,20 @@ class Client(WSListener):
 
 
 async def connect(
-    url: str, count: int, run: Run, template: bytes, concurrency: int = CONNECT_CONCURRENCY
+    url: str,
+    count: int,
+    run: Run,
+    template: bytes,
+    concurrency: int = CONNECT_CONCURRENCY,
+    source: str | None = None,
 ) -> list[Client]:
-    """Open ``count`` connections, at most ``concurrency`` handshakes at a time."""
+    """Open ``count`` connections, at most ``concurrency`` handshakes at a time, from ``source`` if given."""
     limit = asyncio.Semaphore(concurrency)
+    local = {"local_addr": (source, 0)} if source else {}
 
     async def one() -> Client:
         async with limit:
-            _, client = await ws_connect(lambda: Client(run, template), url, websocket_handshake_timeout=10)
+            _, client = await ws_connect(lambda: Client(run, template), url, websocket_handshake_timeout=10, **local)
             assert isinstance(client, Client)
             await asyncio.wait_for(client.ready, 10)
             return client
@@ -223,10 +229,11 @@ async def measure(arguments: argparse.Namespace) -> None:
     run = Run(workload, protocol, expected, arguments.connections, arguments.window)
 
     template = REQUESTS.get((workload, protocol), b"")
-    clients = await connect(url, arguments.connections, run, template, arguments.connect_concurrency)
+    connecting = time.perf_counter()
+    clients = await connect(url, arguments.connections, run, template, arguments.connect_concurrency, arguments.source)
     if workload == "idle":
-        emit(phase="connected", connections=len(clients))
-        await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline), 120)
+        emit(phase="connected", connections=len(clients), seconds=time.perf_counter() - connecting)
+        await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline), arguments.hold)
         await close(clients)
         emit(result={"connections": len(clients)})
         return
@@ -294,4 +301,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--connect-concurrency", type=int, default=CONNECT_CONCURRENCY, help="handshakes in flight while connecting"
     )
+    parser.add_argument("--source", help="the local address to connect from (spreads ports over 127.0.0.0/8)")
+    parser.add_argument("--hold", type=float, default=120.0, help="idle: seconds to wait for the line that closes")
     asyncio.run(measure(parser.parse_args()))

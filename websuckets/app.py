@@ -320,7 +320,9 @@ class WebSuckets:
         you pass ``subprotocols=``, the server selects the ``websuckets`` subprotocol when a
         client offers it (browsers that send a token as a subprotocol need an answer).
         """
-        return websockets_serve(self.handler, host, port, **self._server_options(**kwargs))
+        started = self._dispatcher  # its own handler when started: one coroutine frame less a connection
+        handler = self.handler if started is None else started.serve
+        return websockets_serve(handler, host, port, **self._server_options(**kwargs))
 
     def _server_options(self, **kwargs: Any) -> dict[str, Any]:
         """The app's settings for a ``websockets`` server, under ``kwargs`` (`serve`; `TestClient` in memory)."""

@@ -1,5 +1,7 @@
 """websuckets serving the benchmark's commands, in the variants chosen with ``--variant``.
 
+- ``defaults``: every default of `WebSuckets` kept (the rate limit, the origin check, keepalive
+  pings), but for ``--max-connections``: what ``bench/idle.py`` holds open;
 - ``plain``: the documented ``(socket, model)`` handler, no container (the client sends each
   request's id as the payload's ``n`` too, so the handler tags its reply with ``model.n``);
 - ``container``: the same handlers in an app that has a dishka container (DI unused);
@@ -57,8 +59,13 @@ async def say(socket: ServerConnection, model: Echo) -> None:
             await other.socket.send(event)
 
 
-def create_app(variant: str, backend: Backend | None = None) -> WebSuckets:
+def create_app(variant: str, backend: Backend | None = None, max_connections: int | None = None) -> WebSuckets:
     user.command("echo")(echo_di if variant == "di" else echo)
+    if variant == "defaults":
+        app = WebSuckets(backend=backend, max_connections=max_connections)
+        app.include_command_group(user)
+        app.include_command_group(chat)
+        return app
     container = make_async_container(BenchProvider(), WebSucketsProvider()) if variant in ("di", "container") else None
     rate_limit = RateLimit(rate=1e12, burst=1e12) if variant == "limited" else None  # the others limit nothing
     app = WebSuckets(container=container, backend=backend, rate_limit=rate_limit)
@@ -75,8 +82,8 @@ def create_app(variant: str, backend: Backend | None = None) -> WebSuckets:
     return app
 
 
-async def main(port: int, variant: str) -> None:
-    app = create_app(variant)
+async def main(port: int, variant: str, max_connections: int | None) -> None:
+    app = create_app(variant, max_connections=max_connections)
     async with app, app.serve("127.0.0.1", port) as server:
         await server.serve_forever()
 
@@ -85,7 +92,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
-        "--variant", choices=["plain", "limited", "di", "container", "metrics", "tracing"], default="plain"
+        "--variant",
+        choices=["defaults", "plain", "limited", "di", "container", "metrics", "tracing"],
+        default="plain",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=10_000, help="defaults: WebSuckets(max_connections=...); 0 for no cap"
     )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.port, arguments.variant))
+    asyncio.run(main(arguments.port, arguments.variant, arguments.max_connections or None))
