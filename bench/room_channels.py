@@ -14,6 +14,8 @@ in the same run, alternated):
 - **CPU µs per broadcast**: of every websuckets process together (the sender's included);
 - **bystander CPU µs**: of each process without a member in ``target``, per broadcast: what a
   broadcast costs the processes it is not for.
+- **Redis CPU µs per broadcast**: of the redis-server, and the broadcasts one Redis core carries
+  at that cost (its inverse): the capacity of one Redis for room broadcasts.
 
 The table goes to stdout and ``bench/results/room_channels.md`` (``--out DIR`` elsewhere).
 Everything runs on 127.0.0.1 with every wait bounded.
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import statistics
@@ -114,11 +117,13 @@ async def one_run(processes: int, mode: str, count: int, logs: Path) -> dict[str
         await ask(connections[0], "join", {"room": "room-0"})
         await asyncio.sleep(0.5)  # every process settled
         before = [cpu_seconds(server.pid) for server in servers]
+        redis_before = cpu_seconds(redis.process.pid)
         start = time.monotonic()
         last = asyncio.create_task(receive(member, count))
         await ask(sender, "blast", {"room": "target", "count": count}, within=120)
         end = await last
         after = [cpu_seconds(server.pid) for server in servers]
+        redis_spent = cpu_seconds(redis.process.pid) - redis_before
         spent = [b - a for a, b in zip(before, after, strict=True)]
         bystanders = spent[2:]
         return {
@@ -127,6 +132,7 @@ async def one_run(processes: int, mode: str, count: int, logs: Path) -> dict[str
             "count": count,
             "delivered_per_s": count / (end - start),
             "cpu_us_per_broadcast": sum(spent) / count * 1e6,
+            "redis_cpu_us": redis_spent / count * 1e6,
             "bystander_cpu_us": statistics.mean(bystanders) / count * 1e6 if bystanders else None,
         }
     finally:
@@ -142,8 +148,9 @@ def median_of(records: list[dict[str, Any]], key: str) -> float | None:
 def table(records: list[dict[str, Any]], levels: list[int]) -> list[str]:
     lines = [
         "| processes | room broadcasts on | delivered/s | CPU µs per broadcast (all processes) "
-        "| CPU µs per broadcast, each bystander | bystander cost vs shared |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| CPU µs per broadcast, each bystander | bystander cost vs shared | Redis CPU µs per broadcast "
+        "| broadcasts per Redis core-s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for processes in levels:
         by_mode = {mode: [r for r in records if r["processes"] == processes and r["mode"] == mode] for mode in MODES}
@@ -152,9 +159,11 @@ def table(records: list[dict[str, Any]], levels: list[int]) -> list[str]:
             bystander = median_of(rows, "bystander_cpu_us")
             vs = f"{bystander / shared:.2f}x" if bystander is not None and shared else "-"
             bystander_text = "-" if bystander is None else f"{bystander:.1f}"
+            redis_us = median_of(rows, "redis_cpu_us") or math.inf
             lines.append(
                 f"| {processes} | {mode} | {median_of(rows, 'delivered_per_s'):,.0f} "
-                f"| {median_of(rows, 'cpu_us_per_broadcast'):.1f} | {bystander_text} | {vs} |"
+                f"| {median_of(rows, 'cpu_us_per_broadcast'):.1f} | {bystander_text} | {vs} "
+                f"| {redis_us:.1f} | {1e6 / redis_us:,.0f} |"
             )
     return lines
 

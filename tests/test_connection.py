@@ -8,7 +8,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode, Frame, Opcode
 
-from websuckets import CommandGroup, User, WebSuckets
+from websuckets import CommandGroup, Session, User, WebSuckets
 from websuckets.delivery import server_frame
 
 
@@ -30,6 +30,40 @@ async def test_a_silent_peer_leaves_session_online_when_its_ping_times_out() -> 
             await asyncio.wait_for(left.wait(), 10)
             assert app.dispatcher.open_connections == 0
             ws.transport.abort()
+
+
+async def test_a_live_idle_client_is_pinged_and_stays_across_many_intervals() -> None:
+    """Every ping interval the server pings; the client's pongs keep it connected and give the latency."""
+    app = WebSuckets(ping_interval=0.05, ping_timeout=0.05)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
+            await asyncio.sleep(0.6)  # more than ten intervals: a missed pong would have dropped it
+            (user,) = Session.online.values()
+            assert user.socket.state.name == "OPEN"
+            assert user.socket.latency > 0  # set when a pong answers the server's ping
+            await ws.send('{"event": "nothing"}')  # and the connection still works both ways
+            assert "unknown_command" in str(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def test_idle_connections_hold_no_keepalive_task() -> None:
+    """Pings come from timers the loop's connections share: an idle connection holds its handler's task alone."""
+    app = WebSuckets(ping_interval=20)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        before = len(asyncio.all_tasks())
+        clients = [await connect(f"ws://127.0.0.1:{port}", ping_interval=None) for _ in range(20)]
+        try:
+            for _ in range(100):  # bounded: until every connection is served
+                if len(Session.online) == 20:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(Session.online) == 20
+            # one task a connection: the server's handler (the clients, with ping_interval=None, run none)
+            assert len(asyncio.all_tasks()) - before == 20
+        finally:
+            for client in clients:
+                await client.close()
 
 
 async def test_a_send_to_a_client_that_reads_nothing_times_out_and_closes_with_1013() -> None:

@@ -135,8 +135,8 @@ LAYERS: dict[str, set[str]] = {
     },
     "client": {"client", "client.*"},
     "state": {
-        "user", "history", "envelope", "connection", "handshake", "static", "presence", "remote", "backends",
-        "backends.*", "store", "session",
+        "user", "history", "envelope", "connection", "keepalive", "handshake", "static", "presence", "remote",
+        "backends", "backends.*", "store", "session",
     },
     "commands": {
         "context", "handlers", "di", "routing", "answer", "middleware", "middleware.*", "resume", "handshake_auth",

@@ -35,6 +35,7 @@ INTERNAL = {
         "history",
         "http",
         "identity",
+        "keepalive",
         "listening",
         "loading",
         "memory_server",

@@ -6,7 +6,8 @@ wait on it for long:
 - keepalive: when a ping gets no pong within ``ping_timeout``, the peer is dead; the TCP
   connection is aborted at once (no close handshake that a dead peer would never answer), so
   the client leaves ``Session.online`` ``ping_interval + ping_timeout`` seconds after it died
-  at most, not a ``close_timeout`` later;
+  at most (and `websuckets.keepalive.RESOLUTION`), not a ``close_timeout`` later. The pings come
+  from timers the loop's connections share (`websuckets.keepalive`), not a task each;
 - slow consumers: a ``send`` that waits more than ``send_timeout`` seconds for a client to
   read (its write buffer full) closes the connection with 1013 (try again later) and raises
   ``ConnectionClosedError``. Only a send that must wait pays for the timer;
@@ -41,6 +42,7 @@ from websockets.protocol import State
 
 from .delivery import server_frame
 from .events import PendingAnswer, answered
+from .keepalive import keepalive
 
 __all__ = [
     "READ_SIZE",
@@ -78,6 +80,11 @@ class GuardedConnection(ServerConnection):
 
     _unparsed: collections.deque[memoryview] | None = None
     """What was read and not given to ``websockets`` yet, oldest first; ``None`` when nothing waits."""
+
+    keepalive_slot: int = 0
+    keepalive_pong: asyncio.Future[float] | None = None
+    keepalive_sent: float = 0.0
+    """The keepalive's state of this connection (see `websuckets.keepalive.Pinged`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -204,6 +211,7 @@ class GuardedConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._parse_all()
+        keepalive(self.loop).forget(self)
         super().connection_lost(exc)
 
     async def drain(self) -> None:
@@ -219,28 +227,10 @@ class GuardedConnection(ServerConnection):
             self.protocol.fail(CloseCode.TRY_AGAIN_LATER, "send timeout")
             raise SendTimeout(self.send_timeout) from None  # send_context aborts the transport, raises ConnectionClosed
 
-    async def keepalive(self) -> None:
-        """Ping every ``ping_interval`` seconds; abort the connection when a pong is ``ping_timeout`` late."""
-        assert self.ping_interval is not None
-        latency = 0.0
-        try:
-            while True:
-                await asyncio.sleep(max(self.ping_interval - latency, 0.0))
-                pong = await self.ping()
-                if self.ping_timeout is None:
-                    continue
-                try:
-                    async with asyncio.timeout(self.ping_timeout):
-                        latency = await pong
-                except TimeoutError:
-                    logger.info("client %s did not answer a ping within %.1f s: dropped", self.id, self.ping_timeout)
-                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                    self.transport.abort()  # a dead peer never answers a close frame: do not wait for one
-                    return
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.error("keepalive ping failed", exc_info=True)
+    def start_keepalive(self) -> None:
+        """Ping from the loop's shared timers (`websuckets.keepalive`), not from a task of this connection."""
+        if self.ping_interval is not None:
+            keepalive(self.loop).start(self)
 
 
 def guarded_connection(send_timeout: float | None) -> type[GuardedConnection]:
