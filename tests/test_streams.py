@@ -119,8 +119,10 @@ async def test_items_then_end(real: bool) -> None:
         stream = await alice.stream("count", {"n": 3}, id=7)
         items = [item async for item in stream]
         assert [(i.event, i.payload, i.id) for i in items] == [("count", 0, 7), ("count", 1, 7), ("count", 2, 7)]
-        assert stream.end is not None and stream.end.event == STREAM_END_EVENT
-        assert stream.end.payload == {"items": 3, "cancelled": False} and stream.end.id == 7
+        assert stream.end is not None
+        assert stream.end.event == STREAM_END_EVENT
+        assert stream.end.payload == {"items": 3, "cancelled": False}
+        assert stream.end.id == 7
         assert probe.finally_ran == [3]
         assert probe.middleware == ["before count", "after count"]  # the chain covers the whole stream
 
@@ -146,8 +148,10 @@ async def test_an_exception_ends_the_stream_with_its_error(real: bool) -> None:
             [item async for item in stream]
         assert len(stream.items) == 2
         error = raised.value.received
-        assert error.error_name == "search_failed" and error.payload["details"] == {"after": 2}
-        assert error.payload["id"] == 3 and error.payload["event"] == "fails"
+        assert error.error_name == "search_failed"
+        assert error.payload["details"] == {"after": 2}
+        assert error.payload["id"] == 3
+        assert error.payload["event"] == "fails"
         assert (await alice.request("ping")).event == "pong"  # the connection goes on
 
 
@@ -159,7 +163,8 @@ async def test_an_unexpected_exception_is_internal_error() -> None:
         with pytest.raises(KeyError):  # TestClient re-raises the handler's exception in the test
             await stream.collect()
         error = await alice.receive_error("internal_error")
-        assert error.payload["id"] == 1 and error.payload["details"] is None
+        assert error.payload["id"] == 1
+        assert error.payload["details"] is None
 
 
 async def test_cancel_closes_the_generator(real: bool) -> None:
@@ -170,7 +175,8 @@ async def test_cancel_closes_the_generator(real: bool) -> None:
         stream = await alice.stream("count", {"n": 1000, "pause": 0.01})
         assert (await stream.next()).payload == 0
         end = await stream.cancel()
-        assert end.event == STREAM_END_EVENT and end.payload["cancelled"] is True
+        assert end.event == STREAM_END_EVENT
+        assert end.payload["cancelled"] is True
         assert end.payload["items"] >= 1
         assert probe.finally_ran == [1000]
         await alice.send(CANCEL_EVENT, id=stream.id)  # no stream any more: ignored
@@ -187,7 +193,8 @@ async def test_cancel_runs_request_scope_finalizers(real: bool) -> None:
         assert (await stream.next()).payload is True  # still open: the scope outlives the first item
         assert probe.finalized == []
         await stream.cancel()
-        assert len(probe.finalized) == 1 and probe.finalized[0].open is False
+        assert len(probe.finalized) == 1
+        assert probe.finalized[0].open is False
 
 
 async def test_disconnect_cancels_every_stream(real: bool) -> None:
@@ -256,7 +263,9 @@ async def test_validation_applies(real: bool) -> None:
 async def test_the_time_limit_bounds_the_whole_stream(real: bool) -> None:
     """CommandTimeouts counts the whole stream: past it the stream ends with command_timeout, finally run."""
     probe = Probe()
-    async with TestClient(make_app(probe, command_timeouts=CommandTimeouts(per_command={"count": 0.2})), real=real) as c:
+    async with TestClient(
+        make_app(probe, command_timeouts=CommandTimeouts(per_command={"count": 0.2})), real=real
+    ) as c:
         alice = await c.connect()
         stream = await alice.stream("count", {"n": 1000, "pause": 0.01})
         with pytest.raises(ErrorReply) as raised:
@@ -337,8 +346,56 @@ async def test_hooks_cannot_stream() -> None:
 def test_the_plan_knows_a_stream_and_its_items() -> None:
     """At registration: whether the handler streams, what it yields; the app gets the cancel command."""
     app = make_app(Probe())
-    assert app.commands["count"].plan.streams and app.commands["count"].plan.item_type is int
+    assert app.commands["count"].plan.streams
+    assert app.commands["count"].plan.item_type is int
     assert app.commands["events"].plan.item_type is ClientEvent
     assert not app.commands["ping"].plan.streams
     assert CANCEL_EVENT in app.commands
     assert CANCEL_EVENT not in WebSuckets().commands
+
+
+async def test_metrics_count_streams_and_items() -> None:
+    """Metrics: streams started, their items, those cancelled; the stream is one command with its outcome."""
+    from websuckets.metrics import Metrics
+
+    app = make_app(Probe())
+    metrics = Metrics(path=None)
+    app.add_instrument(metrics)
+    async with TestClient(app) as client:
+        alice = await client.connect()
+        await (await alice.stream("count", {"n": 3})).collect()
+        running = await alice.stream("count", {"n": 1000, "pause": 0.01})
+        await running.next()
+        await running.cancel()
+        figures = metrics.figures()
+        assert figures.counters["streams"] == 2
+        assert figures.counters["stream_items"] >= 4
+        assert figures.counters["streams_cancelled"] == 1
+        assert figures.commands["count", "ok"] == 1
+        assert figures.commands["count", "cancelled"] == 1
+
+
+async def test_tracing_spans_cover_the_stream() -> None:
+    """Tracing: one span a stream, ended once the stream has ended."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from websuckets.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = make_app(Probe())
+    app.add_instrument(Tracing(provider, sessions=False))
+    async with TestClient(app) as client:
+        alice = await client.connect()
+        stream = await alice.stream("count", {"n": 3, "pause": 0.02})
+        await stream.next()
+        assert [s for s in exporter.get_finished_spans() if "count" in s.name] == []  # still streaming
+        await stream.collect()
+        await asyncio.sleep(0.05)
+        spans = [s for s in exporter.get_finished_spans() if "count" in s.name]
+        assert len(spans) == 1
+        assert spans[0].end_time - spans[0].start_time >= 0.04e9  # type: ignore[operator]

@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from dishka import AsyncContainer
     from pydantic import BaseModel
 
-Handler = Callable[..., Awaitable[Any] | AsyncIterator[Any]]
-"""A command handler or hook: a coroutine function, or for a command, an async generator function (a stream)."""
+Handler = Callable[..., Awaitable[Any]]
+CommandHandler = Callable[..., Awaitable[Any] | AsyncIterator[Any]]
+"""A command's handler: a coroutine function, or an async generator function (a stream, see `websuckets.streams`).
+
+A `CallPlan` holds either as a `Handler`: whether it streams is its ``streams``.
+"""
 
 
 class HandlerKind(Enum):
@@ -137,7 +141,7 @@ class CallPlan:
             return await self._call_with(values)
 
     async def resolve(self, source: Any, scope: AsyncContainer) -> list[Any]:
-        """The handler's arguments, services resolved from ``scope`` (a stream's REQUEST scope, held open by its caller)."""
+        """The handler's arguments, services from ``scope`` (a stream's REQUEST scope, open as long as it runs)."""
         values = []
         for argument in self._arguments:
             if type(argument) is Dependency:

@@ -31,8 +31,9 @@ stream of the connection the same way, with nothing sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -55,10 +56,10 @@ __all__ = [
     "StreamStats",
     "cancel",
     "cancel_all",
+    "starting",
     "stats",
     "stream_commands",
     "stream_endpoint",
-    "starting",
 ]
 
 logger = logging.getLogger("websuckets.streams")
@@ -202,10 +203,8 @@ def _end(items: int, *, cancelled: bool) -> dict[str, Any]:
 
 
 async def _send_quietly(socket: ServerConnection, message: str) -> None:
-    try:
+    with contextlib.suppress(ConnectionClosed):  # the client left meanwhile: nobody to tell
         await socket.send(message)
-    except ConnectionClosed:
-        pass
 
 
 def cancel(connection: Connection, id: str | int) -> bool:

@@ -48,7 +48,10 @@ class TestStream:
         return await self.next()
 
     async def next(self, timeout: float | None = None) -> Any:
-        """The next item (a `websuckets.testing.Received`), waiting at most ``timeout`` seconds (the client's by default)."""
+        """The next item (a `websuckets.testing.Received`), waiting at most ``timeout`` seconds.
+
+        ``None`` waits as long as the `TestClient`'s timeout.
+        """
         if self.end is not None:
             raise StopAsyncIteration
         received = await self._next_answer(self.id, timeout)

@@ -25,7 +25,10 @@ STREAM_END_EVENT: Final = "websuckets end"
 A stream that fails ends with an ``error`` event for its ``id`` instead.
 """
 CANCEL_EVENT: Final = "websuckets cancel"
-"""The built-in command that cancels the stream whose ``id`` it carries: ``{"event": "websuckets cancel", "id": 17}``."""
+"""The built-in command that cancels the stream whose ``id`` it carries.
+
+``{"event": "websuckets cancel", "id": 17}``; nothing answers it but the stream's end (``"cancelled": true``).
+"""
 MAX_STREAMS: Final = 16
 """Streams one connection may run at once, by default (``WebSuckets(max_streams=...)``)."""
 

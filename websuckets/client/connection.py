@@ -9,6 +9,7 @@ until `Client.close` or ``max_retries``. Everything the client says goes to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
@@ -186,8 +187,9 @@ class Client:
             ended = error.name != "timeout"  # the client's own timeout: the stream still runs there
             raise
         finally:
-            self._streams.discard(command_id)
-            if not ended and incoming.sent:
+            cancel = not ended and incoming.sent
+            self._streams.discard(command_id, cancelled=cancel)
+            if cancel:
                 await self._cancel(command_id)
 
     async def _cancel(self, command_id: int) -> None:
@@ -195,10 +197,8 @@ class Client:
         socket = self._socket
         if not self._ready or socket is None:
             return  # it ended with the connection it ran on
-        try:
+        with contextlib.suppress(ConnectionClosed):  # it ends with the connection that is closing
             await self._write(socket, _command(CANCEL_EVENT, MISSING, command_id))
-        except ConnectionClosed:
-            pass
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.

@@ -27,6 +27,8 @@ class Streams:
 
     def __init__(self) -> None:
         self._running: dict[str | int, Incoming] = {}
+        self._cancelled: set[str | int] = set()
+        """Streams left early and cancelled: what still comes for them, up to their end, is dropped."""
 
     def open(self, command_id: int) -> Incoming:
         """Start waiting for the events of the stream ``command_id``."""
@@ -36,15 +38,22 @@ class Streams:
     def get(self, command_id: str | int) -> Incoming | None:
         return self._running.get(command_id)
 
-    def discard(self, command_id: str | int) -> None:
+    def discard(self, command_id: str | int, *, cancelled: bool = False) -> None:
+        """Forget a stream; with ``cancelled``, drop its events still on their way until its end."""
         self._running.pop(command_id, None)
+        if cancelled:
+            self._cancelled.add(command_id)
 
     def deliver(self, event: ServerEvent) -> bool:
         """Queue ``event`` for the stream it answers, if one runs; ``False`` if none does."""
         answers = event.answers
         incoming = None if answers is None else self._running.get(answers)
         if incoming is None:
-            return False
+            if answers is None or answers not in self._cancelled:
+                return False
+            if event.is_error or event.event == STREAM_END_EVENT:
+                self._cancelled.discard(answers)
+            return True  # an item of a stream left early
         if event.is_error or event.event == STREAM_END_EVENT:
             del self._running[answers]  # type: ignore[arg-type]  # not None: found above
         incoming.queue.put_nowait(event)
@@ -52,6 +61,7 @@ class Streams:
 
     def fail(self, name: str, why: str, *, sent_only: bool = False) -> None:
         """End every stream (or only those whose frame went out) with `ClientError` ``name``."""
+        self._cancelled.clear()  # their connection is gone: nothing more comes for them
         for command_id, incoming in list(self._running.items()):
             if incoming.sent or not sent_only:
                 del self._running[command_id]
