@@ -51,16 +51,6 @@ from .wire import STREAM_END_EVENT
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-__all__ = [
-    "Stream",
-    "StreamStats",
-    "cancel",
-    "cancel_all",
-    "starting",
-    "stats",
-    "stream_commands",
-    "stream_endpoint",
-]
 
 logger = logging.getLogger("websuckets.streams")
 

@@ -17,7 +17,6 @@ from typing import Any, Self
 
 from .wire import CANCEL_EVENT, STREAM_END_EVENT
 
-__all__ = ["TestStream"]
 
 
 class TestStream:
