@@ -1,4 +1,4 @@
-"""The Streaming replies guide's example (examples/streams.py): in memory, and run as a program with the Python client."""
+"""The Streaming replies guide's example (examples/streams.py): in memory, and as a program with the Python client."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from typing import Any, Self
 from .wire import CANCEL_EVENT, STREAM_END_EVENT
 
 
-
 class TestStream:
     """The items of one stream, in order, then its end; frames of anything else are left for ``receive``."""
 
