@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from uuid import uuid4
 
 import pytest
 from dishka import FromDishka, Provider, Scope, make_async_container, provide
@@ -399,3 +400,14 @@ async def test_tracing_spans_cover_the_stream() -> None:
         spans = [s for s in exporter.get_finished_spans() if "count" in s.name]
         assert len(spans) == 1
         assert spans[0].end_time - spans[0].start_time >= 0.04e9  # type: ignore[operator]
+
+
+async def test_a_client_over_its_rate_limit_with_streams_is_closed_with_1008(real: bool) -> None:
+    """The rate limit's close (1008) works from a stream's task too: the connection's reader drains meanwhile."""
+    limit = RateLimit(rate=0.01, burst=1, close_after=1)
+    async with TestClient(make_app(Probe(), rate_limit=limit), real=real) as client:
+        alice = await client.connect()
+        await (await alice.stream("count", {"n": 1})).collect()
+        for _ in range(3):
+            await alice.send("count", {"n": 1}, id=uuid4().hex)
+        assert await alice.expect_closed() == 1008
