@@ -12,7 +12,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_short_run_prints_both_rates_their_ratios_and_the_cancel_latency() -> None:
-X
+    """A tiny run: a row for 1 client and one for 4, with both servers' items/s and their ratio; both latencies."""
     command = [sys.executable, str(BENCH / "streams.py"), "--items=300", "--clients=4", "--each=50"]
     command += ["--repeat=1", "--cancels=5"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
