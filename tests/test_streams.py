@@ -411,3 +411,21 @@ async def test_a_client_over_its_rate_limit_with_streams_is_closed_with_1008(rea
         for _ in range(3):
             await alice.send("count", {"n": 1}, id=uuid4().hex)
         assert await alice.expect_closed() == 1008
+
+
+async def test_a_graceful_shutdown_cancels_running_streams() -> None:
+    """Streams are not in-flight commands: the shutdown closes their connections at once (1001), closing them."""
+    from websockets.asyncio.client import connect
+
+    probe = Probe()
+    app = make_app(probe, shutdown_timeout=5.0)
+    async with app, app.serve("127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as socket:
+            await socket.send('{"event": "count", "payload": {"n": 100000, "pause": 0.01}, "id": 1}')
+            await socket.recv()
+            started = asyncio.get_running_loop().time()
+            await app.shutdown(server)
+            assert asyncio.get_running_loop().time() - started < 2.0
+            assert probe.finally_ran == [100000]
+            assert socket.close_code == 1001

@@ -58,6 +58,9 @@ class CommandGroup:
     ) -> Callable[[H], H]:
         """Register the decorated async function as the handler of ``name``.
 
+        An async generator function makes the command a stream: each value it yields is sent
+        to the client as it comes, then ``websuckets end`` (see the "Streaming replies" guide).
+
         Its signature is checked here; the function is returned unchanged. ``replies`` declares
         the events it answers with, for the app's schema: names (``["user created"]``, their
         payloads declared with `WebSuckets.server_event` or left open) or names with the type
