@@ -368,7 +368,10 @@ async def test_metrics_count_streams_and_items() -> None:
         running = await alice.stream("count", {"n": 1000, "pause": 0.01})
         await running.next()
         await running.cancel()
+        await alice.send("count", {"n": 1})
+        await alice.receive_error("invalid_command")
         figures = metrics.figures()
+        assert figures.counters["streams_refused"] == 1
         assert figures.counters["streams"] == 2
         assert figures.counters["stream_items"] >= 4
         assert figures.counters["streams_cancelled"] == 1

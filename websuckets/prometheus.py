@@ -42,6 +42,7 @@ COUNTERS = {
     "streams": "Streams started (commands whose handler is an async generator).",
     "stream_items": "Items sent by streams.",
     "streams_cancelled": "Streams cancelled by their client (websuckets cancel) or its disconnect.",
+    "streams_refused": "Streams refused before they started: too_many_streams, or no id of their own.",
     "backend_reconnects": "Times the backend rebuilt its connection after a loss.",
     "backend_failed_operations": "Backend writes and deliveries that failed.",
     "backend_dropped_deliveries": "Messages from other processes for clients that had left this one.",

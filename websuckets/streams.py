@@ -60,11 +60,13 @@ PayloadParser = Callable[["type[BaseModel]", object], "BaseModel"]
 class StreamStats:
     """Counters of this process's streams, for metrics (plain integers, only growing)."""
 
-    __slots__ = ("cancelled", "items", "started")
+    __slots__ = ("cancelled", "items", "refused", "started")
 
     def __init__(self) -> None:
         self.started = 0
         """Streams started (past the checks of `starting`)."""
+        self.refused = 0
+        """Streams refused before their chain: no ``id``, an ``id`` in use, or ``too_many_streams``."""
         self.items = 0
         """Items sent, over every stream."""
         self.cancelled = 0
@@ -102,6 +104,7 @@ def starting(chain: CallNext, limit: int) -> CallNext:
             streams = connection.streams = {}
         refused = _refusal(ctx, streams, limit)
         if refused is not None:
+            stats.refused += 1
             await ctx.socket.send(error_event(refused, ctx.event, ctx.id))
             return
         assert ctx.id is not None
