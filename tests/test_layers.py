@@ -140,10 +140,10 @@ LAYERS: dict[str, set[str]] = {
     },
     "commands": {
         "context", "handlers", "di", "routing", "answer", "middleware", "middleware.*", "resume", "handshake_auth",
-        "dispatcher",
+        "dispatcher", "streams",
     },
     "instruments": {"instrument", "asyncapi", "health", "metrics", "prometheus", "tracing", "typescript"},
-    "app": {"", "app", "startup", "serving", "testing", "memory_server"},
+    "app": {"", "app", "startup", "serving", "testing", "testing_streams", "memory_server"},
     "tools": {"loading", "worker", "supervisor", "cli", "__main__"},
 }  # fmt: skip
 UPWARD_ALLOWED: set[tuple[str, str]] = set()

@@ -32,7 +32,7 @@ from .routing import Command, CommandGroup
 from .session import activate, deactivate
 from .static import StaticFiles
 from .store import SessionStore
-from .wire import GAP_EVENT, POSITION_EVENT
+from .wire import CANCEL_EVENT, GAP_EVENT, MAX_STREAMS, POSITION_EVENT
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
     from dishka import AsyncContainer
@@ -91,6 +91,8 @@ class WebSuckets:
             or fnmatch pattern (``{"lobby": History(size=100), "chat:*": History(ttl=600)}``):
             their messages carry a position, and the ``websuckets resume`` command replays what
             a client missed (see the "Reconnect and recovery" guide). ``None`` for none.
+        max_streams: streams (commands whose handler is an async generator) one connection may
+            run at once; one more is refused with ``too_many_streams``. See the "Streaming replies" guide.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class WebSuckets:
         handshake_auth: HandshakeAuth | None = None,
         handshake_checks: Sequence[Check] = (),
         history: Mapping[str, History] | None = None,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         self.container = container
         self.backend = backend if backend is not None else MemoryBackend()
@@ -151,6 +154,9 @@ class WebSuckets:
         self.instruments: list[Instrument] = []
         self.server_events: dict[str, Any] = {}
         """Events the server pushes, by name, with the type of their payload (see `server_event`)."""
+        if max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
+        self.max_streams = max_streams
         self.history = HistoryRules(history)
         if self.history.active:
             from .resume import GapPayload, PositionPayload, resume_commands  # its models: only with history
@@ -225,6 +231,10 @@ class WebSuckets:
         if command.name in self.commands:
             raise DuplicateCommand(command.name)
         self.commands[command.name] = command
+        if command.plan.streams and CANCEL_EVENT not in self.commands:
+            from .streams import stream_commands  # the first stream brings the built-in cancel command
+
+            self.include_command_group(stream_commands())
 
     def _check_not_started(self, action: str) -> None:
         if self._dispatcher is not None:

@@ -6,6 +6,11 @@ plain dict. The wire frames are the messages: a command's message is the whole J
 client sends (``event``, ``payload``, ``token``, ``id``), so the schema says exactly what goes
 over the socket, and the ``id`` is the messages' correlation id.
 
+A stream (a command whose handler is an async generator, see `websuckets.streams`) says so with
+``x-websuckets-stream``; its reply lists its item event (named after the command, the payload
+typed by the handler's ``AsyncIterator[T]``; an item that is a ``ClientEvent`` is one of the
+command's declared ``replies`` instead), ``websuckets end`` and ``error``.
+
 `AsyncAPIPage` serves the document at ``/asyncapi.json`` and a plain HTML rendering at
 ``/asyncapi`` on the app's own port (opt-in: ``app.add_instrument(AsyncAPIPage())``).
 """
@@ -25,9 +30,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from . import exc
+from .events import ClientEvent
 from .http import is_upgrade, json_response, url_path
 from .instrument import Instrument, InstrumentedApp
-from .wire import ERROR_EVENT
+from .wire import CANCEL_EVENT, ERROR_EVENT, STREAM_END_EVENT
 
 if TYPE_CHECKING:
     from .routing import Command
@@ -44,6 +50,13 @@ ID_SCHEMA: dict[str, Any] = {
     "oneOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}],
 }
 CORRELATION = {"correlationId": {"$ref": "#/components/correlationIds/id"}}
+STREAM_END: dict[str, Any] = {
+    "type": "object",
+    "description": "The end of a stream: the items it sent, and whether its client cancelled it.",
+    "required": ["items", "cancelled"],
+    "properties": {"items": {"type": "integer", "minimum": 0}, "cancelled": {"type": "boolean"}},
+}
+"""The payload of ``websuckets end``."""
 
 
 def framework_error_names() -> list[str]:
@@ -91,6 +104,11 @@ class _Builder:
             for name, payload in command.replies.items():
                 if payload is not Any or name not in events:  # a name alone takes the app's declaration
                     events[name] = payload
+        for command in commands:
+            if command.plan.streams:
+                events[STREAM_END_EVENT] = STREAM_END
+                if command.name not in command.replies and _items_named_after(command):
+                    events.setdefault(command.name, command.plan.item_type)
         if app.welcome:
             events.setdefault("welcome", _WELCOME)
         for command in commands:
@@ -166,6 +184,8 @@ class _Builder:
         required = ["event"]
         if command.model is not None:
             required.append("payload")
+        if command.plan.streams or command.name == CANCEL_EVENT:
+            required.append("id")
         if command.protected:
             required.append("token")
         message: dict[str, Any] = {
@@ -180,12 +200,16 @@ class _Builder:
             message["summary"] = summary
         if command.protected:
             message["tags"] = [{"name": "protected", "description": "Needs the token of a verified user."}]
+        if command.plan.streams:
+            message["x-websuckets-stream"] = True
         return message
 
     def command_operation(self, command: Command, mid: str) -> dict[str, Any]:
-        replies = [
-            {"$ref": f"#/channels/{CHANNEL}/messages/{self.identify('event', name)}"} for name in command.replies
-        ]
+        names = list(command.replies)
+        if command.plan.streams:
+            items = [command.name] if _items_named_after(command) and command.name not in names else []
+            names = [*items, *names, STREAM_END_EVENT]
+        replies = [{"$ref": f"#/channels/{CHANNEL}/messages/{self.identify('event', name)}"} for name in names]
         replies.append({"$ref": f"#/channels/{CHANNEL}/messages/{ERROR_EVENT}"})
         operation: dict[str, Any] = {
             "action": "receive",
@@ -198,6 +222,12 @@ class _Builder:
         }
         if command.protected:
             operation["tags"] = [{"name": "protected"}]
+        if command.plan.streams:
+            operation["x-websuckets-stream"] = True
+            operation["description"] = (
+                "A stream: each item is its own event carrying the command's id, then "
+                f"{STREAM_END_EVENT!r} (or an error). {CANCEL_EVENT!r} with the id cancels it."
+            )
         return operation
 
     def event_message(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +301,12 @@ def _schemas(
     found, definitions = TypeAdapter.json_schemas(adapters, ref_template=SCHEMAS)  # type: ignore[arg-type]
     schemas = {key: schema for (key, _mode), schema in found.items()}
     return schemas | plain, definitions.get("$defs", {})
+
+
+def _items_named_after(command: Command) -> bool:
+    """Whether a stream's items go out as events named after the command: all but yielded ``ClientEvent``s."""
+    item = command.plan.item_type
+    return not (isinstance(item, type) and issubclass(item, ClientEvent))
 
 
 def _summary(handler: Any) -> str:

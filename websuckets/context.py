@@ -43,7 +43,17 @@ class CommandInfo(Protocol):
 class Connection:
     """What websuckets keeps for one open connection."""
 
-    __slots__ = ("buckets", "container", "report", "sessions", "socket", "task", "user", "uses_connection_token")
+    __slots__ = (
+        "buckets",
+        "container",
+        "report",
+        "sessions",
+        "socket",
+        "streams",
+        "task",
+        "user",
+        "uses_connection_token",
+    )
 
     def __init__(
         self,
@@ -67,6 +77,8 @@ class Connection:
         """The connection's rate-limit buckets (see `websuckets.middleware.RateLimit`)."""
         self.task: asyncio.Task[Any] | None = None
         """The task that reads the connection and runs its commands, once it does (see `websuckets.answer`)."""
+        self.streams: dict[str | int, Any] | None = None
+        """The connection's running streams by ``id`` (`websuckets.streams.Stream`), once it started one."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
         """Log an exception raised while handling ``ctx`` that no middleware mapped."""

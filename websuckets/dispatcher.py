@@ -25,6 +25,7 @@ from .handlers import CallPlan
 from .routing import Command
 from .session import enter_connection
 from .store import SessionStore
+from .streams import cancel_all
 from .user import User
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
@@ -192,6 +193,8 @@ class Dispatcher:
                     await asyncio.sleep(0)
                     frames = 0
         finally:
+            if connection.streams:  # closed first: their REQUEST scopes end before the SESSION scope
+                await cancel_all(connection.streams)
             await self._run_hooks(self.on_disconnect, connection)
 
     def dispatch(self, connection: Connection, frame: str | bytes) -> Awaitable[None]:

@@ -16,6 +16,7 @@ The tree::
     │   ├── BackendFull          backend_full (refused: Redis is out of memory)
     │   ├── RateLimited          rate_limited
     │   ├── CommandTimeout       command_timeout
+    │   ├── TooManyStreams       too_many_streams (a connection's streams at their limit)
     │   └── UnexpectedError      internal_error (details never reach the client)
     ├── RemoteUserReadOnly(AttributeError)  an attribute set on a user connected to another process
     ├── InvalidHandler(TypeError)       a handler or hook with a signature we cannot call
@@ -49,6 +50,7 @@ __all__ = [
     "PayloadInvalid",
     "RateLimited",
     "RemoteUserReadOnly",
+    "TooManyStreams",
     "Unauthorized",
     "UnexpectedError",
     "UnknownCommand",
@@ -199,6 +201,15 @@ class CommandTimeout(_FrameworkError):
     """The handler ran longer than its time limit and was cancelled."""
 
     code = "command_timeout"
+
+
+class TooManyStreams(_FrameworkError):
+    """The connection already runs as many streams as it may; ``details`` holds the ``limit``.
+
+    See ``WebSuckets(max_streams=...)``: the client may start another once one has ended.
+    """
+
+    code = "too_many_streams"
 
 
 class UnexpectedError(_FrameworkError):

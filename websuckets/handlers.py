@@ -7,13 +7,15 @@ the `CallPlan` built here.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import sys
-from collections.abc import Awaitable, Callable
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from websockets.asyncio.server import ServerConnection
 
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 Handler = Callable[..., Awaitable[Any]]
+CommandHandler = Callable[..., Awaitable[Any] | AsyncIterator[Any]]
+"""A command's handler: a coroutine function, or an async generator function (a stream, see `websuckets.streams`).
+
+A `CallPlan` holds either as a `Handler`: whether it streams is its ``streams``.
+"""
 
 
 class HandlerKind(Enum):
@@ -76,11 +83,23 @@ class CallPlan:
     values are passed positionally.
     """
 
-    def __init__(self, handler: Handler, parameters: tuple[Parameter, ...], model: type[BaseModel] | None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        parameters: tuple[Parameter, ...],
+        model: type[BaseModel] | None,
+        *,
+        streams: bool = False,
+        item_type: Any = Any,
+    ) -> None:
         self.handler = handler
         self.parameters = parameters
         self.model = model
         """The payload model, if the handler takes one."""
+        self.streams = streams
+        """Whether the handler is an async generator: its command is a stream (see `websuckets.streams`)."""
+        self.item_type = item_type
+        """What a stream yields, from its return annotation (``AsyncIterator[Hit]``: ``Hit``); ``Any`` if unsaid."""
         self.dependencies = tuple(p.dependency for p in parameters if p.dependency is not None)
         self.needs_container = bool(self.dependencies)
         """Whether calling the handler needs a scope to resolve services from."""
@@ -121,6 +140,20 @@ class CallPlan:
                     values.append(argument(source))  # type: ignore[operator]
             return await self._call_with(values)
 
+    async def resolve(self, source: Any, scope: AsyncContainer) -> list[Any]:
+        """The handler's arguments, services from ``scope`` (a stream's REQUEST scope, open as long as it runs)."""
+        values = []
+        for argument in self._arguments:
+            if type(argument) is Dependency:
+                values.append(await scope.get(argument.type, argument.component))
+            else:
+                values.append(argument(source))  # type: ignore[operator]
+        return values
+
+    def call_with(self, values: list[Any]) -> Any:
+        """Call the handler with the arguments `resolve` gave (a stream's async generator)."""
+        return self._call_with(values)
+
     def _call_with(self, values: list[Any]) -> Awaitable[Any]:
         if not self._keywords:
             return self.handler(*values)
@@ -134,7 +167,10 @@ class CallPlan:
 def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
     """Decide the role of every parameter of ``handler``, or raise `InvalidHandler`."""
     name = getattr(handler, "__qualname__", repr(handler))
-    if not inspect.iscoroutinefunction(handler):
+    streams = kind is HandlerKind.COMMAND and inspect.isasyncgenfunction(handler)
+    if not streams and not inspect.iscoroutinefunction(handler):
+        if inspect.isasyncgenfunction(handler):
+            raise InvalidHandler(name, "a hook cannot be an async generator: only commands stream")
         raise InvalidHandler(name, "must be a coroutine function (declare it with 'async def')")
     hints = _type_hints(handler, name)
     signature = inspect.signature(handler)
@@ -144,7 +180,25 @@ def analyse(handler: Handler, kind: HandlerKind) -> CallPlan:
     )
     _check_roles(name, parameters, kind)
     models = [hints[p.name] for p in parameters if p.role is Role.MODEL]
-    return CallPlan(handler, parameters, models[0] if models else None)
+    item_type = _item_type(hints.get("return", Any)) if streams else Any
+    return CallPlan(handler, parameters, models[0] if models else None, streams=streams, item_type=item_type)
+
+
+_STREAM_ORIGINS = (
+    collections.abc.AsyncIterator,
+    collections.abc.AsyncIterable,
+    collections.abc.AsyncGenerator,
+    typing.AsyncIterator,
+    typing.AsyncIterable,
+    typing.AsyncGenerator,
+)
+
+
+def _item_type(annotation: Any) -> Any:
+    """What ``AsyncIterator[T]`` (``AsyncGenerator[T, None]``, ``AsyncIterable[T]``) yields; ``Any`` otherwise."""
+    if get_origin(annotation) in _STREAM_ORIGINS and get_args(annotation):
+        return get_args(annotation)[0]
+    return Any
 
 
 def _type_hints(handler: Handler, name: str) -> dict[str, Any]:

@@ -34,6 +34,10 @@ The metrics (labels in brackets; see the "Observability" guide for queries):
 - ``websuckets_messages_received_total``, ``websuckets_messages_sent_total``,
   ``websuckets_received_bytes_total``, ``websuckets_sent_bytes_total``;
 - ``websuckets_rate_limited_total``, ``websuckets_slow_consumers_closed_total``;
+- ``websuckets_streams_total``, ``websuckets_stream_items_total``, ``websuckets_streams_cancelled_total``,
+  ``websuckets_streams_refused_total``: streams started, the items they sent, those cancelled, those
+  refused before their chain (``too_many_streams``, no ``id`` of their own); a stream that starts is
+  also one command in ``websuckets_commands_total``, its duration the whole stream's;
 - ``websuckets_backend_connected`` (gauge), ``websuckets_backend_reconnects_total``,
   ``websuckets_backend_failed_operations_total``, ``websuckets_backend_dropped_deliveries_total``,
   ``websuckets_backend_listener_errors_total``, ``websuckets_backend_history_gaps_total``.
@@ -55,7 +59,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from . import delivery
+from . import delivery, streams
 from .context import CallNext, Connection, Context, Middleware
 from .exc import InternalError, RateLimited
 from .http import is_upgrade, json_response, url_path
@@ -283,6 +287,10 @@ class Metrics(Instrument):
         # fan-outs write past each connection's send: one shared frame, or websockets.broadcast
         self._advance("messages_sent", stats.framed_once + stats.framed_by_connection)
         self._advance("sent_bytes", stats.bytes_framed_once)
+        self._advance("streams", streams.stats.started)
+        self._advance("stream_items", streams.stats.items)
+        self._advance("streams_cancelled", streams.stats.cancelled)
+        self._advance("streams_refused", streams.stats.refused)
         app = self.app
         if app is not None and app.started:
             health = app.backend.health

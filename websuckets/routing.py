@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .context import Middleware
 from .exc import AppStateError, DuplicateCommand
-from .handlers import CallPlan, Handler, HandlerKind, analyse
+from .handlers import CallPlan, CommandHandler, Handler, HandlerKind, analyse
 
 if TYPE_CHECKING:  # pydantic's BaseModel is imported by the apps that define models (see websuckets.handlers)
     from pydantic import BaseModel
 
-H = TypeVar("H", bound=Handler)
+H = TypeVar("H", bound=CommandHandler)
 
 
 @dataclass(eq=False)
@@ -58,6 +58,9 @@ class CommandGroup:
     ) -> Callable[[H], H]:
         """Register the decorated async function as the handler of ``name``.
 
+        An async generator function makes the command a stream: each value it yields is sent
+        to the client as it comes, then ``websuckets end`` (see the "Streaming replies" guide).
+
         Its signature is checked here; the function is returned unchanged. ``replies`` declares
         the events it answers with, for the app's schema: names (``["user created"]``, their
         payloads declared with `WebSuckets.server_event` or left open) or names with the type
@@ -66,8 +69,8 @@ class CommandGroup:
         declared = dict(replies) if isinstance(replies, Mapping) else dict.fromkeys(replies, Any)
 
         def register(handler: H) -> H:
-            plan = analyse(handler, HandlerKind.COMMAND)
-            command = Command(self.full_name(name), handler, protected, plan, self, declared)
+            plan = analyse(cast(Handler, handler), HandlerKind.COMMAND)  # a stream's plan knows it streams
+            command = Command(self.full_name(name), plan.handler, protected, plan, self, declared)
             if command.name in self._commands:
                 raise DuplicateCommand(command.name)
             for listener in self._listeners:

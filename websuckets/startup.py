@@ -22,6 +22,7 @@ from .instrument import Instrument
 from .middleware import CommandTimeouts, RateLimit, build_chain, endpoint
 from .middleware.chain import applies_to, error_answer, fused_parser
 from .routing import Command
+from .streams import starting, stream_endpoint
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
     from dishka import AsyncContainer
@@ -56,12 +57,17 @@ class StartingApp(Protocol):
     def command_timeouts(self) -> CommandTimeouts | None: ...
     @property
     def instruments(self) -> list[Instrument]: ...
+    @property
+    def max_streams(self) -> int: ...
 
 
 def route_for(app: StartingApp, command: Command) -> Route:
     """``command`` with its chain, and the chain of the same command sent with an ``id``."""
     middlewares, last = steps_for(app, command)
     chain = build_chain(middlewares, last)
+    if command.plan.streams:  # the whole chain runs in the stream's task; items carry the id: no answer to stamp
+        start = starting(chain, app.max_streams)
+        return Route(command, start, start)
     answer_error = error_answer(middlewares[0])
     if command.plan.takes_context or answer_error is None:
         return Route(command, chain, request_chain(command.plan, chain))
@@ -92,6 +98,7 @@ def steps_for(app: StartingApp, command: Command) -> tuple[list[Middleware], Cal
         if middleware is not None:
             middlewares.append(middleware)
     parse = fused_parser(app.validation_middleware)
+    last_step = stream_endpoint if command.plan.streams else endpoint
     inner: list[Middleware | None] = [
         app.rate_limit,
         app.auth_middleware,
@@ -102,8 +109,8 @@ def steps_for(app: StartingApp, command: Command) -> tuple[list[Middleware], Cal
     ]
     middlewares += [m for m in inner if m is not None and applies_to(m, command)]
     if parse is None:
-        return middlewares, endpoint(command.plan)
-    return middlewares, endpoint(command.plan, validate=True, parse=parse)
+        return middlewares, last_step(command.plan)
+    return middlewares, last_step(command.plan, validate=True, parse=parse)
 
 
 def listeners(instruments: Sequence[Instrument]) -> Listeners:

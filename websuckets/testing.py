@@ -38,12 +38,13 @@ from .app import WebSuckets
 from .context import Connection
 from .instrument import Instrument
 from .memory_server import MemoryServer
+from .testing_streams import TestStream
 from .wire import ERROR_EVENT, MISSING
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
     from dishka import AsyncContainer
 
-__all__ = ["ErrorReply", "Received", "TestClient", "TestConnection"]
+__all__ = ["ErrorReply", "Received", "TestClient", "TestConnection", "TestStream"]
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -174,6 +175,32 @@ class TestConnection:
             if received.is_error:
                 raise ErrorReply(received)
             return received
+
+    async def stream(
+        self, event: str, payload: Any = MISSING, *, token: str | None = None, id: str | int | None = None
+    ) -> TestStream:
+        """Start a stream (a fresh ``id`` unless given); iterate the `TestStream` for its items, or cancel it."""
+        command_id = uuid4().hex if id is None else id
+        await self.send(event, payload, token=token, id=command_id)
+        return TestStream(command_id, self._next_answer, self.send)
+
+    async def _next_answer(self, command_id: str | int, timeout: float | None) -> Received:
+        """The next event for ``command_id`` (kept ones first); others are kept for `receive`; an error raises."""
+        for text in self._skipped:
+            received = Received.parse(text)
+            if received.answers == command_id:
+                self._skipped.remove(text)
+                break
+        else:
+            while True:
+                text = await self._read(timeout)
+                received = Received.parse(text)
+                if received.answers == command_id:
+                    break
+                self._skipped.append(text)
+        if received.is_error:
+            raise ErrorReply(received)
+        return received
 
     async def expect_closed(self, timeout: float | None = None) -> int | None:
         """Wait until the server closes the connection; its close code."""

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from .asyncapi import ERROR_EVENT
+from .wire import STREAM_END_EVENT
 
 __all__ = ["declarations", "type_of"]
 
@@ -46,7 +47,8 @@ def declarations(spec: dict[str, Any], source: str = "") -> str:
             reply = " | ".join(f"ServerEvents[{json.dumps(r)}]" for r in replies) or "unknown"
             required = messages[mid]["payload"]["required"]
             payload = type_of(properties["payload"]) if "payload" in required else "unknown"
-            commands.append(f"  {event}: {{ payload: {payload}; reply: {reply} }};")
+            item = _stream_item(operation, replies)
+            commands.append(f"  {event}: {{ payload: {payload}; reply: {reply}{item} }};")
         elif operation["title"] != ERROR_EVENT:
             events.append(f"  {event}: {type_of(properties['payload'])};")
     error_names = messages[ERROR_EVENT]["x-websuckets-framework-errors"]
@@ -68,6 +70,15 @@ def declarations(spec: dict[str, Any], source: str = "") -> str:
         _CLIENT,
     ]
     return "\n".join(lines)
+
+
+def _stream_item(operation: dict[str, Any], replies: list[str]) -> str:
+    """``; item: ...`` for a stream: the message of each event it yields (``{event, payload, id}``); else nothing."""
+    if not operation.get("x-websuckets-stream"):
+        return ""
+    names = [name for name in replies if name != STREAM_END_EVENT]
+    shapes = [f"StreamMessage<{json.dumps(name)}>" for name in names]
+    return f"; item: {' | '.join(shapes) or 'StreamMessage<string>'}"
 
 
 def type_of(schema: Any) -> str:
@@ -194,6 +205,21 @@ export type Listener<E extends EventName> = (
   payload: ClientEvents[E],
   message: { event: E; payload: ClientEvents[E]; id?: string | number; room?: string; epoch?: string; offset?: number },
 ) => void;
+/** An event of a stream, as `stream()` yields it: its name, its payload, the stream's id. */
+export interface StreamMessage<E extends string> {
+  event: E;
+  payload: E extends keyof ServerEvents ? ServerEvents[E] : unknown;
+  id: string | number;
+}
+/** The commands that stream (their handler is an async generator). */
+export type StreamName = { [E in CommandName]: Commands[E] extends { item: unknown } ? E : never }[CommandName];
+export type StreamItem<E extends CommandName> = Commands[E] extends { item: infer I } ? I : never;
+export interface StreamOptions {
+  /** Aborting it cancels the stream on the server (`websuckets cancel`); the loop throws its reason. */
+  signal?: AbortSignal;
+  /** Milliseconds to wait for each item (none by default). */
+  timeout?: number;
+}
 /** A command without a payload model takes any payload, or none. */
 type PayloadArgs<E extends CommandName, Rest extends unknown[] = []> = unknown extends Commands[E]["payload"]
   ? [payload?: unknown, ...rest: Rest]
@@ -220,6 +246,10 @@ export declare class WebSucketsClient {
     event: E,
     ...args: PayloadArgs<E, [options?: { timeout?: number }]>
   ): Promise<Commands[E]["reply"]>;
+  stream<E extends StreamName>(
+    event: E,
+    ...args: PayloadArgs<E, [options?: StreamOptions]>
+  ): AsyncGenerator<StreamItem<E>, void, undefined>;
   close(code?: number, reason?: string): void;
 }
 

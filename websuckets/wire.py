@@ -19,6 +19,19 @@ POSITION_EVENT: Final = "websuckets position"
 GAP_EVENT: Final = "websuckets gap"
 """Sent to the members of a room whose messages were lost on their way to this process."""
 
+STREAM_END_EVENT: Final = "websuckets end"
+"""The last event of a stream: ``{"event": "websuckets end", "payload": {"items": 3, "cancelled": false}, "id": 17}``.
+
+A stream that fails ends with an ``error`` event for its ``id`` instead.
+"""
+CANCEL_EVENT: Final = "websuckets cancel"
+"""The built-in command that cancels the stream whose ``id`` it carries.
+
+``{"event": "websuckets cancel", "id": 17}``; nothing answers it but the stream's end (``"cancelled": true``).
+"""
+MAX_STREAMS: Final = 16
+"""Streams one connection may run at once, by default (``WebSuckets(max_streams=...)``)."""
+
 MAX_ROOMS: Final = 100
 """Rooms one command may resume, and positions a connection keeps waiting for a join."""
 

@@ -30,7 +30,7 @@ export interface ServerEvents {
 }
 
 /** The names of the errors the framework itself sends. */
-export type FrameworkErrorName = "backend_full" | "backend_misconfigured" | "backend_outcome_unknown" | "backend_unavailable" | "command_timeout" | "internal_error" | "invalid_command" | "invalid_json" | "message_too_large" | "rate_limited" | "unauthorized" | "unknown_command" | "validation_error";
+export type FrameworkErrorName = "backend_full" | "backend_misconfigured" | "backend_outcome_unknown" | "backend_unavailable" | "command_timeout" | "internal_error" | "invalid_command" | "invalid_json" | "message_too_large" | "rate_limited" | "too_many_streams" | "unauthorized" | "unknown_command" | "validation_error";
 
 /** The payload of an `error` event. */
 export interface ErrorPayload {
@@ -87,6 +87,21 @@ export type Listener<E extends EventName> = (
   payload: ClientEvents[E],
   message: { event: E; payload: ClientEvents[E]; id?: string | number; room?: string; epoch?: string; offset?: number },
 ) => void;
+/** An event of a stream, as `stream()` yields it: its name, its payload, the stream's id. */
+export interface StreamMessage<E extends string> {
+  event: E;
+  payload: E extends keyof ServerEvents ? ServerEvents[E] : unknown;
+  id: string | number;
+}
+/** The commands that stream (their handler is an async generator). */
+export type StreamName = { [E in CommandName]: Commands[E] extends { item: unknown } ? E : never }[CommandName];
+export type StreamItem<E extends CommandName> = Commands[E] extends { item: infer I } ? I : never;
+export interface StreamOptions {
+  /** Aborting it cancels the stream on the server (`websuckets cancel`); the loop throws its reason. */
+  signal?: AbortSignal;
+  /** Milliseconds to wait for each item (none by default). */
+  timeout?: number;
+}
 /** A command without a payload model takes any payload, or none. */
 type PayloadArgs<E extends CommandName, Rest extends unknown[] = []> = unknown extends Commands[E]["payload"]
   ? [payload?: unknown, ...rest: Rest]
@@ -113,6 +128,10 @@ export declare class WebSucketsClient {
     event: E,
     ...args: PayloadArgs<E, [options?: { timeout?: number }]>
   ): Promise<Commands[E]["reply"]>;
+  stream<E extends StreamName>(
+    event: E,
+    ...args: PayloadArgs<E, [options?: StreamOptions]>
+  ): AsyncGenerator<StreamItem<E>, void, undefined>;
   close(code?: number, reason?: string): void;
 }
 

@@ -9,9 +9,10 @@ until `Client.close` or ``max_retries``. Everything the client says goes to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -24,13 +25,14 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from .._logging import quiet_frames
-from ..wire import GAP_EVENT, MISSING, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
+from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
 from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
 from .listeners import Callback, Inbox, Listeners
 from .pending import PendingRequests
 from .positions import Positions, Report
+from .streams import Streams, next_event
 
 logger = logging.getLogger("websuckets.client")
 
@@ -98,6 +100,7 @@ class Client:
         self._listeners = Listeners()
         self._inbox = Inbox(max_buffer)
         self._pending = PendingRequests()
+        self._streams = Streams()
         self._queue: deque[dict[str, Any]] = deque()
         self._resumes: set[str | int] = set()
         self._socket: ClientConnection | None = None
@@ -159,6 +162,43 @@ class Client:
             raise ClientError("timeout", f"no answer to {event!r} within {limit} s") from None
         finally:
             self._pending.discard(command_id)
+
+    async def stream(
+        self, event: str, payload: Any = MISSING, *, timeout: float | None = None
+    ) -> AsyncIterator[ServerEvent]:
+        """Start a stream (a command whose handler yields): its items, as they come, until its end.
+
+        ``async for item in client.stream("search", {"text": "ws"}):``. Leaving the loop early
+        (``break``, an exception, the task cancelled) cancels the stream on the server with
+        ``websuckets cancel``; wrap it in ``contextlib.aclosing`` for that to happen at once
+        rather than when the loop's generator is collected. Raises `ClientError`: the server's
+        error (which ends the stream), or ``timeout`` (no item for ``timeout`` seconds; ``None``,
+        the default, waits as long as the stream runs), ``disconnected``, ``closed``, ``queue_full``.
+        """
+        command_id = self._pending.next_id()
+        incoming = self._streams.open(command_id)
+        ended = False
+        try:
+            await self._enqueue(_command(event, payload, command_id))
+            while (item := await next_event(incoming, timeout)) is not None:
+                yield item
+            ended = True
+        except ClientError as error:  # the stream ended on the server (an error), or there is no server to tell
+            ended = error.name != "timeout"  # the client's own timeout: the stream still runs there
+            raise
+        finally:
+            cancel = not ended and incoming.sent
+            self._streams.discard(command_id, cancelled=cancel)
+            if cancel:
+                await self._cancel(command_id)
+
+    async def _cancel(self, command_id: int) -> None:
+        """Tell the server to cancel a stream, if the connection it runs on is still open."""
+        socket = self._socket
+        if not self._ready or socket is None:
+            return  # it ended with the connection it ran on
+        with contextlib.suppress(ConnectionClosed):  # it ends with the connection that is closing
+            await self._write(socket, _command(CANCEL_EVENT, MISSING, command_id))
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.
@@ -286,6 +326,7 @@ class Client:
         self.positions.failed()  # no answer will come on this connection
         why = f"the connection closed ({code}) after the command was sent"
         self._pending.fail("disconnected", why, sent_only=True)
+        self._streams.fail("disconnected", why, sent_only=True)
         if reconnect_in is not None:
             logger.warning("lost %s (%d %s); reconnecting in %.2f s", self._where, code, reason, reconnect_in)
         elif not self._closed:
@@ -312,9 +353,9 @@ class Client:
 
     async def _transmit(self, socket: ClientConnection, command: dict[str, Any]) -> None:
         """Send a command of `send` or `request`, with the token as it is now."""
-        pending = self._pending.get(command["id"]) if "id" in command else None
+        pending = self._pending.get(command["id"]) or self._streams.get(command["id"]) if "id" in command else None
         if "id" in command and pending is None:
-            return  # a request that timed out while queued
+            return  # a request that timed out (a stream left) while queued
         await self._write(socket, command)
         if pending is not None:
             pending.sent = True
@@ -351,7 +392,7 @@ class Client:
                 self.positions.failed(answers)
                 logger.warning("the server refused to resume: %s", ClientError.from_payload(event.payload))
             return
-        if self._pending.answer(event):
+        if self._pending.answer(event) or self._streams.deliver(event):
             return
         self._emit(event)
         if (report := Report.read(event)) is not None and report.recovered is not None:
@@ -378,6 +419,7 @@ class Client:
         self._closed = True
         self._queue.clear()
         self._pending.fail("closed", why)
+        self._streams.fail("closed", why)
 
 
 def _command(event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:

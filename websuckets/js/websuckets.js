@@ -5,6 +5,7 @@
 //   client.on("incoming message", (payload) => console.log(payload.from, payload.text));
 //   await client.request("user auth", { login: "alice", password: "wonderland" }); // keeps the token
 //   const users = await client.request("user list");
+//   for await (const hit of client.stream("books search", { text: "python" })) console.log(hit.payload);
 //
 // The wire protocol is documented in docs/guide/protocol.md: commands are
 // {"event", "payload", "token", "id"}; replies echo the "id"; errors are events named "error"
@@ -80,6 +81,8 @@ const MAX_SEEN = 1000;
 const RESUME_COMMAND = "websuckets resume";
 const POSITION_EVENT = "websuckets position";
 const GAP_EVENT = "websuckets gap";
+const STREAM_END_EVENT = "websuckets end";
+const CANCEL_COMMAND = "websuckets cancel";
 
 /**
  * An error from `request`: the server's error event, a timeout, or a lost connection.
@@ -151,6 +154,10 @@ export class WebSucketsClient {
     this._listeners = new Map();
     /** @type {Map<number, {resolve: Function, reject: Function, timer: any, sent: boolean}>} */
     this._pending = new Map();
+    /** @type {Map<number, {queue: object[], wake: Function|null, sent: boolean}>} the streams running, by id */
+    this._streams = new Map();
+    /** @type {Set<number>} streams left early and cancelled: what still comes for them is dropped */
+    this._cancelled = new Set();
     /** @type {object[]} commands waiting for the connection to open */
     this._queue = [];
     this._nextId = 1;
@@ -224,6 +231,58 @@ export class WebSucketsClient {
   }
 
   /**
+   * Start a stream (a command whose handler yields) and iterate its events as they come:
+   * `for await (const hit of client.stream("books search", { text: "ws" }))`. Each is the message
+   * `{event, payload, id}`; the loop ends at the stream's end ("websuckets end"). Leaving the loop
+   * early (`break`, `return`, an exception) or aborting `signal` cancels the stream on the server
+   * ("websuckets cancel"); an aborted signal makes the loop throw its reason. The loop throws a
+   * {@link WebSucketsError}: the server's error (which ends the stream), `"timeout"` (no event for
+   * `timeout` ms; none by default), `"disconnected"`, `"closed"`, `"queue_full"`.
+   * @param {string} event
+   * @param {any} [payload]
+   * @param {{signal?: AbortSignal, timeout?: number}} [options]
+   * @returns {AsyncGenerator<{event: string, payload: any, id: number}>}
+   */
+  async *stream(event, payload, { signal, timeout } = {}) {
+    signal?.throwIfAborted();
+    const id = this._nextId++;
+    const stream = { queue: [], wake: null, sent: false };
+    this._streams.set(id, stream);
+    const abort = () => this._deliver(stream, { abort: signal.reason }, true);
+    signal?.addEventListener("abort", abort, { once: true });
+    let ended = false;
+    try {
+      this._enqueue({ event, payload, id });
+      while (true) {
+        const next = await this._nextOf(stream, timeout);
+        if (next.abort !== undefined) throw next.abort;
+        if (next.error !== undefined) {
+          ended = next.error.code !== "timeout"; // the client's own timeout: the stream still runs there
+          throw next.error;
+        }
+        const message = next.message;
+        if (message.event === STREAM_END_EVENT) {
+          ended = true;
+          return;
+        }
+        if (message.event === "error") {
+          ended = true;
+          const error = message.payload;
+          throw new WebSucketsError(String(error?.name), error?.details ?? null, error);
+        }
+        yield message;
+      }
+    } finally {
+      signal?.removeEventListener("abort", abort);
+      this._streams.delete(id);
+      if (!ended && stream.sent && this.connected) {
+        this._cancelled.add(id);
+        this._socket.send(JSON.stringify({ event: CANCEL_COMMAND, id }));
+      }
+    }
+  }
+
+  /**
    * Close for good: no more reconnection; pending requests are rejected with `"closed"`.
    * @param {number} [code=1000]
    * @param {string} [reason=""]
@@ -233,6 +292,7 @@ export class WebSucketsClient {
     clearTimeout(this._retryTimer);
     this._queue = [];
     this._rejectPending(() => true, "closed", "the client was closed");
+    this._failStreams(() => true, "closed", "the client was closed");
     if (this._socket !== null) this._socket.close(code, reason);
   }
 
@@ -269,7 +329,10 @@ export class WebSucketsClient {
       this._transmit(command);
     } else if (this._closed || this._queue.length >= this.options.maxQueue) {
       const [code, why] = this._closed ? ["closed", "the client was closed"] : ["queue_full", "too many commands queued"];
-      if (command.id !== undefined) this._rejectPending((id) => id === command.id, code, why);
+      if (command.id !== undefined) {
+        this._rejectPending((id) => id === command.id, code, why);
+        this._failStreams((id) => id === command.id, code, why);
+      }
     } else {
       this._queue.push(command);
     }
@@ -281,8 +344,8 @@ export class WebSucketsClient {
     if (this.token !== null && this.token !== undefined) frame.token = this.token;
     if (id !== undefined) {
       frame.id = id;
-      const pending = this._pending.get(id);
-      if (pending === undefined) return; // timed out while queued
+      const pending = this._pending.get(id) ?? this._streams.get(id);
+      if (pending === undefined) return; // timed out (a stream left) while queued
       pending.sent = true;
     }
     this._socket.send(JSON.stringify(frame));
@@ -309,6 +372,17 @@ export class WebSucketsClient {
       if (isError) pending.reject(new WebSucketsError(String(payload?.name), payload?.details ?? null, payload));
       else pending.resolve(payload);
       return;
+    }
+    const stream = id === undefined || id === null ? undefined : this._streams.get(id);
+    const ends = isError || message.event === STREAM_END_EVENT;
+    if (stream !== undefined) {
+      if (ends) this._streams.delete(id);
+      this._deliver(stream, { message });
+      return;
+    }
+    if (this._cancelled.has(id)) {
+      if (ends) this._cancelled.delete(id);
+      return; // an event of a stream left early
     }
     this._emit(message.event, payload, message);
     if (!this.options.resume) return;
@@ -395,6 +469,8 @@ export class WebSucketsClient {
     if (socket !== this._socket) return;
     this._socket = null;
     this._rejectPending((_, pending) => pending.sent, "disconnected", `the connection closed (${code})`);
+    this._failStreams((_, stream) => stream.sent, "disconnected", `the connection closed (${code})`);
+    this._cancelled.clear();
     let reconnectIn = null;
     if (!this._closed && this.options.reconnect && this._attempts < this.options.maxRetries) {
       reconnectIn = this._backoff(this._attempts++);
@@ -403,6 +479,7 @@ export class WebSucketsClient {
       this._closed = true;
       this._queue = [];
       this._rejectPending(() => true, "closed", "the connection closed and will not reopen");
+      this._failStreams(() => true, "closed", "the connection closed and will not reopen");
     }
     this._emit("close", { code, reason, reconnectIn });
   }
@@ -421,6 +498,41 @@ export class WebSucketsClient {
       clearTimeout(pending.timer);
       pending.reject(new WebSucketsError(code, why));
     }
+  }
+
+  /** End the streams `which(id, stream)` picks with a {@link WebSucketsError} `code`. */
+  _failStreams(which, code, why) {
+    for (const [id, stream] of this._streams) {
+      if (!which(id, stream)) continue;
+      this._streams.delete(id);
+      this._deliver(stream, { error: new WebSucketsError(code, why) });
+    }
+  }
+
+  /** Hand `next` to the stream's waiting loop, or queue it (first, when `urgent`: an abort). */
+  _deliver(stream, next, urgent = false) {
+    if (stream.wake !== null) stream.wake(next);
+    else if (urgent) stream.queue.unshift(next);
+    else stream.queue.push(next);
+  }
+
+  /** What comes next for a stream: `{message}`, `{error}` or `{abort}`; `timeout` ms at most. */
+  _nextOf(stream, timeout) {
+    if (stream.queue.length > 0) return Promise.resolve(stream.queue.shift());
+    return new Promise((resolve) => {
+      const timer =
+        timeout === undefined
+          ? null
+          : setTimeout(() => {
+              stream.wake = null;
+              resolve({ error: new WebSucketsError("timeout", `no event of the stream in ${timeout} ms`) });
+            }, timeout);
+      stream.wake = (next) => {
+        clearTimeout(timer);
+        stream.wake = null;
+        resolve(next);
+      };
+    });
   }
 
   _emit(event, payload, message) {

@@ -15,6 +15,7 @@ flow control.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -98,6 +99,9 @@ class RateLimit:
     async def _refuse(self, ctx: Context, wait: float, limit: RateLimit) -> None:
         if wait * limit.rate > limit.close_after:  # the debt, after this refusal
             logger.warning("client %s kept sending over its rate limit: closing with 1008", ctx.socket.id)
+            if ctx.connection.task not in (None, asyncio.current_task()):  # a stream's task: the reader drains
+                await ctx.socket.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+                return
             await close_draining(ctx.socket, CloseCode.POLICY_VIOLATION, "rate limit exceeded")
             return
         raise RateLimited({"retry_after": round(wait, 3)})
