@@ -11,6 +11,11 @@ each sender probes until its server sees its receiver (no ``такой клие�
   senders, whatever the replies do (an open loop; a late timer sends what is due at once);
 - ``--mode closed``: each sender keeps ``--window`` messages in flight to its receiver.
 
+``--protocol socketio`` speaks the same commands in Socket.IO framing (``42["send message",
+{...}]``), after Engine.IO's and Socket.IO's handshakes, answering the server's pings:
+`servers/socketio_relay.py`. Frames are turned back into ``{"event": ..., "payload": ...}``
+by slicing, not parsing, so the client's work per message stays close to the plain protocol's.
+
 It prints one JSON line, ``{"result": {...}}``: latency percentiles over the messages sent in
 the measured window, deliveries per second received in it, and how far the sender fell behind
 its schedule. Every wait is bounded.
@@ -30,6 +35,10 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 SEND = b'{"event":"send message","payload":{"to":"%s","text":"%%d"}}'
+WHOAMI = b'{"event":"bench whoami"}'
+SOCKETIO_SEND = b'42["send message",{"to":"%s","text":"%%d"}]'
+SOCKETIO_WHOAMI = b'42["bench whoami"]'
+SOCKETIO_PATH = "socket.io/?EIO=4&transport=websocket"
 INCOMING = b'{"event":"incoming message"'
 TEXT = b'"text":"'
 
@@ -53,15 +62,19 @@ class Run:
         self.drained.set()
 
 
-class Receiver(WSListener):
-    def __init__(self, run: Run) -> None:
+class Listener(WSListener):
+    """A connection: ``ready`` once it may send (after Socket.IO's handshake, with that protocol)."""
+
+    def __init__(self, run: Run, socketio: bool) -> None:
         self.run = run
+        self.socketio = socketio
         self.transport: WSTransport | None = None
-        self.id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pair: Pair | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        if not self.socketio:
+            self.ready.set_result(None)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not WSMsgType.TEXT:
@@ -70,6 +83,38 @@ class Receiver(WSListener):
             return
         now = time.perf_counter_ns()
         data = frame.get_payload_as_bytes()
+        if self.socketio:
+            data = self.engine_io(transport, data)
+            if data is None:
+                return
+        self.on_message(data, now)
+
+    def engine_io(self, transport: WSTransport, data: bytes) -> bytes | None:
+        """A Socket.IO event as ``{"event":...,"payload":...}``; None for the protocol's own frames."""
+        if data.startswith(b"42["):
+            end = data.index(b'"', 4)
+            name, rest = data[4:end], data[end + 1 : -1]
+            payload = rest[1:] if rest.startswith(b",") else b"null"
+            return b'{"event":"' + name + b'","payload":' + payload + b"}"
+        if data == b"2":  # Engine.IO ping
+            transport.send(WSMsgType.TEXT, b"3")
+        elif data.startswith(b"0"):  # Engine.IO open: connect to the default namespace
+            transport.send(WSMsgType.TEXT, b"40")
+        elif data.startswith(b"40") and not self.ready.done():
+            self.ready.set_result(None)
+        return None
+
+    def on_message(self, data: bytes, now: int) -> None:
+        raise NotImplementedError
+
+
+class Receiver(Listener):
+    def __init__(self, run: Run, socketio: bool) -> None:
+        super().__init__(run, socketio)
+        self.id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pair: Pair | None = None
+
+    def on_message(self, data: bytes, now: int) -> None:
         if data.startswith(INCOMING):
             start = data.rfind(TEXT) + len(TEXT)
             text = data[start : data.index(b'"', start)]
@@ -92,21 +137,12 @@ class Receiver(WSListener):
             self.run.fail(b"receiver got: " + data)
 
 
-class Sender(WSListener):
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.transport: WSTransport | None = None
+class Sender(Listener):
+    def __init__(self, run: Run, socketio: bool) -> None:
+        super().__init__(run, socketio)
         self.probe: asyncio.Future[bytes] | None = None
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is not WSMsgType.TEXT:
-            if frame.msg_type is WSMsgType.CLOSE:
-                transport.disconnect()
-            return
-        data = frame.get_payload_as_bytes()
+    def on_message(self, data: bytes, now: int) -> None:
         if self.probe is not None and not self.probe.done():
             self.probe.set_result(data)
         elif data.startswith(b'{"event":"message sent"'):
@@ -121,7 +157,7 @@ class Pair:
     def __init__(self, sender: Sender, receiver: Receiver, receiver_id: str, closed_loop: bool) -> None:
         self.sender = sender
         self.receiver = receiver
-        self.template = SEND % receiver_id.encode()
+        self.template = (SOCKETIO_SEND if sender.socketio else SEND) % receiver_id.encode()
         self.closed_loop = closed_loop
         receiver.pair = self
 
@@ -148,6 +184,7 @@ class Pair:
 
 async def connect(url: str, factory: Any) -> Any:
     _, listener = await ws_connect(factory, url, websocket_handshake_timeout=10)
+    await asyncio.wait_for(listener.ready, 10)
     return listener
 
 
@@ -173,13 +210,16 @@ async def pace(pairs: list[Pair], run: Run, rate: float, end: int) -> int:
 async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
     run = Run()
     closed = arguments.mode == "closed"
+    socketio = arguments.protocol == "socketio"
+    path = SOCKETIO_PATH if socketio else ""
     async with asyncio.timeout(30):
-        receivers = [await connect(arguments.receiver_url, lambda: Receiver(run)) for _ in range(arguments.pairs)]
+        receiver_url, sender_url = arguments.receiver_url + path, arguments.sender_url + path
+        receivers = [await connect(receiver_url, lambda: Receiver(run, socketio)) for _ in range(arguments.pairs)]
         ids = []
         for receiver in receivers:
-            receiver.transport.send(WSMsgType.TEXT, b'{"event":"bench whoami"}')
+            receiver.transport.send(WSMsgType.TEXT, SOCKETIO_WHOAMI if socketio else WHOAMI)
             ids.append(await receiver.id)
-        senders = [await connect(arguments.sender_url, lambda: Sender(run)) for _ in range(arguments.pairs)]
+        senders = [await connect(sender_url, lambda: Sender(run, socketio)) for _ in range(arguments.pairs)]
         pairs = [Pair(s, r, i, closed) for s, r, i in zip(senders, receivers, ids, strict=True)]
         for pair in pairs:
             await pair.wait_visible(10)
@@ -240,6 +280,7 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=16, help="closed loop: messages in flight per sender")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--protocol", choices=["ws", "socketio"], default="ws")
     result = asyncio.run(measure(parser.parse_args()))
     print(json.dumps({"result": result}), flush=True)
     sys.exit(0)

@@ -76,6 +76,8 @@ MODERATE_RATE = 1000
 FANOUT_TARGET = 1.5
 CLOSED_PAIRS = 64
 """K: the sender-receiver pairs of the closed loop."""
+K1_P99_TARGET_MS = 0.5
+"""Issue "Performance round 2": one pair, one message in flight, cross-process."""
 
 
 def median(values: Sequence[float]) -> float:
@@ -94,9 +96,18 @@ class App:
     """One ``websuckets_send.py`` process, and a connection of its own to ask it for figures."""
 
     def __init__(
-        self, logs: Path, name: str, redis_url: str, namespace: str, *extra: str, script: str = "websuckets_send.py"
+        self,
+        logs: Path,
+        name: str,
+        redis_url: str,
+        namespace: str,
+        *extra: str,
+        script: str = "websuckets_send.py",
+        control: bool = True,
     ) -> None:
         self.name = name
+        self.has_control = control
+        """Whether it answers ``bench`` commands on ``/`` (python-socketio's server does not: only TCP is awaited)."""
         self.port = free_port()
         self.argv = [sys.executable, str(SERVERS_DIR / script), "--port", str(self.port)]
         self.argv += ["--redis-url", redis_url, "--namespace", namespace, *extra]
@@ -123,6 +134,10 @@ class App:
             if self.process.returncode is not None or time.monotonic() > deadline:
                 raise BenchError(f"{self.name} did not start: {self.log.read_text(errors='replace')[-2000:]}")
             with contextlib.suppress(OSError):
+                if not self.has_control:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return self
                 self.control = await connect(self.url, open_timeout=5, max_size=None)
                 return self
             await asyncio.sleep(0.1)
@@ -205,9 +220,12 @@ async def delivery(options: argparse.Namespace, logs: Path) -> dict[str, Any]:
     b = App(logs, "B", redis.url, "bench-delivery", "--stamp")
     relay_a = App(logs, "relay-A", redis.url, "relay", script="handrolled_relay.py")
     relay_b = App(logs, "relay-B", redis.url, "relay", script="handrolled_relay.py")
+    sio_a = App(logs, "socketio-A", redis.url, "socketio", script="socketio_relay.py", control=False)
+    sio_b = App(logs, "socketio-B", redis.url, "socketio", script="socketio_relay.py", control=False)
+    peers = {"relay": (relay_a, relay_b, []), "socketio": (sio_a, sio_b, ["--protocol=socketio"])}
     records: list[dict[str, Any]] = []
     try:
-        for app in (a, b, relay_a, relay_b):
+        for app in (a, b, relay_a, relay_b, sio_a, sio_b):
             await app.start()
         client = [sys.executable, str(BENCH / "scale_client.py"), f"--sender-url={a.url}"]
         placements = {"in-process": a.url, "cross-process": b.url}
@@ -227,14 +245,21 @@ async def delivery(options: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 result = await run_measured(argv, pids, options)
                 records.append({"test": "closed", "placement": placement, **result})
                 progress(f"throughput {placement:13} rep {repetition + 1}", result)
-            relay = [sys.executable, str(BENCH / "scale_client.py"), f"--sender-url={relay_a.url}"]
-            relay_pids = {"A": relay_a.pid, "B": relay_b.pid, "Redis": redis.server.process.pid}
-            result = await run_measured([*relay, f"--receiver-url={relay_b.url}", *closed], relay_pids, options)
-            records.append({"test": "closed", "placement": "relay", **result})
-            progress(f"throughput {'relay':13} rep {repetition + 1}", result)
+            one = ["--pairs=1", "--window=1", "--mode=closed", *common]
+            result = await run_measured([*client, f"--receiver-url={b.url}", *one], pids, options)
+            records.append({"test": "single", "placement": "cross-process", **result})
+            progress(f"K=1 {'cross-process':13} rep {repetition + 1}", result)
+            for peer, (peer_a, peer_b, protocol) in peers.items():
+                argv = [sys.executable, str(BENCH / "scale_client.py"), f"--sender-url={peer_a.url}", *protocol]
+                argv.append(f"--receiver-url={peer_b.url}")
+                peer_pids = {"A": peer_a.pid, "B": peer_b.pid, "Redis": redis.server.process.pid}
+                for test, shape in (("closed", closed), ("single", one)):
+                    result = await run_measured([*argv, *shape], peer_pids, options)
+                    records.append({"test": test, "placement": peer, **result})
+                    progress(f"{test:10} {peer:13} rep {repetition + 1}", result)
         fresh = await freshness(a, b, redis, options.connects)
     finally:
-        for app in (a, b, relay_a, relay_b):
+        for app in (a, b, relay_a, relay_b, sio_a, sio_b):
             await app.stop()
         redis.stop()
     return {"records": records, "freshness": fresh}
@@ -558,22 +583,50 @@ def delivery_table(records: list[dict[str, Any]], rates: Sequence[int]) -> tuple
         lines.append(f"| CPU µs per message sent, {name} | {used[0]:.1f} | {used[1]:.1f} | {shown} | |")
     others = [median([r["others_cpu"] for r in runs]) for runs in (inside, cross)]
     lines.append(f"| others' CPU | {others[0]:.0%} | {others[1]:.0%} | | |")
-    relay = pick("closed", "relay")
-    top_relay = median([r["rate"] for r in relay])
-    p99_cross, p99_relay = median([r["p99_ms"] for r in cross]), median([r["p99_ms"] for r in relay])
+    peers = {name: pick("closed", name) for name in ("relay", "socketio")}
+    tops = {name: median([r["rate"] for r in runs]) for name, runs in peers.items()}
+    p99s = {name: median([r["p99_ms"] for r in runs]) for name, runs in peers.items()}
+    p99_cross = median([r["p99_ms"] for r in cross])
+    singles = {name: pick("single", name) for name in ("cross-process", "relay", "socketio")}
+    single_p99 = {name: median([r["p99_ms"] for r in runs]) for name, runs in singles.items()}
+    single_rate = {name: median([r["rate"] for r in runs]) for name, runs in singles.items()}
     lines += [
         "",
-        f"| closed loop, K = {CLOSED_PAIRS} pairs, cross-process | websuckets | hand-rolled relay | ratio |",
-        "|---|---:|---:|---:|",
-        f"| messages per second | {top_cross:,.0f} | {top_relay:,.0f} | {ratio(top_cross, top_relay)} |",
-        f"| p99 ms | {p99_cross:.2f} | {p99_relay:.2f} | {ratio(p99_cross, p99_relay)} |",
-        f"| lost | {sum(r['lost'] for r in cross)} | {sum(r['lost'] for r in relay)} | |",
+        "| closed loop, cross-process | websuckets | hand-rolled relay | ratio | python-socketio + Redis manager "
+        "| ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| K = {CLOSED_PAIRS} pairs: messages per second | {top_cross:,.0f} | {tops['relay']:,.0f} "
+        f"| {ratio(top_cross, tops['relay'])} | {tops['socketio']:,.0f} | {ratio(top_cross, tops['socketio'])} |",
+        f"| K = {CLOSED_PAIRS}: p99 ms | {p99_cross:.2f} | {p99s['relay']:.2f} | {ratio(p99_cross, p99s['relay'])} "
+        f"| {p99s['socketio']:.2f} | {ratio(p99_cross, p99s['socketio'])} |",
+        f"| K = 1: messages per second | {single_rate['cross-process']:,.0f} | {single_rate['relay']:,.0f} "
+        f"| {ratio(single_rate['cross-process'], single_rate['relay'])} | {single_rate['socketio']:,.0f} "
+        f"| {ratio(single_rate['cross-process'], single_rate['socketio'])} |",
+        f"| K = 1: p99 ms | {single_p99['cross-process']:.2f} | {single_p99['relay']:.2f} "
+        f"| {ratio(single_p99['cross-process'], single_p99['relay'])} | {single_p99['socketio']:.2f} "
+        f"| {ratio(single_p99['cross-process'], single_p99['socketio'])} |",
+        f"| lost | {sum(r['lost'] for r in [*cross, *singles['cross-process']])} "
+        f"| {sum(r['lost'] for r in [*peers['relay'], *singles['relay']])} | "
+        f"| {sum(r['lost'] for r in [*peers['socketio'], *singles['socketio']])} | |",
     ]
-    verdict = "MET " if top_cross >= top_relay else "MISS"
-    checks.append(
-        f"{verdict} cross-process closed loop vs the hand-rolled websockets + redis-py relay: "
-        f"{ratio(top_cross, top_relay)} (target >= 1.0x)"
-    )
+    for verdict, what in (
+        (
+            top_cross >= tops["relay"],
+            f"K = {CLOSED_PAIRS} vs the hand-rolled websockets + redis-py relay: "
+            f"{ratio(top_cross, tops['relay'])} (target >= 1.0x)",
+        ),
+        (
+            top_cross >= 3 * tops["socketio"],
+            f"K = {CLOSED_PAIRS} vs python-socketio with its Redis manager: "
+            f"{ratio(top_cross, tops['socketio'])} (target >= 3.0x)",
+        ),
+        (
+            single_p99["cross-process"] <= K1_P99_TARGET_MS,
+            f"K = 1 p99: {single_p99['cross-process']:.2f} ms "
+            f"(target <= {K1_P99_TARGET_MS} ms; the relay {single_p99['relay']:.2f} ms)",
+        ),
+    ):
+        checks.append(f"{'MET ' if verdict else 'MISS'} cross-process closed loop, {what}")
     return lines, checks
 
 
