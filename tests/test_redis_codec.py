@@ -19,6 +19,7 @@ from websuckets.backends.redis.codec import (
     Direct,
     Fence,
     Join,
+    Joined,
     Leave,
     Message,
     Ping,
@@ -46,6 +47,9 @@ EVERY_KIND: list[Message] = [
     Direct(ALICE, "to one client"),
     Direct(ALICE, b"\x01"),
     Join(ALICE, "lobby"),
+    Join(ALICE, "lobby", "host:2:cd", "0123456789abcdef"),
+    Joined("0123456789abcdef", True),
+    Joined("0123456789abcdef", False),
     Leave(ALICE, "lobby"),
     Fence("0123456789abcdef"),
     RoomMessage("lobby", frozenset({BOB}), "host:1:ab", Position("e" * 16, 7), '{"event":"said","payload":"a\\nb"}'),
@@ -67,6 +71,11 @@ def test_every_kind_has_its_own_tag() -> None:
     """No two kinds share a tag, and every kind of the Message union is in the list above."""
     kinds = {type(message) for message in EVERY_KIND}
     assert len({kind.tag for kind in kinds}) == len(kinds) == len(Message.__args__)  # type: ignore[attr-defined]
+
+
+def test_a_join_from_a_process_that_does_not_wait_decodes_as_one() -> None:
+    """0.1's processes send a Join without ``w`` and ``k``: it decodes, with nobody to answer."""
+    assert decode('{"t":"j","c":"' + ALICE.hex + '","r":"lobby"}') == Join(ALICE, "lobby", None, None)
 
 
 def test_a_kind_this_process_does_not_know_is_ignored() -> None:

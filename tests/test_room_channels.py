@@ -17,6 +17,7 @@ from test_scale_out import backend, eventually, sees
 
 from websuckets.backends.redis import RedisBackend
 from websuckets.backends.redis.codec import Broadcast, decode
+from websuckets.exc import BackendUnavailable
 from websuckets.testing import TestClient, TestConnection
 
 pytestmark = pytest.mark.timeout(60)
@@ -157,3 +158,39 @@ async def test_room_channels_off_publishes_on_the_namespace_channel_and_mixes_wi
             assert broadcast.room == "lobby"
         assert (await ask(bob, "say", {"room": "lobby", "text": "new"})).event == "sent"
         assert (await alice.receive()).payload == "new"
+
+
+async def test_a_join_forwarded_to_another_process_returns_once_that_process_hears_the_room(
+    two: tuple[TestClient, TestClient], redis_client: aioredis.Redis
+) -> None:
+    """Session.join on a client of another process waits for that process's answer: a broadcast sent
+    right after it returns reaches the client, though its process had to subscribe to the room first."""
+    first, second = two
+    for round_ in range(10):  # a fresh room each time: its first member, so a SUBSCRIBE each time
+        alice = await first.connect()
+        await eventually(lambda alice=alice: second.app.backend.get_online(alice.client_id) is not None)
+        room = f"forwarded-{round_}"
+        await second.app.backend.join(alice.client_id, room)
+        assert await listeners(redis_client, f"{{websuckets}}:r:{room}") == 1  # alice's process, before the return
+        await second.app.backend.broadcast('{"event":"said","payload":"welcome"}', room, frozenset())
+        said = await alice.receive()
+        assert (said.event, said.payload) == ("said", "welcome")
+        await alice.close()
+
+
+async def test_a_forwarded_join_whose_process_fails_to_join_raises_for_the_asker(
+    two: tuple[TestClient, TestClient],
+) -> None:
+    """The client's process could not join it (its Redis write failed): the asking process gets
+    backend_unavailable, not a silent success."""
+    first, second = two
+    alice = await first.connect()
+    await eventually(lambda: second.app.backend.get_online(alice.client_id) is not None)
+
+    async def refuse(channel: str, what: str) -> None:
+        raise BackendUnavailable(f"{what} failed: the shared backend is unavailable, try again later")
+
+    first.app.backend._link.hear = refuse  # type: ignore[method-assign]  # alice's process cannot subscribe
+    with pytest.raises(BackendUnavailable, match="join failed"):
+        await second.app.backend.join(alice.client_id, "lobby")
+    assert "lobby" not in first.app.backend.presence.rooms_of(alice.client_id)

@@ -162,8 +162,10 @@ class BackendOutcomeUnknown(BackendUnavailable):
     Today this is a broadcast to a room with history: the backend sends it again by itself, with the
     same broadcast id, so that Redis keeps it once, as soon as Redis answers again (three more times at
     most, within twice ``RedisBackend(timeout=...)``). Only when none of those got an answer does the
-    sender see this; the message is then in the room's history (and was delivered) at most once. A
-    subclass of `BackendUnavailable`, so that code catching that catches it too.
+    sender see this; the message is then in the room's history (and was delivered) at most once. And
+    a join of a client of another process whose process did not answer within twice ``timeout``: the
+    request reached it, the join may have happened. A subclass of `BackendUnavailable`, so that code
+    catching that catches it too.
 
     The client sees ``backend_outcome_unknown``; the server log has the cause.
     """

@@ -23,12 +23,13 @@ interface leaves to backends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import socket as socket_module
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -44,7 +45,7 @@ from ...user import User
 from ...wire import Position
 from ..base import BackendHealth, IndexedBackend
 from . import codec
-from .faults import redacted
+from .faults import outcome_unknown, redacted, unavailable
 from .history_store import RedisHistory
 from .history_sync import CatchUp, HistorySync
 from .keys import REASSERT, REMOVE, UPSERT, Keys
@@ -107,6 +108,8 @@ class RedisBackend(IndexedBackend):
         self.worker_id = ""
         """``host:pid:random``, chosen when the app starts."""
         self._local = LocalClients(self.health)
+        self._join_answers: dict[str, asyncio.Future[bool]] = {}
+        """The joins forwarded to another process that wait for its `codec.Joined`, by key."""
         self._epoch: str | None = None
         """The namespace's ``{ns}:epoch`` when last connected: another one means Redis lost its data."""
         self._link = RedisLink(
@@ -141,6 +144,7 @@ class RedisBackend(IndexedBackend):
             codec.ToUser: self._to_user_heard,
             codec.Direct: self._direct_heard,
             codec.Join: self._join_forwarded,
+            codec.Joined: self._join_answered,
             codec.Leave: self._leave_forwarded,
             codec.Revoke: self._revoke_heard,
             codec.Ping: self._ping_heard,
@@ -274,17 +278,10 @@ class RedisBackend(IndexedBackend):
     async def join(self, client_id: UUID, room: str) -> None:
         user = self._local.users.get(client_id)
         if user is None:
-            await self._forward(client_id, codec.Join(client_id, room).encode())
+            await self._join_elsewhere(client_id, room)
             return
         if not self.keeps_history(room):
-            member = room in self.presence.rooms_of(client_id)
-            self.presence.join(user, room)
-            try:
-                await self._link.hear(self.keys.room_channel(room), "join")
-                await self._write_now(user, "join")
-            except BaseException:
-                self._undo_join(user, room, member)
-                raise
+            await self._join_plain(user, room)
             return
         await self._finish_join(user, room, self._join_held(user, room))
 
@@ -331,6 +328,27 @@ class RedisBackend(IndexedBackend):
         if not heard:
             raise KeyError(client_id)
 
+    async def _join_elsewhere(self, client_id: UUID, room: str) -> None:
+        """Have the process of ``client_id`` join it to ``room``, and wait until it has: it then hears the room
+        (and, with history, has fenced the client's catch-up), so a broadcast sent next reaches the client."""
+        key = secrets.token_hex(8)
+        answer = self._join_answers[key] = asyncio.get_running_loop().create_future()
+        try:
+            await self._forward(client_id, codec.Join(client_id, room, self.worker_id, key).encode())
+            async with asyncio.timeout(2 * self.timeout):  # its SUBSCRIBE, record and catch-up read: each bounded
+                joined = await answer
+        except TimeoutError:
+            raise outcome_unknown("join") from None  # asked, never answered (a process older than this one)
+        finally:
+            del self._join_answers[key]
+        if not joined:
+            raise unavailable("join")
+
+    def _join_answered(self, message: codec.Joined) -> None:
+        answer = self._join_answers.get(message.key)
+        if answer is not None and not answer.done():
+            answer.set_result(message.ok)
+
     async def _write_now(self, user: User, what: str) -> None:
         await self._link.call(self._upsert(user), what)
 
@@ -345,6 +363,20 @@ class RedisBackend(IndexedBackend):
 
     async def recover(self, user: User, room: str, since: Position | None) -> bool:
         return await self._sync.catch_up(user, room, since, self._sync.start_catch_up(user, room))
+
+    def _join_plain(self, user: User, room: str) -> Coroutine[Any, Any, None]:
+        """Join a local client to a room without history now; what it returns hears the room and writes it."""
+        was_member = room in user.rooms
+        self.presence.join(user, room)
+        return self._finish_plain_join(user, room, was_member)
+
+    async def _finish_plain_join(self, user: User, room: str, was_member: bool) -> None:
+        try:
+            await self._link.hear(self.keys.room_channel(room), "join")
+            await self._write_now(user, "join")
+        except BaseException:
+            self._undo_join(user, room, was_member)
+            raise
 
     def _join_held(self, user: User, room: str) -> CatchUp:
         """Join a local client to a history room, holding its live messages until its catch-up."""
@@ -417,16 +449,28 @@ class RedisBackend(IndexedBackend):
 
     def _join_forwarded(self, message: codec.Join) -> None:
         user = self._local.users.get(message.client_id)
-        if user is None:
+        if user is None:  # gone meanwhile: nothing to join
+            self._answer_join(message, True)
             return
-        if self.keeps_history(message.room):
-            catch_up = self._join_held(user, message.room)  # now, in the order the processes asked
-            work = self._finish_join(user, message.room, catch_up)
-            self._link.spawn(work, f"joining {message.client_id} to {message.room!r}")
-            return
-        self.presence.join(user, message.room)
-        self._link.spawn(self._link.hear(self.keys.room_channel(message.room), "join"), f"hearing {message.room!r}")
-        self._publish(user)
+        if self.keeps_history(message.room):  # joined now, in the order the processes asked; then heard
+            work = self._finish_join(user, message.room, self._join_held(user, message.room))
+        else:
+            work = self._join_plain(user, message.room)
+        self._link.spawn(self._answer_when_done(message, work), f"joining {message.client_id} to {message.room!r}")
+
+    async def _answer_when_done(self, message: codec.Join, work: Awaitable[None]) -> None:
+        joined = False
+        try:
+            await work
+            joined = True
+        finally:
+            self._answer_join(message, joined)
+
+    def _answer_join(self, message: codec.Join, joined: bool) -> None:
+        """Tell the process that asked (if it waits: one of this version) that the join is done, or failed."""
+        if message.reply_to is not None and message.key is not None:
+            answer = codec.Joined(message.key, joined).encode()
+            self._link.enqueue(("PUBLISH", self.keys.worker_channel(message.reply_to), answer), "join answer")
 
     def _leave_forwarded(self, message: codec.Leave) -> None:
         user = self._local.users.get(message.client_id)

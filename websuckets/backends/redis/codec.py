@@ -18,7 +18,9 @@ tag      class          fields                                                 w
                         ``m`` message (``bin``: base64 of bytes)
 ``u``    `ToUser`       ``u`` user id, ``o`` origin, ``m`` / ``bin``           Python
 ``s``    `Direct`       ``c`` client id, ``m`` / ``bin``                       Python (a worker's channel)
-``j``    `Join`         ``c`` client id, ``r`` room                            Python (a worker's channel)
+``j``    `Join`         ``c`` client id, ``r`` room; ``w`` the asking worker and  Python (a worker's channel)
+                        ``k`` a key, when it waits for a `Joined`
+``jd``   `Joined`       ``k`` the `Join`'s key, ``ok`` whether the join held      Python (the asker's channel)
 ``l``    `Leave`        ``c`` client id, ``r`` room                            Python (a worker's channel)
 ``f``    `Fence`        ``k`` a random key                                     Python, READ_HISTORY sends
 ``h``    `RoomMessage`  ``r``, ``x``, ``o``, ``e`` epoch, ``n`` offset;        Python head, APPEND ends it
@@ -232,18 +234,44 @@ class Direct:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Another process joins one of this process's clients to a room: only its own process may."""
+    """Another process joins one of this process's clients to a room: only its own process may.
+
+    With ``reply_to`` (the asking worker) and ``key``, the asker waits for a `Joined` carrying
+    the key: sent once the client's process hears the room (and, for a room with history, has
+    fenced its catch-up), so that whatever the asker broadcasts next reaches the client.
+    """
 
     tag: ClassVar[str] = "j"
     client_id: UUID
     room: str
+    reply_to: str | None = None
+    key: str | None = None
 
     def encode(self) -> bytes:
-        return to_json({TAG: self.tag, "c": self.client_id.hex, "r": self.room})
+        fields: dict[str, Any] = {TAG: self.tag, "c": self.client_id.hex, "r": self.room}
+        if self.reply_to is not None:
+            fields |= {"w": self.reply_to, "k": self.key}
+        return to_json(fields)
 
     @classmethod
     def decode(cls, fields: Mapping[str, Any], body: str) -> Join:
-        return cls(UUID(fields["c"]), fields["r"])
+        return cls(UUID(fields["c"]), fields["r"], fields.get("w"), fields.get("k"))
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The answer to a `Join` that waits: the client is in the room (``ok``), or its process failed to join it."""
+
+    tag: ClassVar[str] = "jd"
+    key: str
+    ok: bool
+
+    def encode(self) -> bytes:
+        return to_json({TAG: self.tag, "k": self.key, "ok": self.ok})
+
+    @classmethod
+    def decode(cls, fields: Mapping[str, Any], body: str) -> Joined:
+        return cls(fields["k"], bool(fields["ok"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +341,7 @@ class RoomMessage:
         return cls(fields["r"], _ids(fields), fields["o"], Position(fields["e"], fields["n"]), body)
 
 
-Message = Upsert | Remove | Ping | Revoke | Broadcast | ToUser | Direct | Join | Leave | Fence | RoomMessage
+Message = Upsert | Remove | Ping | Revoke | Broadcast | ToUser | Direct | Join | Joined | Leave | Fence | RoomMessage
 
 _DECODERS: dict[str, Callable[[Mapping[str, Any], str], Message]] = {
     Upsert.tag: Upsert.decode,
@@ -324,6 +352,7 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any], str], Message]] = {
     ToUser.tag: ToUser.decode,
     Direct.tag: Direct.decode,
     Join.tag: Join.decode,
+    Joined.tag: Joined.decode,
     Leave.tag: Leave.decode,
     Fence.tag: Fence.decode,
     RoomMessage.tag: RoomMessage.decode,
