@@ -6,7 +6,8 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import TypeVar
@@ -384,5 +385,89 @@ def test_a_browser_resumes_its_room_after_the_server_drops_it(tmp_path: Path) ->
                 assert page_errors == []
             finally:
                 browser.close()
+    finally:
+        server.stop()
+
+
+class Count(BaseModel):
+    n: int
+    pause: float = 0.0
+
+
+STREAMING_PAGE = """<!doctype html>
+<title>streams</title>
+<script type="module">
+  import { WebSucketsClient } from "/websuckets.js";
+
+  window.client = new WebSucketsClient(location.origin.replace(/^http/, "ws") + "/", { timeout: 5000 });
+  window.collect = async (n) => {
+    const items = [];
+    for await (const message of window.client.stream("count", { n })) items.push([message.event, message.payload]);
+    return items;
+  };
+  window.abortAt = async (n, at) => {
+    const controller = new AbortController();
+    const seen = [];
+    try {
+      for await (const message of window.client.stream("count", { n, pause: 0.01 }, { signal: controller.signal })) {
+        seen.push(message.payload);
+        if (message.payload === at) controller.abort(new Error("enough"));
+      }
+      return { seen, thrown: null };
+    } catch (error) {
+      return { seen, thrown: error.message };
+    }
+  };
+  window.client.on("open", () => (document.title = "connected"));
+</script>
+"""
+
+
+def streaming_app(static: Path, closed: list[int]) -> WebSuckets:
+    """A page at / and ``count``, a stream of ``n`` integers that notes in ``closed`` when its generator closes."""
+    app = WebSuckets()
+    group = CommandGroup()
+
+    @group.command("count")
+    async def count(socket: ServerConnection, model: Count) -> AsyncIterator[int]:
+        try:
+            for i in range(model.n):
+                if model.pause:
+                    await asyncio.sleep(model.pause)
+                yield i
+        finally:
+            closed.append(model.n)
+
+    app.include_command_group(group)
+    app.add_static("/", static)
+    return app
+
+
+def test_a_browser_streams_and_cancels_with_an_abort_signal(tmp_path: Path) -> None:
+    """Chromium iterates a stream through websuckets.js, then aborts one: the server closes its generator."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
+    (tmp_path / "index.html").write_text(STREAMING_PAGE)
+    closed: list[int] = []
+    server = DemoServer(lambda: streaming_app(tmp_path, closed))
+    server.start()
+    assert server.ready.wait(timeout=15), "the server did not start"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{server.port}/")
+                expect(page).to_have_title("connected", timeout=WAIT_MS)
+                assert page.evaluate("window.collect(3)") == [["count", 0], ["count", 1], ["count", 2]]
+                aborted = page.evaluate("window.abortAt(1000, 2)")
+            finally:
+                browser.close()
+        assert aborted == {"seen": [0, 1, 2], "thrown": "enough"}
+        for _ in range(100):  # bounded: the cancel reaches the server, which closes the generator
+            if 1000 in server.call(lambda: list(closed)):
+                break
+            time.sleep(0.02)
+        assert server.call(lambda: list(closed)) == [3, 1000]
     finally:
         server.stop()
