@@ -105,14 +105,19 @@ class BenchError(RuntimeError):
     pass
 
 
-def load_redis_server() -> Any:
-    """The tests' ``RedisServer`` (tests/redis_server.py): a redis-server of our own on a free port of 127.0.0.1."""
+def redis_servers() -> Any:
+    """The tests' tests/redis_server.py: redis-servers (and sentinels) of our own on free ports of 127.0.0.1."""
     spec = importlib.util.spec_from_file_location("bench_redis_server", ROOT / "tests" / "redis_server.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.RedisServer
+    return module
+
+
+def load_redis_server() -> Any:
+    """The tests' ``RedisServer``: a redis-server of our own on a free port of 127.0.0.1."""
+    return redis_servers().RedisServer
 
 
 def pin(cpu: int, enabled: bool) -> list[str]:
