@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosedError
 
 from ...exc import BackendUnavailable
@@ -44,10 +43,11 @@ from ...user import User
 from ...wire import Position
 from ..base import BackendHealth, IndexedBackend
 from . import codec
+from .address import Client, is_cluster
 from .faults import redacted
 from .history_store import RedisHistory
 from .history_sync import CatchUp, HistorySync
-from .keys import REASSERT, REMOVE, UPSERT, Keys
+from .keys import Keys
 from .link import Command, RedisLink
 from .local import LocalClients
 from .mirror import Mirror
@@ -63,9 +63,11 @@ class RedisBackend(IndexedBackend):
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
             ``unix:///path/to/redis.sock?db=0``, or through Redis Sentinel
             ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
-            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``);
-            the passwords never reach a log. A URL that is none of these stops the app at start-up
-            (`BackendUnavailable`, naming it and the forms accepted).
+            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``),
+            or a Redis Cluster ``redis+cluster://[user:password@]host:port[,host:port...]``
+            (``rediss+cluster://`` for TLS; redis-py 8.2 or newer); the passwords never reach a log.
+            A URL that is none of these stops the app at start-up (`BackendUnavailable`, naming it
+            and the forms accepted).
         namespace: the prefix of every key and channel; apps sharing a namespace share clients.
         timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
@@ -79,7 +81,7 @@ class RedisBackend(IndexedBackend):
         room_channels: publish a room's broadcasts on the room's own channel, heard only by the
             processes with members in it. ``False`` publishes them on the namespace's one channel,
             which every process hears, as websuckets 0.1 did: for a rolling upgrade from it (this
-            version hears both ways; 0.1 hears only that one).
+            version hears both ways; 0.1 hears only that one). Not on a cluster, where 0.1 never ran.
     """
 
     shared = True
@@ -96,7 +98,7 @@ class RedisBackend(IndexedBackend):
         room_channels: bool = True,
     ) -> None:
         self.url = url
-        self.keys = Keys(namespace)
+        self.keys = Keys(namespace, sharded=is_cluster(url))
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.dead_after = dead_after
@@ -154,6 +156,9 @@ class RedisBackend(IndexedBackend):
 
     async def start(self) -> None:
         """Connect, announce this process, load the mirror; `BackendUnavailable` naming the URL if Redis is away."""
+        if self.keys.sharded and not self.room_channels:
+            why = "with room_channels=False: a cluster needs room channels"
+            raise BackendUnavailable(f"cannot use the Redis URL {redacted(self.url)} {why}")
         self.worker_id = f"{socket_module.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._mirror = Mirror(self.presence, self.worker_id, self.deliver)  # the id of this run, the index of now
         await self._link.start(self.worker_id)
@@ -166,9 +171,9 @@ class RedisBackend(IndexedBackend):
         """Return once Redis has been unusable for ``exit_after`` seconds in a row (never without it)."""
         return await self._link.watchdog.wait()
 
-    async def _rebuild_state(self, client: Redis) -> None:
+    async def _rebuild_state(self, client: Client) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
-        run_id = str((await client.info("server"))["run_id"])
+        run_id = await self._link.run_id(client, self.keys.clients)
         another_server = run_id != self._histories.run_id != ""  # a failover, or a restart
         self._histories.run_id = run_id
         fresh_epoch = secrets.token_hex(8)
@@ -209,7 +214,9 @@ class RedisBackend(IndexedBackend):
             self._left_here(room)
         if self._local.users.pop(user.client_id, None) is not None:
             args = (user.client_id.hex, self.keys.all)
-            self._link.enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
+            self._link.enqueue(
+                ("EVALSHA", self.keys.scripts.remove.sha, 2, self.keys.clients, self._worker_set, *args), "leave"
+            )
 
     def user_changed(self, user: User) -> None:
         self._publish(user)
@@ -223,12 +230,22 @@ class RedisBackend(IndexedBackend):
         """The command that writes a local client's record and publishes it."""
         cid, record = user.client_id.hex, self._mirror.record(user).encode()
         event = codec.Upsert.text(cid, record)
-        return ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+        return (
+            "EVALSHA",
+            self.keys.scripts.upsert.sha,
+            2,
+            self.keys.clients,
+            self._worker_set,
+            cid,
+            record,
+            self.keys.all,
+            event,
+        )
 
     def _reassert(self, local: list[User]) -> Command:
         """The command that removes every client of this process's but ``local`` from Redis, telling everyone."""
         ids = [user.client_id.hex for user in local]
-        return ("EVALSHA", REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *ids)
+        return ("EVALSHA", self.keys.scripts.reassert.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *ids)
 
     @property
     def _worker_set(self) -> str:
@@ -308,18 +325,18 @@ class RedisBackend(IndexedBackend):
         self._deliver_to_room(room, exclude, message)
         event = codec.Broadcast(room, exclude, self.worker_id, message).encode()
         channel = self.keys.all if room is None else self._room_channel(room)
-        await self._link.call(("PUBLISH", channel, event), "broadcast")
+        await self._link.call((self.keys.publish, channel, event), "broadcast")
         return None
 
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         self._deliver_to_user(user_id, message)
         event = codec.ToUser(user_id, self.worker_id, message).encode()
-        await self._link.call(("PUBLISH", self.keys.all, event), "send to user")
+        await self._link.call((self.keys.publish, self.keys.all, event), "send to user")
 
     async def deliver(self, client_id: UUID, worker: str, message: str | bytes) -> None:
         """Send to a client of another process; raises ``ConnectionClosed`` if that process is gone."""
         event = codec.Direct(client_id, message).encode()
-        heard = await self._link.call(("PUBLISH", self.keys.worker_channel(worker), event), "send")
+        heard = await self._link.call((self.keys.publish, self.keys.worker_channel(worker), event), "send")
         if not heard:
             raise ConnectionClosedError(None, None)
 
@@ -327,7 +344,8 @@ class RedisBackend(IndexedBackend):
         user = self.presence.online.get(client_id)
         if not isinstance(user, RemoteUser):
             raise KeyError(client_id)
-        heard = await self._link.call(("PUBLISH", self.keys.worker_channel(user.socket.worker), event), "forward")
+        channel = self.keys.worker_channel(user.socket.worker)
+        heard = await self._link.call((self.keys.publish, channel, event), "forward")
         if not heard:
             raise KeyError(client_id)
 
