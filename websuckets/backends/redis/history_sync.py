@@ -127,9 +127,9 @@ class HistorySync:
         self.tracks: dict[str, RoomTrack] = {}
         """History rooms with members here, and the last position heard in each."""
         self.fences: dict[str, asyncio.Future[None]] = {}
+        """Fences sent and not heard back yet, by key."""
         self._fence_copies: dict[str, int] = {}
         """Fence key -> how many of its copies are still to be heard."""
-        """Fences sent and not heard back yet, by key."""
 
     # catching a member up
 
