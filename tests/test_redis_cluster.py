@@ -228,16 +228,17 @@ async def test_a_slot_move_mid_run_is_followed(cluster: RedisCluster) -> None:
         keys = keys_of(first)
         slot, owner = cluster.slot(keys.history("lobby")), cluster.owner(keys.history("lobby"))
         target = next(port for port in cluster.master_ports() if port != owner)
-        await asyncio.to_thread(cluster.move_slot, slot, target)
-        assert cluster.owner(keys.history("lobby")) == target
         probes = RoomProbes(alice, bob)
         hearing = asyncio.create_task(probes.hear())
         try:
-            await probes.until(lambda: True, within=20)
+            moving = asyncio.create_task(asyncio.to_thread(cluster.move_slot, slot, target))
+            await probes.until(moving.done, within=20)
+            await moving
         finally:
             hearing.cancel()
             with contextlib.suppress(asyncio.CancelledError, BaseException):
                 await hearing
+        assert cluster.owner(keys.history("lobby")) == target
         print(f"\nslot move: {probes.report()}")
         position = await say(alice, "after")
         assert position is not None
