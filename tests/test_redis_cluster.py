@@ -245,6 +245,35 @@ async def test_a_slot_move_mid_run_is_followed(cluster: RedisCluster) -> None:
         assert position.epoch != epoch
 
 
+@or_refused
+async def test_a_manual_failover_is_followed(cluster: RedisCluster) -> None:
+    """CLUSTER FAILOVER on the replica of a room's master: the replica takes the slots over, Redis unsubscribes
+    the listeners of the old master's channels, both apps subscribe again on the new one, and broadcasts,
+    sends to users and tokens work again."""
+    async with two_apps(cluster.url()) as (first, second):
+        alice, bob = await first.connect(), await second.connect()
+        for member in (alice, bob):
+            await ask(member, "join", {"room": "lobby"})
+        await eventually(lambda: len(first.app.backend.room_members("lobby")) == 2)
+        keys = keys_of(first)
+        old = cluster.owner(keys.room_channel("lobby"))
+        replica = cluster.replica_of(old)
+        probes = Probes(alice, bob)
+        hearing = asyncio.create_task(probes.hear())
+        try:
+            cluster.client(replica).execute_command("CLUSTER", "FAILOVER")
+            await probes.until(lambda: cluster.serves(keys.room_channel("lobby")) == replica, within=20)
+        finally:
+            hearing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BaseException):
+                await hearing
+        print(f"\nCLUSTER FAILOVER: {probes.report()}")
+        token = await log_in(alice, "alice")
+        assert (await ask(bob, "secret", token=token)).payload == "alice"
+        await ask(bob, "dm", {"to": "alice", "text": "after the failover"})
+        assert (await alice.receive()).payload == "after the failover"
+
+
 @pytest.mark.slow
 @or_refused
 async def test_a_killed_master_is_followed(cluster: RedisCluster) -> None:
