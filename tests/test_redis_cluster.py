@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -24,6 +25,7 @@ import pytest
 import redis
 from redis_server import RedisCluster
 from test_history import history_app, joined, resume, say, texts_until_position
+from test_redis_acl import GUIDE, work
 from test_redis_sentinel import Probes
 from test_scale_out import ask, chat_app, eventually, log_in, sees
 
@@ -210,6 +212,27 @@ async def test_keys_spread_over_the_masters(cluster: RedisCluster) -> None:
         assert len(owners) >= 2
         assert cluster.slot(keys.clients) == cluster.slot(keys.all) == cluster.slot(keys.token("x"))
         assert cluster.slot(keys.room_channel("lobby")) != cluster.slot(keys.clients)
+
+
+def documented_cluster_acl() -> list[str]:
+    """The rules of the guide's ``ACL SETUSER websuckets ...`` line for a cluster, after the user's name."""
+    lines = re.findall(r"^ACL SETUSER websuckets (.*)$", GUIDE.read_text(), re.MULTILINE)
+    (line,) = [line for line in lines if "~{websuckets:*" in line]
+    return line.split()
+
+
+@or_refused
+async def test_the_guides_cluster_acl_is_enough(cluster: RedisCluster) -> None:
+    """The guide's ACL for a cluster, set on every node, is all that two processes need for every kind of
+    work: no node refused anything."""
+    nodes = [cluster.client(node.port) for node in cluster.running()]
+    for node in nodes:
+        node.execute_command("ACL", "SETUSER", "websuckets", *documented_cluster_acl())
+        node.execute_command("ACL", "LOG", "RESET")
+    url = cluster.url().replace("://", "://websuckets:a-long-password@")
+    backends = await work(url)
+    assert [node.execute_command("ACL", "LOG") for node in nodes] == [[] for _ in nodes], "no permission missing"
+    assert [backend.health.failed_operations for backend in backends] == [0, 0]
 
 
 @or_refused
