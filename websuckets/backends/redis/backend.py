@@ -213,10 +213,8 @@ class RedisBackend(IndexedBackend):
         for room in rooms:
             self._left_here(room)
         if self._local.users.pop(user.client_id, None) is not None:
-            args = (user.client_id.hex, self.keys.all)
-            self._link.enqueue(
-                ("EVALSHA", self.keys.scripts.remove.sha, 2, self.keys.clients, self._worker_set, *args), "leave"
-            )
+            sha, args = self.keys.scripts.remove.sha, (user.client_id.hex, self.keys.all)
+            self._link.enqueue(("EVALSHA", sha, 2, self.keys.clients, self._worker_set, *args), "leave")
 
     def user_changed(self, user: User) -> None:
         self._publish(user)
@@ -230,17 +228,8 @@ class RedisBackend(IndexedBackend):
         """The command that writes a local client's record and publishes it."""
         cid, record = user.client_id.hex, self._mirror.record(user).encode()
         event = codec.Upsert.text(cid, record)
-        return (
-            "EVALSHA",
-            self.keys.scripts.upsert.sha,
-            2,
-            self.keys.clients,
-            self._worker_set,
-            cid,
-            record,
-            self.keys.all,
-            event,
-        )
+        sha = self.keys.scripts.upsert.sha
+        return ("EVALSHA", sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
 
     def _reassert(self, local: list[User]) -> Command:
         """The command that removes every client of this process's but ``local`` from Redis, telling everyone."""

@@ -92,7 +92,8 @@ class ShardedSubscriber:
         for name in [name for name in self._readers if name not in nodes]:
             self._readers.pop(name).cancel()
         for name in nodes:
-            if name not in self._readers:
+            reader = self._readers.get(name)
+            if reader is None or reader.done():  # done: its node was dropped, then subscribed to again
                 node = self.client.get_node(node_name=name)
                 if node is not None:
                     self._readers[name] = asyncio.create_task(self._read(node), name=f"sharded pub/sub of {name}")

@@ -9,7 +9,9 @@ has its owner rebuild (``on_rebuild``) before any queued write goes out, then sa
 (``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
 records that the process lives, reaps the processes that stopped, and probes that the
 listener still hears its own channel; through Sentinel, it also asks the sentinels which
-server is the master, and has the link rebuild on a new one.
+server is the master, and has the link rebuild on a new one. On a Redis Cluster the listener
+reads each node of its (sharded) channels (`cluster.ShardedSubscriber`), and an unsubscription
+it did not ask for (its slot moved, or its master failed over) has it rebuild on the new owners.
 
 Anything that needs Redis and gets no answer within ``timeout`` seconds raises
 `BackendUnavailable`; writes that nobody awaits are logged and counted.
@@ -28,7 +30,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...exc import BackendUnavailable, InternalError
 from ..base import BackendHealth
@@ -297,8 +301,8 @@ class RedisLink:
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._fail([op], reason(result), type(result).__name__, refused_with=result)
-                if isinstance(result, NoScriptError):
-                    self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
+                if isinstance(result, NoScriptError | RedisConnectionError | RedisTimeoutError | ClusterDownError):
+                    self._lost(result)  # Redis restarted under us (the rebuild loads the scripts), or a cluster's node
             elif op.future is not None and not op.future.done():
                 op.future.set_result(result)
 
