@@ -6,16 +6,20 @@ list is MemoryBackend and RedisBackend (on a real redis-server of the test's own
 ``--backend`` names others, so a third-party backend runs the same contract from a clone::
 
     pytest -m backend_contract --backend mypkg.backend:make_backend
+
+``--backend redis-cluster`` runs it on RedisBackend on a Redis Cluster (three masters and three
+replicas, started once for the session, a namespace for each test).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
-from redis_server import RedisServer
+from redis_server import RedisCluster, RedisServer
 
 from websuckets import WebSuckets
 from websuckets.backends import Backend, MemoryBackend
@@ -26,6 +30,8 @@ BackendFactory = Callable[[], Backend]
 Serve = Callable[..., TestClient]
 
 BUILT_IN = ("memory", "redis")
+OPT_IN = ("redis-cluster",)
+"""Built-in backends the contract runs on only when ``--backend`` names them."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Check each ``--backend`` at once, so a typo is a usage error rather than a failure in every test."""
     for spec in config.getoption("backend"):
-        if spec not in BUILT_IN:
+        if spec not in BUILT_IN + OPT_IN:
             load_factory(spec)
 
 
@@ -96,6 +102,17 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster for the session (three masters, a replica each); killed afterwards."""
+    cluster = RedisCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def make_backend(request: pytest.FixtureRequest, backend_name: str) -> BackendFactory:
     """A factory of fresh backends of one kind, for the backend contract; the Redis ones share a real
@@ -105,6 +122,9 @@ def make_backend(request: pytest.FixtureRequest, backend_name: str) -> BackendFa
     if backend_name == "redis":
         url: str = request.getfixturevalue("redis_url")
         return lambda: RedisBackend(url, heartbeat=0.2, dead_after=1.0)
+    if backend_name == "redis-cluster":
+        seeds, namespace = request.getfixturevalue("redis_cluster").url(), "c" + secrets.token_hex(4)
+        return lambda: RedisBackend(seeds, namespace=namespace, heartbeat=0.2, dead_after=1.0)
     factory = load_factory(backend_name)
     if takes_the_url(factory):
         url = request.getfixturevalue("redis_url")

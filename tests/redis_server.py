@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["RedisSentinels", "RedisServer", "free_port", "make_certificates"]
+__all__ = ["RedisCluster", "RedisSentinels", "RedisServer", "free_port", "make_certificates"]
 
 
 def _binary() -> str:
@@ -38,6 +38,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def cluster_port() -> int:
+    """A free port of 127.0.0.1 for a cluster node: at most 55535, its bus port (10000 above) free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def make_certificates(directory: Path) -> Path:
@@ -299,3 +313,131 @@ class RedisSentinels:
         self.master.stop()
         self.replica.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """A Redis Cluster of ``masters`` masters, each with ``replicas`` replicas, on free ports of 127.0.0.1
+    (``redis-cli --cluster create``), each node in a temporary directory; fast to fail over (1 s node
+    timeout). Kill them with `stop`."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        options = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"]
+        self.nodes = [
+            RedisServer(cluster_port(), options=[*options, "--cluster-config-file", "nodes.conf"])
+            for _ in range(masters * (1 + replicas))
+        ]
+        self.masters = masters
+        self.replicas = replicas
+
+    def url(self, scheme: str = "redis+cluster") -> str:
+        """``redis+cluster://127.0.0.1:P1,127.0.0.1:P2`` (two seeds: the first two nodes)."""
+        return f"{scheme}://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes[:2])
+
+    def start(self) -> None:
+        """Start every node, create the cluster, and wait until every node sees every slot served."""
+        try:
+            for node in self.nodes:
+                node.start()
+            cli = shutil.which("redis-cli")
+            if cli is None:
+                raise RuntimeError("redis-cli is not installed: run 'bash scripts/setup --system' (Debian's package)")
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            command = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas)]
+            subprocess.run([*command, "--cluster-yes"], check=True, capture_output=True, timeout=30)
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, decode_responses=True)
+
+    def running(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.process is not None]
+
+    def wait_healthy(self, within: float = 15.0) -> None:
+        """Wait until every running node says the cluster is ok and every master has its replicas in sync."""
+
+        def healthy() -> bool:
+            for node in self.running():
+                client = self.client(node.port)
+                if "cluster_state:ok" not in str(client.execute_command("CLUSTER", "INFO")):
+                    return False
+            masters = self.master_ports()
+            return len(masters) == self.masters
+
+        _until(healthy, "the cluster's state is ok on every node", within)
+
+    def nodes_view(self) -> list[dict[str, Any]]:
+        """CLUSTER NODES as the first running node sees it: id, port, flags, slots, master id."""
+        text = str(self.client(self.running()[0].port).execute_command("CLUSTER", "NODES"))  # unparsed
+        nodes = []
+        for line in text.splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            nodes.append({"id": fields[0], "port": port, "flags": fields[2], "master": fields[3], "slots": fields[8:]})
+        return nodes
+
+    def master_ports(self) -> list[int]:
+        """The ports of the masters that serve slots, as the first running node sees them."""
+        return [
+            node["port"]
+            for node in self.nodes_view()
+            if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"]
+        ]
+
+    def slot(self, key: str) -> int:
+        """CLUSTER KEYSLOT ``key``."""
+        return int(self.client(self.running()[0].port).execute_command("CLUSTER KEYSLOT", key))
+
+    def owner(self, key: str) -> int:
+        """The port of the master that serves ``key``'s slot."""
+        return self.owner_of_slot(self.slot(key))
+
+    def serves(self, key: str) -> int | None:
+        """`owner`, or ``None`` while no master serves ``key``'s slot (during a failover)."""
+        try:
+            return self.owner(key)
+        except (LookupError, redis.RedisError, OSError):
+            return None
+
+    def node(self, port: int) -> RedisServer:
+        return next(node for node in self.nodes if node.port == port)
+
+    def move_slot(self, slot: int, to_port: int) -> None:
+        """Migrate ``slot`` (its keys with it) to the master on ``to_port``: the CLUSTER SETSLOT / MIGRATE
+        sequence of ``redis-cli --cluster reshard``, for one slot."""
+        view = {node["port"]: node for node in self.nodes_view()}
+        source_port = self.owner_of_slot(slot)
+        source, target = self.client(source_port), self.client(to_port)
+        target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", view[source_port]["id"])
+        source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", view[to_port]["id"])
+        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            source.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
+        for port in (to_port, source_port, *(port for port in view if port not in (to_port, source_port))):
+            flags = view[port]["flags"]
+            if "master" in flags and "fail" not in flags and self.node(port).process is not None:
+                self.client(port).execute_command("CLUSTER SETSLOT", slot, "NODE", view[to_port]["id"])
+        _until(lambda: self.owner_of_slot(slot) == to_port, f"slot {slot} served by the node on {to_port}")
+
+    def owner_of_slot(self, slot: int) -> int:
+        """The port of the master that serves ``slot``, as the first running node sees it."""
+        for node in self.nodes_view():
+            if "master" not in node["flags"] or "fail" in node["flags"]:
+                continue
+            for span in node["slots"]:
+                if span.startswith("["):
+                    continue  # a slot being imported or migrated
+                start, _, end = span.partition("-")
+                if int(start) <= slot <= int(end or start):
+                    return int(node["port"])
+        raise LookupError(f"no master serves slot {slot}")
+
+    def replica_of(self, port: int) -> int:
+        view = self.nodes_view()
+        master_id = next(node["id"] for node in view if node["port"] == port)
+        return next(node["port"] for node in view if node["master"] == master_id)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -116,8 +116,8 @@ def test_a_cycle_is_found() -> None:
 
 
 def test_the_redis_backends_logic_runs_without_redis() -> None:
-    """RedisBackend's codec, key names, mirror and history sync import neither redis-py nor the link."""
-    for name in ("codec", "keys", "mirror", "history_sync"):
+    """RedisBackend's codec, key names, mirror, history sync and requests import neither redis-py nor the link."""
+    for name in ("codec", "keys", "mirror", "history_sync", "requests"):
         path = PACKAGE / "backends" / "redis" / f"{name}.py"
         nodes = list(ast.walk(ast.parse(path.read_text(), str(path))))
         absolute = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}

@@ -81,6 +81,9 @@ class Reader:
         self.publish(fence)
         return Stored(EPOCH, self.top, self.now, list(self.entries))
 
+    def fences(self, rooms: Sequence[str]) -> int:
+        return 1
+
     async def positions(self, rooms: Sequence[str], fence: str) -> list[RoomMeta]:
         self.publish(fence)
         return [self.meta for _ in rooms]

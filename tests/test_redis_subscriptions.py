@@ -79,3 +79,17 @@ async def test_a_lost_connection_hears_nothing_until_the_next_one_subscribes_to_
     assert redis.sent == []
     subscriptions.attach(Recorder(), subscriptions.wanted)
     assert waiter.done()
+
+
+async def test_an_unsubscription_nobody_asked_for_is_redis_s_own() -> None:
+    """An UNSUBSCRIBE confirmation answers one this process sent (a leave, even one joined again since); any
+    other is Redis's own (on a cluster: the channel's slot moved), for the listener to rebuild."""
+    subscriptions, redis = Subscriptions(), Recorder()
+    subscriptions.attach(redis, ["r:lobby"])
+    assert subscriptions.discard("r:lobby")
+    await subscriptions.sync()
+    subscriptions.waiter("r:lobby")  # joined again before the confirmation
+    await subscriptions.sync()
+    assert subscriptions.unsubscribed("r:lobby")  # the leave's
+    assert not subscriptions.unsubscribed("r:lobby")  # Redis's own
+    assert not subscriptions.unsubscribed("all")

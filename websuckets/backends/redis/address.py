@@ -7,6 +7,9 @@ and the service they watch: clients are ``Sentinel.master_for(service)``, so eve
 connection asks the sentinels for the current master. The URL's user and password are the data
 nodes'; the sentinels get ``?sentinel_username=`` and ``?sentinel_password=`` when given, and no
 credentials otherwise. The other query parameters mean what they mean for ``redis://``.
+``redis+cluster://[user:password@]host:port[,host:port...]`` (and ``rediss+cluster://``) names
+seed nodes of a Redis Cluster: clients are redis-py's asyncio ``RedisCluster`` (`cluster`),
+which asks the seeds for the cluster's layout and follows its changes.
 
 A URL that cannot be used raises `UnusableURL`, whose message names the URL (password hidden)
 and the forms accepted.
@@ -21,18 +24,22 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
+from .cluster import ShardedSubscriber, check_redis_py, cluster_client, node_run_id
 from .faults import reason, redacted
 
 logger = logging.getLogger("websuckets.redis")
 
 FORMS = (
     "redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path/redis.sock?db=0, "
-    "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db], rediss+sentinel:// (TLS)"
+    "redis+sentinel://[user:password@]host:port[,host:port...]/service[/db], rediss+sentinel:// (TLS), "
+    "redis+cluster://[user:password@]host:port[,host:port...], rediss+cluster:// (TLS)"
 )
 """The URL forms `RedisBackend` takes, as an error names them."""
 
@@ -42,9 +49,22 @@ PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 """A Sentinel scheme, and the plain one whose query parameters it takes."""
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""A Redis Cluster scheme, and the plain one whose query parameters it takes."""
+
 SENTINEL_PORT = 26379
+CLUSTER_PORT = 6379
 SENTINEL_AUTH = ("sentinel_username", "sentinel_password")
 """Query parameters for the sentinels' own credentials (the URL's are the data nodes')."""
+
+
+Client = Redis | RedisCluster
+"""A client of one Redis (plain, or the master through Sentinel), or of a cluster."""
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (its keys then take the cluster's layout)."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
 
 
 class UnusableURL(ValueError):
@@ -56,19 +76,26 @@ class UnusableURL(ValueError):
 
 @dataclass(frozen=True)
 class Address:
-    """A URL, read: a plain one (``service`` empty), or the sentinels and the service they watch."""
+    """A URL, read: a plain one (``service`` empty), the sentinels and the service they watch, or a
+    cluster's seed nodes."""
 
     url: str = field(repr=False)
     service: str = ""
     sentinels: tuple[tuple[str, int], ...] = ()
     options: dict[str, Any] = field(default_factory=dict, repr=False)  # a password: never in a repr
-    """For Sentinel: the data nodes' connection options read from the URL (db, credentials, TLS, ...)."""
+    """For Sentinel and Cluster: the data nodes' connection options read from the URL (db, credentials, TLS, ...)."""
     sentinel_options: dict[str, Any] = field(default_factory=dict, repr=False)
     """For Sentinel: the sentinels' own (credentials, TLS)."""
+    seeds: tuple[tuple[str, int], ...] = ()
+    """For Cluster: the nodes first asked for the cluster's layout."""
 
     @property
     def is_sentinel(self) -> bool:
         return bool(self.sentinels)
+
+    @property
+    def is_cluster(self) -> bool:
+        return bool(self.seeds)
 
     @property
     def is_unix(self) -> bool:
@@ -80,6 +107,9 @@ def parse(url: str) -> Address:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise UnusableURL(url, "no scheme")
+    cluster_scheme = CLUSTER_SCHEMES.get(scheme.lower())
+    if cluster_scheme is not None:
+        return _cluster(url, cluster_scheme, rest)
     plain_scheme = SENTINEL_SCHEMES.get(scheme.lower())
     if plain_scheme is None and scheme.lower() not in PLAIN_SCHEMES:
         raise UnusableURL(url, f"unknown scheme {scheme!r}")
@@ -92,13 +122,38 @@ def parse(url: str) -> Address:
     return _sentinel(url, plain_scheme, rest)
 
 
+def _cluster(url: str, plain_scheme: str, rest: str) -> Address:
+    """``redis+cluster://[user:password@]host:port[,host:port...][/0][?query]``: the seeds, and the nodes' options."""
+    location, _, query = rest.partition("?")
+    netloc, _, path = location.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    seeds = tuple(_host_port(url, host, CLUSTER_PORT, "node") for host in hosts.split(","))
+    too_old = check_redis_py()
+    if too_old is not None:
+        raise UnusableURL(url, too_old)
+    if path.strip("/") not in ("", "0"):
+        raise UnusableURL(url, f"a cluster has the database 0 only, not {path.strip('/')!r}")
+    plain = f"{plain_scheme}://{userinfo}{at}cluster/0" + (f"?{query}" if query else "")
+    try:
+        options: dict[str, Any] = dict(parse_url(plain))
+    except (ValueError, TypeError) as exc:
+        raise UnusableURL(url, str(exc).rstrip(".")) from None
+    for name in ("host", "port", "db"):
+        options.pop(name, None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True  # RedisCluster's switch to TLS connections
+    return Address(url, options=options, seeds=seeds)
+
+
 def _sentinel(url: str, plain_scheme: str, rest: str) -> Address:
     location, _, query = rest.partition("?")
     netloc, _, path = location.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
     if not at:
         userinfo, hosts = "", netloc
-    sentinels = tuple(_host_port(url, host) for host in hosts.split(","))
+    sentinels = tuple(_host_port(url, host, SENTINEL_PORT, "sentinel") for host in hosts.split(","))
     service, _, db = path.partition("/")
     service, db = unquote(service), db.rstrip("/")
     if not service:
@@ -124,19 +179,19 @@ def _sentinel(url: str, plain_scheme: str, rest: str) -> Address:
     return Address(url, service, sentinels, options, sentinel_options)
 
 
-def _host_port(url: str, host: str) -> tuple[str, int]:
-    """``host:port``, ``host`` (port 26379) or ``[v6]:port``, as a pair."""
+def _host_port(url: str, host: str, default_port: int, what: str) -> tuple[str, int]:
+    """``host:port``, ``host`` (``default_port``) or ``[v6]:port``, as a pair; ``what`` names it in an error."""
     if host.startswith("["):
         name, _, port = host[1:].partition("]")
         port = port.removeprefix(":")
     else:
         name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
     if not name:
-        raise UnusableURL(url, f"no host in the sentinel address {host!r}")
+        raise UnusableURL(url, f"no host in the {what} address {host!r}")
     if not port:
-        return name, SENTINEL_PORT
+        return name, default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UnusableURL(url, f"the port of the sentinel address {host!r} is not a port number")
+        raise UnusableURL(url, f"the port of the {what} address {host!r} is not a port number")
     return name, int(port)
 
 
@@ -183,8 +238,9 @@ class Connector:
             }
             self._sentinel = _Sentinels(address.sentinels, sentinel_kwargs=sentinel_options)
 
-    def client(self, socket_timeout: float | None) -> Redis:
-        """A client of the (current) master; it surfaces every failure (no silent retry)."""
+    def client(self, socket_timeout: float | None) -> Client:
+        """A client of the (current) master, or of the cluster; it surfaces every failure (no silent retry:
+        a cluster's client still follows MOVED and ASK)."""
         options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": self.timeout,
@@ -193,10 +249,31 @@ class Connector:
         }
         if not self.address.is_unix:  # TCP keepalive: a unix socket has none
             options["socket_keepalive"] = True
+        if self.address.is_cluster:
+            return cluster_client(self.address.seeds, {**options, **self.address.options})
         if self._sentinel is None:
             return Redis.from_url(self.address.url, **options)
         options.update(self.address.options)  # the URL's parameters win, as Redis.from_url has them
         return self._sentinel.master_for(self.address.service, **options)  # type: ignore[no-any-return]
+
+    def subscriber(self) -> PubSub | ShardedSubscriber:
+        """A new subscriber, on connections of its own: sharded on a cluster."""
+        client = self.client(socket_timeout=None)
+        return ShardedSubscriber(client) if isinstance(client, RedisCluster) else client.pubsub()
+
+    async def reset(self, client: Client) -> None:
+        """Drop ``client``'s pooled connections, which may predate a loss (a cluster's client asks for
+        the layout again)."""
+        if isinstance(client, RedisCluster):
+            await client.aclose()  # its next command connects, and reads the cluster's layout, again
+        else:
+            await client.connection_pool.disconnect()
+
+    async def run_id(self, client: Client, key: str) -> str:
+        """The ``run_id`` of the server that holds ``key`` (on a cluster, the master of its slot)."""
+        if isinstance(client, RedisCluster):
+            return await node_run_id(client, key)
+        return str((await client.info("server"))["run_id"])
 
     async def master(self) -> tuple[str, int] | None:
         """Where the sentinels say the master is now (``None`` for a plain URL); raises if none says."""
@@ -206,9 +283,9 @@ class Connector:
             host, port = await self._sentinel.discover_master(self.address.service)
         return str(host), int(port)
 
-    def connected_to(self, client: Redis) -> tuple[str, int] | None:
+    def connected_to(self, client: Client) -> tuple[str, int] | None:
         """The master address ``client``'s connections were made to, for Sentinel (else ``None``)."""
-        pool = client.connection_pool
+        pool = getattr(client, "connection_pool", None)
         if isinstance(pool, SentinelConnectionPool) and pool.master_address is not None:
             host, port = pool.master_address
             return str(host), int(port)
@@ -216,16 +293,16 @@ class Connector:
 
     @property
     def longest_backoff(self) -> float:
-        """5 s between attempts to reconnect at most; 1 s through Sentinel, where an attempt that finds no
-        master costs the sentinels one question, and the master is back (elsewhere) within seconds of a failover."""
-        return 1.0 if self.address.is_sentinel else 5.0
+        """5 s between attempts to reconnect at most; 1 s through Sentinel or on a cluster, where an attempt
+        that finds no master costs one question, and the master is back (elsewhere) within seconds of a failover."""
+        return 1.0 if self.address.is_sentinel or self.address.is_cluster else 5.0
 
-    def describe(self, client: Redis) -> str:
+    def describe(self, client: Client) -> str:
         """`` (the master of 'service', host:port)`` for ``client`` through Sentinel, for log lines; else nothing."""
         where = self.connected_to(client)
         return "" if where is None else f" (the master of {self.address.service!r}, {where[0]}:{where[1]})"
 
-    async def moved(self, client: Redis) -> str | None:
+    async def moved(self, client: Client) -> str | None:
         """Through Sentinel, why ``client`` must reconnect if the sentinels name another master than its
         own; ``None`` if they name the same, or for a plain URL. Sentinels that do not answer are said once
         (the master may be fine), until they answer again."""

@@ -23,17 +23,15 @@ interface leaves to backends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import socket as socket_module
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosedError
 
 from ...exc import BackendUnavailable
@@ -45,13 +43,15 @@ from ...user import User
 from ...wire import Position
 from ..base import BackendHealth, IndexedBackend
 from . import codec
-from .faults import outcome_unknown, redacted, unavailable
+from .address import Client, is_cluster
+from .faults import redacted
 from .history_store import RedisHistory
 from .history_sync import CatchUp, HistorySync
-from .keys import REASSERT, REMOVE, UPSERT, Keys
+from .keys import Keys
 from .link import Command, RedisLink
 from .local import LocalClients
 from .mirror import Mirror
+from .requests import Requests
 from .tokens import RedisTokens
 
 logger = logging.getLogger("websuckets.redis")
@@ -64,9 +64,11 @@ class RedisBackend(IndexedBackend):
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` for TLS,
             ``unix:///path/to/redis.sock?db=0``, or through Redis Sentinel
             ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
-            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``);
-            the passwords never reach a log. A URL that is none of these stops the app at start-up
-            (`BackendUnavailable`, naming it and the forms accepted).
+            (``rediss+sentinel://`` for TLS; the sentinels' own password is ``?sentinel_password=``),
+            or a Redis Cluster ``redis+cluster://[user:password@]host:port[,host:port...]``
+            (``rediss+cluster://`` for TLS; redis-py 8.2 or newer); the passwords never reach a log.
+            A URL that is none of these stops the app at start-up (`BackendUnavailable`, naming it
+            and the forms accepted).
         namespace: the prefix of every key and channel; apps sharing a namespace share clients.
         timeout: seconds after which an operation that needs Redis fails with `BackendUnavailable`.
         heartbeat: seconds between this process's heartbeats (and its listener's probe).
@@ -80,7 +82,7 @@ class RedisBackend(IndexedBackend):
         room_channels: publish a room's broadcasts on the room's own channel, heard only by the
             processes with members in it. ``False`` publishes them on the namespace's one channel,
             which every process hears, as websuckets 0.1 did: for a rolling upgrade from it (this
-            version hears both ways; 0.1 hears only that one).
+            version hears both ways; 0.1 hears only that one). Not on a cluster, where 0.1 never ran.
     """
 
     shared = True
@@ -97,7 +99,7 @@ class RedisBackend(IndexedBackend):
         room_channels: bool = True,
     ) -> None:
         self.url = url
-        self.keys = Keys(namespace)
+        self.keys = Keys(namespace, sharded=is_cluster(url))
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.dead_after = dead_after
@@ -108,8 +110,6 @@ class RedisBackend(IndexedBackend):
         self.worker_id = ""
         """``host:pid:random``, chosen when the app starts."""
         self._local = LocalClients(self.health)
-        self._join_answers: dict[str, asyncio.Future[bool]] = {}
-        """The joins forwarded to another process that wait for its `codec.Joined`, by key."""
         self._epoch: str | None = None
         """The namespace's ``{ns}:epoch`` when last connected: another one means Redis lost its data."""
         self._link = RedisLink(
@@ -125,6 +125,7 @@ class RedisBackend(IndexedBackend):
             exit_after=exit_after,
         )
         self._tokens = RedisTokens(self._link, self.keys)
+        self._requests = Requests(self.keys, timeout, self._link.call, self._link.enqueue, self._worker_of)
         self._histories = RedisHistory(self._link, self.keys)
         self._sync = HistorySync(
             self._histories,
@@ -144,7 +145,7 @@ class RedisBackend(IndexedBackend):
             codec.ToUser: self._to_user_heard,
             codec.Direct: self._direct_heard,
             codec.Join: self._join_forwarded,
-            codec.Joined: self._join_answered,
+            codec.Joined: self._requests.answered,
             codec.Leave: self._leave_forwarded,
             codec.Revoke: self._revoke_heard,
             codec.Ping: self._ping_heard,
@@ -158,7 +159,11 @@ class RedisBackend(IndexedBackend):
 
     async def start(self) -> None:
         """Connect, announce this process, load the mirror; `BackendUnavailable` naming the URL if Redis is away."""
+        if self.keys.sharded and not self.room_channels:
+            why = "with room_channels=False: a cluster needs room channels"
+            raise BackendUnavailable(f"cannot use the Redis URL {redacted(self.url)} {why}")
         self.worker_id = f"{socket_module.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._requests.worker_id = self.worker_id
         self._mirror = Mirror(self.presence, self.worker_id, self.deliver)  # the id of this run, the index of now
         await self._link.start(self.worker_id)
 
@@ -170,9 +175,9 @@ class RedisBackend(IndexedBackend):
         """Return once Redis has been unusable for ``exit_after`` seconds in a row (never without it)."""
         return await self._link.watchdog.wait()
 
-    async def _rebuild_state(self, client: Redis) -> None:
+    async def _rebuild_state(self, client: Client) -> None:
         """Re-announce this process's clients and tokens, resend lost revocations, reload the mirror."""
-        run_id = str((await client.info("server"))["run_id"])
+        run_id = await self._link.run_id(client, self.keys.clients)
         another_server = run_id != self._histories.run_id != ""  # a failover, or a restart
         self._histories.run_id = run_id
         fresh_epoch = secrets.token_hex(8)
@@ -212,8 +217,8 @@ class RedisBackend(IndexedBackend):
         for room in rooms:
             self._left_here(room)
         if self._local.users.pop(user.client_id, None) is not None:
-            args = (user.client_id.hex, self.keys.all)
-            self._link.enqueue(("EVALSHA", REMOVE.sha, 2, self.keys.clients, self._worker_set, *args), "leave")
+            sha, args = self.keys.scripts.remove.sha, (user.client_id.hex, self.keys.all)
+            self._link.enqueue(("EVALSHA", sha, 2, self.keys.clients, self._worker_set, *args), "leave")
 
     def user_changed(self, user: User) -> None:
         self._publish(user)
@@ -227,12 +232,13 @@ class RedisBackend(IndexedBackend):
         """The command that writes a local client's record and publishes it."""
         cid, record = user.client_id.hex, self._mirror.record(user).encode()
         event = codec.Upsert.text(cid, record)
-        return ("EVALSHA", UPSERT.sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
+        sha = self.keys.scripts.upsert.sha
+        return ("EVALSHA", sha, 2, self.keys.clients, self._worker_set, cid, record, self.keys.all, event)
 
     def _reassert(self, local: list[User]) -> Command:
         """The command that removes every client of this process's but ``local`` from Redis, telling everyone."""
         ids = [user.client_id.hex for user in local]
-        return ("EVALSHA", REASSERT.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *ids)
+        return ("EVALSHA", self.keys.scripts.reassert.sha, 2, self._worker_set, self.keys.clients, self.keys.all, *ids)
 
     @property
     def _worker_set(self) -> str:
@@ -249,6 +255,11 @@ class RedisBackend(IndexedBackend):
         if not self.presence.has_members_here(room):
             self._sync.untrack_if_empty(room)
             self._link.stop_hearing(self.keys.room_channel(room))
+
+    def _worker_of(self, client_id: UUID) -> str | None:
+        """The process of a client of another process (None for a client of this one, or no client)."""
+        user = self.presence.online.get(client_id)
+        return user.socket.worker if isinstance(user, RemoteUser) else None
 
     def _room_channel(self, room: str) -> str:
         """Where a broadcast to ``room`` is published."""
@@ -278,7 +289,7 @@ class RedisBackend(IndexedBackend):
     async def join(self, client_id: UUID, room: str) -> None:
         user = self._local.users.get(client_id)
         if user is None:
-            await self._join_elsewhere(client_id, room)
+            await self._requests.join(client_id, room)
             return
         if not self.keeps_history(room):
             await self._join_plain(user, room)
@@ -290,7 +301,7 @@ class RedisBackend(IndexedBackend):
         if user is None:
             if client_id in self.presence.online:
                 with contextlib.suppress(KeyError):  # its process is gone, and the client with it
-                    await self._forward(client_id, codec.Leave(client_id, room).encode())
+                    await self._requests.ask(client_id, codec.Leave(client_id, room).encode())
             return
         self.presence.leave(user, room)
         self._left_here(room)
@@ -305,49 +316,20 @@ class RedisBackend(IndexedBackend):
         self._deliver_to_room(room, exclude, message)
         event = codec.Broadcast(room, exclude, self.worker_id, message).encode()
         channel = self.keys.all if room is None else self._room_channel(room)
-        await self._link.call(("PUBLISH", channel, event), "broadcast")
+        await self._link.call((self.keys.publish, channel, event), "broadcast")
         return None
 
     async def send_to_user(self, user_id: UserId, message: str | bytes) -> None:
         self._deliver_to_user(user_id, message)
         event = codec.ToUser(user_id, self.worker_id, message).encode()
-        await self._link.call(("PUBLISH", self.keys.all, event), "send to user")
+        await self._link.call((self.keys.publish, self.keys.all, event), "send to user")
 
     async def deliver(self, client_id: UUID, worker: str, message: str | bytes) -> None:
         """Send to a client of another process; raises ``ConnectionClosed`` if that process is gone."""
         event = codec.Direct(client_id, message).encode()
-        heard = await self._link.call(("PUBLISH", self.keys.worker_channel(worker), event), "send")
+        heard = await self._link.call((self.keys.publish, self.keys.worker_channel(worker), event), "send")
         if not heard:
             raise ConnectionClosedError(None, None)
-
-    async def _forward(self, client_id: UUID, event: bytes) -> None:
-        user = self.presence.online.get(client_id)
-        if not isinstance(user, RemoteUser):
-            raise KeyError(client_id)
-        heard = await self._link.call(("PUBLISH", self.keys.worker_channel(user.socket.worker), event), "forward")
-        if not heard:
-            raise KeyError(client_id)
-
-    async def _join_elsewhere(self, client_id: UUID, room: str) -> None:
-        """Have the process of ``client_id`` join it to ``room``, and wait until it has: it then hears the room
-        (and, with history, has fenced the client's catch-up), so a broadcast sent next reaches the client."""
-        key = secrets.token_hex(8)
-        answer = self._join_answers[key] = asyncio.get_running_loop().create_future()
-        try:
-            await self._forward(client_id, codec.Join(client_id, room, self.worker_id, key).encode())
-            async with asyncio.timeout(2 * self.timeout):  # its SUBSCRIBE, record and catch-up read: each bounded
-                joined = await answer
-        except TimeoutError:
-            raise outcome_unknown("join") from None  # asked, never answered (a process older than this one)
-        finally:
-            del self._join_answers[key]
-        if not joined:
-            raise unavailable("join")
-
-    def _join_answered(self, message: codec.Joined) -> None:
-        answer = self._join_answers.get(message.key)
-        if answer is not None and not answer.done():
-            answer.set_result(message.ok)
 
     async def _write_now(self, user: User, what: str) -> None:
         await self._link.call(self._upsert(user), what)
@@ -449,28 +431,12 @@ class RedisBackend(IndexedBackend):
 
     def _join_forwarded(self, message: codec.Join) -> None:
         user = self._local.users.get(message.client_id)
-        if user is None:  # gone meanwhile: nothing to join
-            self._answer_join(message, True)
-            return
-        if self.keeps_history(message.room):  # joined now, in the order the processes asked; then heard
+        work = None  # gone meanwhile: nothing to join
+        if user is not None and self.keeps_history(message.room):  # joined now, in the order asked; then heard
             work = self._finish_join(user, message.room, self._join_held(user, message.room))
-        else:
+        elif user is not None:
             work = self._join_plain(user, message.room)
-        self._link.spawn(self._answer_when_done(message, work), f"joining {message.client_id} to {message.room!r}")
-
-    async def _answer_when_done(self, message: codec.Join, work: Awaitable[None]) -> None:
-        joined = False
-        try:
-            await work
-            joined = True
-        finally:
-            self._answer_join(message, joined)
-
-    def _answer_join(self, message: codec.Join, joined: bool) -> None:
-        """Tell the process that asked (if it waits: one of this version) that the join is done, or failed."""
-        if message.reply_to is not None and message.key is not None:
-            answer = codec.Joined(message.key, joined).encode()
-            self._link.enqueue(("PUBLISH", self.keys.worker_channel(message.reply_to), answer), "join answer")
+        self._link.spawn(self._requests.answer_when_done(message, work), f"joining {message.client_id}")
 
     def _leave_forwarded(self, message: codec.Leave) -> None:
         user = self._local.users.get(message.client_id)

@@ -25,7 +25,7 @@ from ...wire import Position
 from .codec import RoomMessage
 from .faults import MaybeWritten, outcome_unknown
 from .history_sync import RoomMeta, Stored
-from .keys import APPEND, READ_HISTORY, Keys
+from .keys import POSITION, Keys
 from .link import Command, RedisLink
 
 logger = logging.getLogger("websuckets.redis")
@@ -55,9 +55,10 @@ class RedisHistory:
         timed = "0" if history.ttl is None else "1"  # Redis's time only for an age limit
         room_args = (history.size, _idle_ms(history), channel, head, message, timed)
         broadcast_id = secrets.token_hex(8)
+        sha = self._keys.scripts.append.sha
 
         def command() -> Command:  # the run id of now: Redis may have been replaced meanwhile
-            return ("EVALSHA", APPEND.sha, 3, *keys, secrets.token_hex(8), self.run_id, *room_args, broadcast_id)
+            return ("EVALSHA", sha, 3, *keys, secrets.token_hex(8), self.run_id, *room_args, broadcast_id)
 
         try:
             epoch, offset = await self._link.call(command(), "broadcast")
@@ -88,7 +89,8 @@ class RedisHistory:
         since_epoch, since_offset = since if since is not None else ("", 0)
         keys = self._keys.history_keys(room)
         args = (secrets.token_hex(8), self.run_id, _idle_ms(history), since_epoch, since_offset, history.size)
-        command = ("EVALSHA", READ_HISTORY.sha, 3, *keys, *args, self._link.own_channel, fence)
+        fence_channel = self._keys.fence_channel(room, self._link.own_channel)
+        command = ("EVALSHA", self._keys.scripts.read_history.sha, 3, *keys, *args, fence_channel, fence)
         epoch, top, now, entries = await self._link.call(command, "resume")
         kept = []
         for entry_id, fields in entries:
@@ -97,13 +99,33 @@ class RedisHistory:
             kept.append((int(entry_id.partition("-")[0]), None if kept_at is None else int(kept_at), values["m"]))
         return Stored(epoch, int(top), now, kept)
 
+    def fences(self, rooms: Sequence[str]) -> int:
+        """How many times `positions` publishes its fence: once, or on a cluster once a room (on its channel)."""
+        return len(rooms) if self._keys.sharded else 1
+
     async def positions(self, rooms: Sequence[str], fence: str) -> list[RoomMeta]:
+        if self._keys.sharded:
+            return await self._node_positions(rooms, fence)
         pipe = self._link.client.pipeline(transaction=False)
         for room in rooms:
             pipe.hmget(self._keys.history_meta(room), "e", "s", "r")
         pipe.publish(self._link.own_channel, fence)
         *metas, _ = await pipe.execute()
         return [RoomMeta(epoch, 0 if top is None else int(top), run) for epoch, top, run in metas]
+
+    async def _node_positions(self, rooms: Sequence[str], fence: str) -> list[RoomMeta]:
+        """On a cluster: each room's position read on its own node, whose run id (not the one of the
+        namespace's node) says whether its epoch lives, and the fence on each room's channel."""
+        pipe = self._link.client.pipeline(transaction=False)
+        for room in rooms:
+            pipe.execute_command(
+                "EVALSHA", POSITION.sha, 1, self._keys.history_meta(room), self._keys.room_channel(room), fence
+            )
+        metas = []
+        for epoch, top, run, node_run in await pipe.execute():
+            alive = self.run_id if run == node_run else run  # HistorySync compares with this process's run id
+            metas.append(RoomMeta(epoch, 0 if top is None else int(top), alive))
+        return metas
 
 
 def _idle_ms(history: History) -> int:

@@ -63,7 +63,10 @@ class HistoryReader(Protocol):
         """The room's history after ``since``; then publish ``fence`` on this process's own channel."""
 
     async def positions(self, rooms: Sequence[str], fence: str) -> list[RoomMeta]:
-        """Each room's position; then publish ``fence`` on this process's own channel."""
+        """Each room's position; then publish ``fence`` on this process's own channel (`fences` times)."""
+
+    def fences(self, rooms: Sequence[str]) -> int:
+        """How many times `positions` of ``rooms`` publishes its fence (on a cluster, once on each room's channel)."""
 
 
 class CatchUp:
@@ -125,6 +128,8 @@ class HistorySync:
         """History rooms with members here, and the last position heard in each."""
         self.fences: dict[str, asyncio.Future[None]] = {}
         """Fences sent and not heard back yet, by key."""
+        self._fence_copies: dict[str, int] = {}
+        """Fence key -> how many of its copies are still to be heard."""
 
     # catching a member up
 
@@ -186,16 +191,20 @@ class HistorySync:
 
     # fences
 
-    def _new_fence(self) -> tuple[asyncio.Future[None], str]:
-        """A future set when this process hears the returned message on its own channel."""
+    def _new_fence(self, copies: int = 1) -> tuple[asyncio.Future[None], str]:
+        """A future set when this process has heard the returned message ``copies`` times."""
         key = secrets.token_hex(8)
         future = self.fences[key] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda _: self.fences.pop(key, None))
+        self._fence_copies[key] = copies
+        future.add_done_callback(lambda _: (self.fences.pop(key, None), self._fence_copies.pop(key, None)))
         return future, Fence(key).encode()
 
     def fence_heard(self, key: str) -> None:
         fence = self.fences.get(key)
-        if fence is not None and not fence.done():
+        if fence is None or fence.done():
+            return
+        left = self._fence_copies[key] = self._fence_copies.get(key, 1) - 1
+        if left <= 0:
             fence.set_result(None)
 
     async def _wait_fence(self, fence: asyncio.Future[None]) -> bool:
@@ -256,8 +265,9 @@ class HistorySync:
         tracked = [(room, track) for room, track in self.tracks.items() if track.epoch is not None]
         if not tracked:
             return
-        fence, message = self._new_fence()
-        metas = await self._reader.positions([room for room, _ in tracked], message)
+        rooms = [room for room, _ in tracked]
+        fence, message = self._new_fence(self._reader.fences(rooms))
+        metas = await self._reader.positions(rooms, message)
         await self._wait_fence(fence)
         for (room, track), meta in zip(tracked, metas, strict=True):
             alive = meta.epoch is not None and meta.run == self._reader.run_id  # a restarted Redis ended every epoch

@@ -1,29 +1,38 @@
 """Key names, channels and Lua scripts of `RedisBackend`: the data model in one place.
 
-Every key of a namespace carries the hash tag ``{namespace}``, so all of them live in one
-slot. That is not enough for Redis Cluster (not supported yet): one node would hold all the
-data, and every message would cross the cluster bus. Cluster needs the keys and the room
-channels spread over slots by room, user and process, sharded pub/sub on them, scripts whose
-keys share one of those slots, and liveness checks that do not count PUBLISH's subscribers
-(per node on a cluster). Each script changes keys *and*
-publishes the matching event in one step, so the mirrors never disagree with the keys. The
-messages the scripts write themselves are made of the pieces of `codec`, as Python's are.
+There are two layouts of the same keys. On one Redis (plain or through Sentinel) every key
+of a namespace carries the hash tag ``{ns}``, as it always has. On a Redis Cluster the keys
+are spread over slots, so that the load spreads over the masters: a room's history keys and
+its channel share a tag of their own (``{ns:room:<room>}``), as does a process's channel
+(``{ns:worker:<wid>}``). The *control plane* stays on one slot (``{ns:ctl}``): the clients'
+records, the processes' heartbeats and client sets, the tokens, the epoch and the namespace's
+channel, because each script that changes them publishes the matching event in the same step
+(the mirrors never disagree with the keys), and a script's keys and channels must share one
+slot. The messages the scripts write themselves are made of the pieces of `codec`, as
+Python's are.
 
-=========================== ======== ==================================================
-key or channel              type     holds
-=========================== ======== ==================================================
-``{ns}:clients``            HASH     client id -> JSON record: worker, user id, attributes, rooms
-``{ns}:workers``            ZSET     worker id -> last heartbeat (ms, Redis's own clock)
-``{ns}:worker:<wid>``       SET      the client ids connected to that worker (for reaping)
-``{ns}:token:<sha256>``     STRING   JSON ``{"u": user id, "x": expiry}``; expires (PXAT) with the token
-``{ns}:epoch``              STRING   random, set once: a new value means Redis lost its data
-``{ns}:hm:<room>``          HASH     a history room's epoch ``e``, top offset ``s``, Redis run id ``r``
-``{ns}:h:<room>``           STREAM   its last messages, entry id ``<offset>-0``: ``t`` (ms), ``m``
-``{ns}:hi:<room>``          ZSET     the ids of its last `RECENT_IDS` broadcasts -> their offsets
-``{ns}:all`` (channel)      pub/sub  presence changes, revocations, fan-out to every client or user
-``{ns}:r:<room>`` (channel) pub/sub  a room's broadcasts: heard by the processes with members in it
-``{ns}:w:<wid>`` (channel)  pub/sub  direct sends to one worker's clients, and its heartbeat probe
-=========================== ======== ==================================================
+On a cluster the channels are sharded (SPUBLISH and SSUBSCRIBE, `cluster`) and the scripts
+publish with SPUBLISH (`Scripts`, one set a layout); a history room's script reads the run id
+of the node it runs on, not one passed in, and a read's fence goes on the room's channel (its
+slot), not on the reader's own. A namespace of ``""`` is tagged ``{ns:ctl}`` with an empty
+``ns`` on a cluster, a valid tag; one Redis keeps its ``{}`` names (a tag means nothing there,
+and a rolling upgrade keeps its keys).
+
+===================== ========================== ======= ===================================================
+one Redis             Redis Cluster              type    holds
+===================== ========================== ======= ===================================================
+``{ns}:clients``      ``{ns:ctl}:clients``       HASH    client id -> JSON record: worker, user, attributes, rooms
+``{ns}:workers``      ``{ns:ctl}:workers``       ZSET    worker id -> last heartbeat (ms, Redis's own clock)
+``{ns}:worker:<wid>`` ``{ns:ctl}:worker:<wid>``  SET     the client ids connected to that worker (for reaping)
+``{ns}:token:<sha>``  ``{ns:ctl}:token:<sha>``   STRING  JSON ``{"u": user id, "x": expiry}``; expires with it
+``{ns}:epoch``        ``{ns:ctl}:epoch``         STRING  random, set once: a new value means Redis lost its data
+``{ns}:hm:<room>``    ``{ns:room:<room>}:hm``    HASH    a history room's epoch ``e``, top ``s``, run id ``r``
+``{ns}:h:<room>``     ``{ns:room:<room>}:h``     STREAM  its last messages, id ``<offset>-0``: ``t`` (ms), ``m``
+``{ns}:hi:<room>``    ``{ns:room:<room>}:hi``    ZSET    the ids of its last `RECENT_IDS` broadcasts -> offsets
+``{ns}:all``          ``{ns:ctl}:all``           channel presence, revocations, fan-out to every client or user
+``{ns}:r:<room>``     ``{ns:room:<room>}:r``     channel a room's broadcasts: heard where it has members
+``{ns}:w:<wid>``      ``{ns:worker:<wid>}:w``    channel direct sends to one worker's clients, its heartbeat probe
+===================== ========================== ======= ===================================================
 """
 
 from __future__ import annotations
@@ -45,21 +54,23 @@ class Script:
 
 
 class Keys:
-    """The names of one namespace's keys and channels."""
+    """The names of one namespace's keys and channels, in the layout of one Redis or of a cluster
+    (``sharded``), and the scripts of that layout."""
 
-    def __init__(self, namespace: str) -> None:
-        prefix = "{" + namespace + "}"
+    def __init__(self, namespace: str, *, sharded: bool = False) -> None:
+        self.namespace = namespace
+        self.sharded = sharded
+        self.scripts = SHARDED_SCRIPTS if sharded else SCRIPT_SET
+        self.publish = "SPUBLISH" if sharded else "PUBLISH"
+        """The command that publishes on this layout's channels."""
+        prefix = "{" + namespace + ":ctl}" if sharded else "{" + namespace + "}"
         self.clients = f"{prefix}:clients"
         self.workers = f"{prefix}:workers"
         self.worker_prefix = f"{prefix}:worker:"
         self.token_prefix = f"{prefix}:token:"
         self.epoch = f"{prefix}:epoch"
         self.all = f"{prefix}:all"
-        self.worker_channel_prefix = f"{prefix}:w:"
-        self.room_channel_prefix = f"{prefix}:r:"
-        self.history_prefix = f"{prefix}:h:"
-        self.history_meta_prefix = f"{prefix}:hm:"
-        self.history_ids_prefix = f"{prefix}:hi:"
+        self._prefix = prefix
 
     def worker(self, worker_id: str) -> str:
         return self.worker_prefix + worker_id
@@ -68,23 +79,35 @@ class Keys:
         return self.token_prefix + digest
 
     def worker_channel(self, worker_id: str) -> str:
-        return self.worker_channel_prefix + worker_id
+        if self.sharded:
+            return "{" + self.namespace + ":worker:" + worker_id + "}:w"
+        return f"{self._prefix}:w:{worker_id}"
+
+    def _room(self, room: str, kind: str) -> str:
+        if self.sharded:
+            return "{" + self.namespace + ":room:" + room + "}:" + kind
+        return f"{self._prefix}:{kind}:{room}"
 
     def room_channel(self, room: str) -> str:
-        return self.room_channel_prefix + room
+        return self._room(room, "r")
 
     def history(self, room: str) -> str:
-        return self.history_prefix + room
+        return self._room(room, "h")
 
     def history_meta(self, room: str) -> str:
-        return self.history_meta_prefix + room
+        return self._room(room, "hm")
 
     def history_ids(self, room: str) -> str:
-        return self.history_ids_prefix + room
+        return self._room(room, "hi")
 
     def history_keys(self, room: str) -> tuple[str, str, str]:
         """The keys of a history room's scripts: its meta, stream and recent broadcast ids."""
-        return self.history_meta_prefix + room, self.history_prefix + room, self.history_ids_prefix + room
+        return self._room(room, "hm"), self._room(room, "h"), self._room(room, "hi")
+
+    def fence_channel(self, room: str, own_channel: str) -> str:
+        """Where a read of ``room``'s history publishes its fence: the reader's own channel, or on a
+        cluster the room's (the script's slot; the reader hears it, having members in the room)."""
+        return self.room_channel(room) if self.sharded else own_channel
 
 
 UPSERT = Script("""
@@ -120,7 +143,9 @@ return removed
 Removes the worker's other clients, publishing a `Remove` for each.
 """
 
-HEARTBEAT = Script(f"""#!lua flags=allow-oom
+
+def _heartbeat(probe: str) -> Script:
+    return Script(f"""#!lua flags=allow-oom
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -135,9 +160,12 @@ for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber
   redis.call('DEL', set)
   redis.call('ZREM', KEYS[1], wid)
 end
-local heard = redis.call('PUBLISH', ARGV[5], {Ping.lua()})
+{probe}
 return {{heard, reaped}}
 """)
+
+
+HEARTBEAT = _heartbeat(f"local heard = redis.call('PUBLISH', ARGV[5], {Ping.lua()})")
 """KEYS workers, clients; ARGV worker id, dead after (ms), worker set prefix, channel, own channel.
 
 It runs when Redis is out of memory too (``allow-oom``: it writes nothing that grows), so that a full
@@ -157,15 +185,19 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 _EPOCH = """
 local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
 local epoch = meta[1]
-if not epoch or meta[2] ~= ARGV[2] then
+if not epoch or meta[2] ~= RUN then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', ARGV[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', RUN)
 end
 """
-"""The room's epoch: a new one, with an emptied stream (and no broadcast ids), when its meta is missing or
-was written before Redis last started (``r``, the server's run id: a restarted Redis may hold older data, whose offsets
-would be reused)."""
+"""The room's epoch (``RUN``: the server's run id): a new one, with an emptied stream (and no broadcast ids),
+when its meta is missing or was written before Redis last started (``r``, the server's run id: a restarted
+Redis may hold older data, whose offsets would be reused)."""
+
+_ARGV_RUN = "local RUN = ARGV[2]\n"
+_NODE_RUN = "local RUN = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')\n"
+"""``RUN``, the run id: passed in (one Redis), or the node's own (a cluster, where each room's node has one)."""
 
 _NOW = """
 local t = redis.call('TIME')
@@ -178,7 +210,8 @@ RECENT_IDS = 1000
 its first sending got no answer) is kept once if fewer messages than this were kept in the room since."""
 
 APPEND = Script(
-    _EPOCH
+    _ARGV_RUN
+    + _EPOCH
     + """
 local seen = redis.call('ZSCORE', KEYS[3], ARGV[9])
 if seen then
@@ -218,7 +251,8 @@ cheaper): readers keep to the last ``size`` offsets exactly.
 """
 
 READ_HISTORY = Script(
-    _EPOCH
+    _ARGV_RUN
+    + _EPOCH
     + _NOW
     + """
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -239,4 +273,60 @@ fence (a `Fence`) on the reader's own channel: once the reader hears it, it has 
 published before the read.
 """
 
-SCRIPTS = (UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE, APPEND, READ_HISTORY)
+POSITION = Script(
+    _NODE_RUN
+    + """
+local meta = redis.call('HMGET', KEYS[1], 'e', 's', 'r')
+redis.call('SPUBLISH', ARGV[1], ARGV[2])
+return {meta[1], meta[2], meta[3], RUN}
+"""
+)
+"""KEYS meta; ARGV the room's channel, fence. On a cluster: a history room's position, the run id of the node
+that serves it, and a fence on the room's channel."""
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The scripts of one layout."""
+
+    upsert: Script
+    remove: Script
+    reassert: Script
+    heartbeat: Script
+    revoke: Script
+    append: Script
+    read_history: Script
+    more: tuple[Script, ...] = ()
+    """Those of this layout alone."""
+
+    @property
+    def all(self) -> tuple[Script, ...]:
+        """Every script to load."""
+        named = (self.upsert, self.remove, self.reassert, self.heartbeat, self.revoke, self.append, self.read_history)
+        return named + self.more
+
+
+def _sharded(script: Script, run: bool = False) -> Script:
+    """``script`` for a cluster: SPUBLISH, and (``run``) the node's own run id."""
+    source = script.source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+    return Script(source.replace(_ARGV_RUN, _NODE_RUN) if run else source)
+
+
+SCRIPT_SET = Scripts(UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE, APPEND, READ_HISTORY)
+"""One Redis's."""
+
+SHARDED_SCRIPTS = Scripts(
+    _sharded(UPSERT),
+    _sharded(REMOVE),
+    _sharded(REASSERT),
+    _sharded(
+        _heartbeat("local heard = 1")
+    ),  # the probe of the process's channel (another slot) is an SPUBLISH of its own
+    _sharded(REVOKE),
+    _sharded(APPEND, run=True),
+    _sharded(READ_HISTORY, run=True),
+    (POSITION,),
+)
+"""A cluster's: the HEARTBEAT probe is left to the link, whose channel is on another slot."""
+
+SCRIPTS = SCRIPT_SET.all

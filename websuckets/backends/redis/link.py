@@ -9,7 +9,9 @@ has its owner rebuild (``on_rebuild``) before any queued write goes out, then sa
 (``on_connected``). Every message heard goes to one callback (``on_message``). The heartbeat
 records that the process lives, reaps the processes that stopped, and probes that the
 listener still hears its own channel; through Sentinel, it also asks the sentinels which
-server is the master, and has the link rebuild on a new one.
+server is the master, and has the link rebuild on a new one. On a Redis Cluster the listener
+reads each node of its (sharded) channels (`cluster.ShardedSubscriber`), and an unsubscription
+it did not ask for (its slot moved, or its master failed over) has it rebuild on the new owners.
 
 Anything that needs Redis and gets no answer within ``timeout`` seconds raises
 `BackendUnavailable`; writes that nobody awaits are logged and counted.
@@ -27,15 +29,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...exc import BackendUnavailable, InternalError
 from ..base import BackendHealth
-from .address import Connector, UnusableURL, parse
+from .address import Client, Connector, UnusableURL, parse
+from .cluster import ShardedSubscriber
+from .codec import Ping
 from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
-from .keys import HEARTBEAT, SCRIPTS, Keys
+from .keys import Keys
 from .subscriptions import Subscriptions
 from .watchdog import Watchdog
 
@@ -43,6 +48,9 @@ logger = logging.getLogger("websuckets.redis")
 
 MAX_QUEUED = 100_000
 """Writes nobody waits for that may queue up while Redis is away; the oldest are dropped past it."""
+
+Subscriber = PubSub | ShardedSubscriber
+"""The listener's connection(s): plain pub/sub, or a cluster's sharded one."""
 
 Command = tuple[Any, ...]
 """A Redis command and its arguments, as ``execute_command`` takes them."""
@@ -80,7 +88,7 @@ class RedisLink:
         heartbeat: float,
         dead_after: float,
         health: BackendHealth,
-        on_rebuild: Callable[[Redis], Awaitable[None]],
+        on_rebuild: Callable[[Client], Awaitable[None]],
         on_connected: Callable[[], None],
         on_message: Callable[[str], None],
         exit_after: float | None = None,
@@ -95,7 +103,7 @@ class RedisLink:
         self.on_connected = on_connected
         self.on_message = on_message
         self.worker_id = ""
-        self._client: Redis | None = None
+        self._client: Client | None = None
         self._connector: Connector | None = None
         self._queue: deque[_Op] = deque()
         self._sending: list[_Op] = []
@@ -112,7 +120,7 @@ class RedisLink:
         self._subscriptions = Subscriptions()
 
     @property
-    def client(self) -> Redis:
+    def client(self) -> Client:
         """The command connection, for reads outside the writer's order."""
         assert self._client is not None
         return self._client
@@ -159,7 +167,7 @@ class RedisLink:
         if self.health.connected and self._client is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeout):
-                    await self._client.execute_command(*farewell)  # type: ignore[no-untyped-call]  # in redis-py
+                    await self._client.execute_command(*farewell)
                     await self._client.zrem(self.keys.workers, self.worker_id)
         await _stop(tasks + list(self._background), self.timeout)
         self._failures.report(now=True)
@@ -293,8 +301,8 @@ class RedisLink:
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self._fail([op], reason(result), type(result).__name__, refused_with=result)
-                if isinstance(result, NoScriptError):
-                    self._lost(result)  # Redis restarted under us: the rebuild loads the scripts
+                if isinstance(result, NoScriptError | RedisConnectionError | RedisTimeoutError | ClusterDownError):
+                    self._lost(result)  # Redis restarted under us (the rebuild loads the scripts), or a cluster's node
             elif op.future is not None and not op.future.done():
                 op.future.set_result(result)
 
@@ -338,7 +346,7 @@ class RedisLink:
 
     # the listener: supervised, rebuilt after any failure
 
-    async def _listen_forever(self, pubsub: PubSub) -> None:
+    async def _listen_forever(self, pubsub: Subscriber) -> None:
         while True:
             try:
                 await self._listen(pubsub)
@@ -349,7 +357,7 @@ class RedisLink:
                 await _close(pubsub)
             pubsub = await self._reconnect()
 
-    async def _listen(self, pubsub: PubSub) -> None:
+    async def _listen(self, pubsub: Subscriber) -> None:
         loop = asyncio.get_running_loop()
         deaf_after = 3 * self.heartbeat + self.timeout
         last_heard = loop.time()
@@ -366,8 +374,10 @@ class RedisLink:
                 self.on_message(message["data"])
             elif message["type"] == "subscribe":
                 self._subscriptions.confirmed(message["channel"])
+            elif message["type"] == "unsubscribe" and not self._subscriptions.unsubscribed(message["channel"]):
+                raise ConnectionError(f"Redis unsubscribed this process from {message['channel']} (its slot moved)")
 
-    async def _reconnect(self) -> PubSub:
+    async def _reconnect(self) -> Subscriber:
         assert self._connector is not None
         delay, longest = 0.05, self._connector.longest_backoff
         failed, last_said = 0, -math.inf
@@ -389,20 +399,20 @@ class RedisLink:
             logger.info("reconnected to Redis%s after %.1f s", self._master(), time.monotonic() - self._down_since)
             return pubsub
 
-    async def _connect(self) -> PubSub:
+    async def _connect(self) -> Subscriber:
         """Subscribe, load the scripts, then have the owner rebuild; heard messages wait in the socket."""
         assert self._client is not None
+        assert self._connector is not None
         self._rebuild.clear()
-        await self._client.connection_pool.disconnect()  # pooled connections may predate the loss
-        subscriber = self._new_client(socket_timeout=None)
-        pubsub = subscriber.pubsub()
+        await self._connector.reset(self._client)  # pooled connections may predate the loss
+        pubsub = self._connector.subscriber()
         wanted = set(self._subscriptions.wanted)
         try:
             async with asyncio.timeout(2 * self.timeout):
                 await pubsub.unsubscribe(self.keys.all + ":none")  # allowed? Refused now rather than at a leave
                 await pubsub.subscribe(self.keys.all, self.own_channel, *wanted)
                 early = await _confirmed(pubsub, 2 + len(wanted))
-                for script in SCRIPTS:
+                for script in self.keys.scripts.all:
                     await self._client.script_load(script.source)
                 await self.on_rebuild(self._client)
         except BaseException:
@@ -419,9 +429,14 @@ class RedisLink:
         self.on_connected()
         return pubsub
 
-    def _new_client(self, socket_timeout: float | None) -> Redis:
+    def _new_client(self, socket_timeout: float | None) -> Client:
         assert self._connector is not None
         return self._connector.client(socket_timeout)
+
+    async def run_id(self, client: Client, key: str) -> str:
+        """The ``run_id`` of the server that holds ``key`` (on a cluster, the master of its slot)."""
+        assert self._connector is not None
+        return await self._connector.run_id(client, key)
 
     def _master(self) -> str:
         """`` (the master of 'service', host:port)`` through Sentinel, for the log's lines; else nothing."""
@@ -445,7 +460,7 @@ class RedisLink:
         """The command that records this process's heartbeat, reaps dead ones and probes its own channel."""
         dead_after_ms = int(self.dead_after * 1000)
         args = (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, self.own_channel)
-        return ("EVALSHA", HEARTBEAT.sha, 2, self.keys.workers, self.keys.clients, *args)
+        return ("EVALSHA", self.keys.scripts.heartbeat.sha, 2, self.keys.workers, self.keys.clients, *args)
 
     async def _heartbeat_forever(self) -> None:
         """Beat, reap dead processes, and check that this process's listener hears its own channel."""
@@ -456,6 +471,8 @@ class RedisLink:
                 continue
             try:
                 heard, reaped = await self.call(self.heartbeat_command(), "heartbeat")
+                if self.keys.sharded:  # the process's channel is on a slot of its own: probed apart
+                    heard = await self.call(("SPUBLISH", self.own_channel, Ping().encode()), "heartbeat")
             except InternalError:  # no answer (the writer has marked the connection lost), or refused
                 self.watchdog.failing(self._failures.latest)
                 continue
@@ -468,7 +485,7 @@ class RedisLink:
             await self._check_master()
 
 
-async def _confirmed(pubsub: PubSub, count: int) -> list[str]:
+async def _confirmed(pubsub: Subscriber, count: int) -> list[str]:
     """Wait for ``count`` subscribe confirmations; the messages heard meanwhile, to handle after."""
     early: list[str] = []
     while count:
@@ -494,10 +511,11 @@ async def _stop(tasks: list[asyncio.Task[Any]], grace: float) -> None:
             logger.warning("%d Redis tasks still running %.1f s after their cancellation", len(pending), grace)
 
 
-async def _close(pubsub: PubSub) -> None:
+async def _close(pubsub: Subscriber) -> None:
     """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
     with contextlib.suppress(Exception):
         aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # redis-py < 8.2 leaves it unannotated
         await aclose()
-    with contextlib.suppress(Exception):
-        await pubsub.connection_pool.disconnect()
+    if isinstance(pubsub, PubSub):
+        with contextlib.suppress(Exception):
+            await pubsub.connection_pool.disconnect()

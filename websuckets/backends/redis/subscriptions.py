@@ -34,6 +34,8 @@ class Subscriptions:
         """Channels subscribed to on the current connection, confirmed or not."""
         self._unconfirmed: dict[str, int] = {}
         """SUBSCRIBEs sent and not confirmed yet, by channel."""
+        self._unsubscribing: dict[str, int] = {}
+        """UNSUBSCRIBEs sent and not confirmed yet, by channel: any other is Redis's own (a slot moved)."""
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
 
@@ -65,6 +67,8 @@ class Subscriptions:
             gone, new = self._sent - self.wanted, self.wanted - self._sent
             if gone:  # a SUBSCRIBE of theirs not confirmed yet still will be: it stays counted
                 self._sent -= gone
+                for channel in gone:
+                    self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
                 await subscriber.unsubscribe(*gone)
             if new:
                 self._sent |= new
@@ -82,11 +86,22 @@ class Subscriptions:
         if channel in self._sent:
             self._wake(channel)
 
+    def unsubscribed(self, channel: str) -> bool:
+        """Redis confirmed an UNSUBSCRIBE from ``channel``: whether this process asked for it (on a cluster,
+        Redis unsubscribes the subscribers of a slot that moved by itself)."""
+        left = self._unsubscribing.get(channel, 0)
+        if left > 1:
+            self._unsubscribing[channel] = left - 1
+        else:
+            self._unsubscribing.pop(channel, None)
+        return left > 0
+
     def attach(self, subscriber: Subscriber, subscribed: Iterable[str]) -> None:
         """A new connection, subscribed (and confirmed) to ``subscribed`` already."""
         self._subscriber = subscriber
         self._sent = set(subscribed)
         self._unconfirmed.clear()
+        self._unsubscribing.clear()
         for channel in self._sent:
             self._wake(channel)
 
@@ -95,6 +110,7 @@ class Subscriptions:
         self._subscriber = None
         self._sent.clear()
         self._unconfirmed.clear()
+        self._unsubscribing.clear()
 
     def _wake(self, channel: str) -> None:
         waiter = self._waiters.pop(channel, None)

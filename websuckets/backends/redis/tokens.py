@@ -16,11 +16,11 @@ import time
 from collections.abc import Iterable
 
 from pydantic_core import to_json
-from redis.asyncio import Redis
 
 from ...identity import TokenRecord
+from .address import Client
 from .codec import Revoke
-from .keys import REVOKE, Keys
+from .keys import Keys
 from .link import Command, RedisLink
 
 TOKEN_RETRIES = (0.05, 0.2)
@@ -64,7 +64,14 @@ class RedisTokens:
 
     def _revoke(self, digest: str) -> Command:
         """The command that deletes a token and tells every process."""
-        return ("EVALSHA", REVOKE.sha, 1, self._keys.token(digest), self._keys.all, Revoke(digest).encode())
+        return (
+            "EVALSHA",
+            self._keys.scripts.revoke.sha,
+            1,
+            self._keys.token(digest),
+            self._keys.all,
+            Revoke(digest).encode(),
+        )
 
     async def find(self, digest: str) -> TokenRecord | None:
         """Look the digest up in Redis; a miss is asked again after 50 and 200 ms (a token just
@@ -99,7 +106,7 @@ class RedisTokens:
         self._unwritten.clear()
         self._unsent_revocations.clear()
 
-    async def vanished(self, client: Redis, digests: list[str]) -> list[str]:
+    async def vanished(self, client: Client, digests: list[str]) -> list[str]:
         """Those of ``digests`` that Redis no longer holds: revoked while this process heard nothing."""
         if not digests:
             return []
