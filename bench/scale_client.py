@@ -11,6 +11,9 @@ each sender probes until its server sees its receiver (no ``такой клие�
   senders, whatever the replies do (an open loop; a late timer sends what is due at once);
 - ``--mode closed``: each sender keeps ``--window`` messages in flight to its receiver.
 
+``--rooms``: receiver i joins the room ``pair-i`` (``bench join``) and sender i broadcasts to it
+(``bench say``, `servers/websuckets_room_channels.py`): the same loop through room channels.
+
 ``--protocol socketio`` speaks the same commands in Socket.IO framing (``42["send message",
 {...}]``), after Engine.IO's and Socket.IO's handshakes, answering the server's pings:
 `servers/socketio_relay.py`. Frames are turned back into ``{"event": ..., "payload": ...}``
@@ -36,6 +39,8 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 
 SEND = b'{"event":"send message","payload":{"to":"%s","text":"%%d"}}'
 WHOAMI = b'{"event":"bench whoami"}'
+ROOM_SAY = b'{"event":"bench say","payload":{"room":"%s","text":"%%d"}}'
+ROOM_JOIN = b'{"event":"bench join","payload":{"room":"%s"}}'
 SOCKETIO_SEND = b'42["send message",{"to":"%s","text":"%%d"}]'
 SOCKETIO_WHOAMI = b'42["bench whoami"]'
 SOCKETIO_PATH = "socket.io/?EIO=4&transport=websocket"
@@ -133,6 +138,8 @@ class Receiver(Listener):
                 run.drained.set()
         elif data.startswith(b'{"event":"whoami"'):
             self.id.set_result(json.loads(data)["payload"])
+        elif data.startswith(b'{"event":"join"'):
+            self.id.set_result("")  # joined its room
         else:
             self.run.fail(b"receiver got: " + data)
 
@@ -154,10 +161,15 @@ class Sender(Listener):
 class Pair:
     """Sender i and receiver i."""
 
-    def __init__(self, sender: Sender, receiver: Receiver, receiver_id: str, closed_loop: bool) -> None:
+    def __init__(
+        self, sender: Sender, receiver: Receiver, receiver_id: str, closed_loop: bool, room: str | None = None
+    ) -> None:
         self.sender = sender
         self.receiver = receiver
-        self.template = (SOCKETIO_SEND if sender.socketio else SEND) % receiver_id.encode()
+        if room is not None:
+            self.template = ROOM_SAY % room.encode()
+        else:
+            self.template = (SOCKETIO_SEND if sender.socketio else SEND) % receiver_id.encode()
         self.closed_loop = closed_loop
         receiver.pair = self
 
@@ -216,11 +228,13 @@ async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         receiver_url, sender_url = arguments.receiver_url + path, arguments.sender_url + path
         receivers = [await connect(receiver_url, lambda: Receiver(run, socketio)) for _ in range(arguments.pairs)]
         ids = []
-        for receiver in receivers:
-            receiver.transport.send(WSMsgType.TEXT, SOCKETIO_WHOAMI if socketio else WHOAMI)
+        rooms = [f"pair-{index}" if arguments.rooms else None for index in range(arguments.pairs)]
+        for receiver, room in zip(receivers, rooms, strict=True):
+            ask = ROOM_JOIN % room.encode() if room else SOCKETIO_WHOAMI if socketio else WHOAMI
+            receiver.transport.send(WSMsgType.TEXT, ask)
             ids.append(await receiver.id)
         senders = [await connect(sender_url, lambda: Sender(run, socketio)) for _ in range(arguments.pairs)]
-        pairs = [Pair(s, r, i, closed) for s, r, i in zip(senders, receivers, ids, strict=True)]
+        pairs = [Pair(s, r, i, closed, room) for s, r, i, room in zip(senders, receivers, ids, rooms, strict=True)]
         for pair in pairs:
             await pair.wait_visible(10)
     cpu = time.process_time()
@@ -281,6 +295,7 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--protocol", choices=["ws", "socketio"], default="ws")
+    parser.add_argument("--rooms", action="store_true", help="broadcast to a room per pair (bench say)")
     result = asyncio.run(measure(parser.parse_args()))
     print(json.dumps({"result": result}), flush=True)
     sys.exit(0)

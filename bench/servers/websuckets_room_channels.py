@@ -2,7 +2,9 @@
 
 ``bench join {"room": R}`` joins the connection to R; ``bench blast {"room": R, "count": N}``
 broadcasts N small messages to R (64 at a time, each awaited) and answers when Redis has taken
-them all. ``--shared-channel`` publishes room broadcasts on the namespace's one channel
+them all; ``bench say {"room": R, "text": T}`` broadcasts ``incoming message`` ``{"text": T}``
+to R and answers ``message sent`` (`bench/topologies.py`'s closed loop, through
+`scale_client.py --rooms`). ``--shared-channel`` publishes room broadcasts on the namespace's one channel
 (``RedisBackend(room_channels=False)``, as websuckets 0.1 did): the reference. No rate limit,
 like the other bench servers.
 """
@@ -22,6 +24,11 @@ class Room(BaseModel):
     room: str
 
 
+class Say(BaseModel):
+    room: str
+    text: str
+
+
 class Blast(BaseModel):
     room: str
     count: int
@@ -34,6 +41,12 @@ bench = CommandGroup("bench")
 async def join(socket: ServerConnection, model: Room) -> None:
     await Session.join(socket.id, model.room)
     await socket.send(ClientEvent("join"))
+
+
+@bench.command("say")
+async def say(socket: ServerConnection, model: Say) -> None:
+    await Session.broadcast(ClientEvent("incoming message", {"text": model.text}), room=model.room)
+    await socket.send(ClientEvent("message sent"))
 
 
 @bench.command("blast")
