@@ -150,15 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, checks = table(records, names)
     text = "\n".join(
         [
-            "# Room broadcasts across processes on each Redis topology",
-            "",
-            machine(),
+            *rows,
             "",
             f"Two processes; {PAIRS} senders on A, each broadcasting to a room with one receiver on B, {WINDOW} in "
             f"flight each; medians of {options.repeat} run(s) of {options.duration:g} s, alternated. Nothing pinned: "
-            "the processes, the Redis servers and the load generator share the machine's cores.",
-            "",
-            *rows,
+            f"the processes, the Redis servers and the load generator share the machine's cores. {machine()}.",
             "",
             *checks,
         ]

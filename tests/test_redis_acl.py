@@ -19,7 +19,7 @@ from websuckets.backends.redis import RedisBackend
 from websuckets.exc import BackendUnavailable
 from websuckets.testing import Received, TestClient, TestConnection
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "scaling.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "redis.md"
 
 
 def documented_acl() -> list[str]:

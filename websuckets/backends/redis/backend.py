@@ -48,11 +48,12 @@ from .faults import redacted
 from .history_store import RedisHistory
 from .history_sync import CatchUp, HistorySync
 from .keys import Keys
-from .link import Command, RedisLink
+from .link import RedisLink
 from .local import LocalClients
 from .mirror import Mirror
 from .requests import Requests
 from .tokens import RedisTokens
+from .writer import Command
 
 logger = logging.getLogger("websuckets.redis")
 

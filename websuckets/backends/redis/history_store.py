@@ -26,7 +26,8 @@ from .codec import RoomMessage
 from .faults import MaybeWritten, outcome_unknown
 from .history_sync import RoomMeta, Stored
 from .keys import POSITION, Keys
-from .link import Command, RedisLink
+from .link import RedisLink
+from .writer import Command
 
 logger = logging.getLogger("websuckets.redis")
 

@@ -25,46 +25,26 @@ import logging
 import math
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from redis.asyncio.client import PubSub
-from redis.exceptions import ClusterDownError, NoScriptError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...exc import BackendUnavailable, InternalError
 from ..base import BackendHealth
 from .address import Client, Connector, UnusableURL, parse
 from .cluster import ShardedSubscriber
 from .codec import Ping
-from .faults import FailureLog, maybe_written, never_sent, reason, redacted, refusal, unavailable
+from .faults import FailureLog, reason, redacted, unavailable
 from .keys import Keys
 from .subscriptions import Subscriptions
 from .watchdog import Watchdog
+from .writer import Command, Writer
 
 logger = logging.getLogger("websuckets.redis")
 
-MAX_QUEUED = 100_000
-"""Writes nobody waits for that may queue up while Redis is away; the oldest are dropped past it."""
-
 Subscriber = PubSub | ShardedSubscriber
 """The listener's connection(s): plain pub/sub, or a cluster's sharded one."""
-
-Command = tuple[Any, ...]
-"""A Redis command and its arguments, as ``execute_command`` takes them."""
-
-
-class _Op:
-    """One command for the writer; ``future`` is set when somebody awaits its answer."""
-
-    __slots__ = ("args", "future", "what")
-
-    def __init__(self, args: Command, future: asyncio.Future[Any] | None, what: str) -> None:
-        self.args = args
-        self.future = future
-        self.what = what
 
 
 class RedisLink:
@@ -105,17 +85,12 @@ class RedisLink:
         self.worker_id = ""
         self._client: Client | None = None
         self._connector: Connector | None = None
-        self._queue: deque[_Op] = deque()
-        self._sending: list[_Op] = []
-        """The batch on its way to Redis: a command of it that gets no answer may have run."""
-        self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
-        self._up = asyncio.Event()
-        """Set while Redis answers: the writer waits on it."""
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._down_since = 0.0
         self._failures = FailureLog(logger)
+        self._writer = Writer(timeout, health, self._failures, lambda: self.client, self._lost)
         self.watchdog = Watchdog(exit_after, redacted(url))
         self._subscriptions = Subscriptions()
 
@@ -136,9 +111,8 @@ class RedisLink:
         """Connect as ``worker_id`` and start the writer, listener and heartbeat; `BackendUnavailable` naming
         the URL if Redis is away."""
         self.worker_id = worker_id
-        self._queued = asyncio.Event()
         self._rebuild = asyncio.Event()
-        self._up = asyncio.Event()
+        self._writer.reset()
         self._subscriptions = Subscriptions()
         self.watchdog = Watchdog(self.watchdog.after, self.watchdog.where)  # of this run's event loop
         try:
@@ -153,7 +127,7 @@ class RedisLink:
             await self._connector.aclose()
             raise BackendUnavailable(f"cannot reach Redis at {redacted(self.url)}: {reason(exc)}") from exc
         self._tasks = [
-            asyncio.create_task(self._write_forever(), name="websuckets redis writer"),
+            asyncio.create_task(self._writer.write_forever(), name="websuckets redis writer"),
             asyncio.create_task(self._listen_forever(pubsub), name="websuckets redis listener"),
             asyncio.create_task(self._heartbeat_forever(), name="websuckets redis heartbeat"),
         ]
@@ -213,7 +187,7 @@ class RedisLink:
                 await self._sync_subscriptions()
                 await asyncio.shield(waiter)
         except TimeoutError:
-            self._fail([], f"no subscription to a channel within {self.timeout} s")
+            self._writer.fail([], f"no subscription to a channel within {self.timeout} s")
             raise unavailable(what) from None
 
     def stop_hearing(self, channel: str) -> None:
@@ -227,117 +201,25 @@ class RedisLink:
         except Exception as exc:  # the listener's connection: it reconnects, and subscribes to what is wanted
             self._lost(exc)
 
-    # the writer: every command of this process, in order, pipelined
+    # the writer: every command of this process, in order, pipelined (`writer`)
 
     def enqueue(self, args: Command, what: str, on_fail: Callable[[], None] | None = None) -> None:
-        """Queue a write nobody waits for; while Redis is away it waits in the queue (bounded)."""
-        op = _Op(args, None, what)
-        if on_fail is not None:
-            op.future = asyncio.get_running_loop().create_future()
-            op.future.add_done_callback(lambda future: future.exception() is not None and on_fail())
-        if len(self._queue) >= MAX_QUEUED:
-            self._fail([self._queue.popleft()], f"over {MAX_QUEUED} writes queued while Redis is away", "QueueFull")
-        self._queue.append(op)
-        self._queued.set()
+        """Queue a write nobody waits for (`Writer.enqueue`)."""
+        self._writer.enqueue(args, what, on_fail)
 
     async def call(self, args: Command, what: str) -> Any:
-        """Run one command after every one queued before it; `BackendUnavailable` at once while
-        Redis is known to be away, or past ``timeout``: then never sent, or `faults.MaybeWritten` if it
-        was sent (it may have run)."""
-        if not self.health.connected:
-            self._fail([], "Redis is not connected", None)  # the loss noted its kind
-            raise unavailable(what)
-        op = _Op(args, asyncio.get_running_loop().create_future(), what)
-        self._queue.append(op)
-        self._queued.set()
-        assert op.future is not None
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await op.future
-        except TimeoutError:
-            self._fail([], f"no answer within {self.timeout} s")
-            raise (maybe_written(what) if op in self._sending else unavailable(what)) from None
+        """Run one command after every one queued before it (`Writer.call`)."""
+        return await self._writer.call(args, what)
 
     async def wait_up(self, within: float) -> bool:
         """Whether Redis answers (connected, rebuilt) now or within ``within`` seconds."""
-        if not self._up.is_set():
-            try:
-                async with asyncio.timeout(within):
-                    await self._up.wait()
-            except TimeoutError:
-                return False
-        return True
-
-    async def _write_forever(self) -> None:
-        while True:
-            await self._queued.wait()
-            self._queued.clear()
-            while self._queue:
-                await self._up.wait()  # writes wait out an outage; the rebuild runs first
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 512))]
-                batch = [op for op in batch if op.future is None or not op.future.done()]  # timed out: not sent
-                if batch:
-                    await self._write(batch)
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        # cancelled while its timeout expired: the cancellation came out as the timeout
-                        raise asyncio.CancelledError
-
-    async def _write(self, batch: list[_Op]) -> None:
-        assert self._client is not None
-        self._sending = batch
-        try:
-            async with asyncio.timeout(self.timeout):
-                pipe = self._client.pipeline(transaction=False)
-                for op in batch:
-                    pipe.execute_command(*op.args)
-                results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            self._fail(batch, reason(exc), type(exc).__name__, sent=not never_sent(exc))
-            self._lost(exc)
-            return
-        finally:
-            self._sending = []
-        for op, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                self._fail([op], reason(result), type(result).__name__, refused_with=result)
-                if isinstance(result, NoScriptError | RedisConnectionError | RedisTimeoutError | ClusterDownError):
-                    self._lost(result)  # Redis restarted under us (the rebuild loads the scripts), or a cluster's node
-            elif op.future is not None and not op.future.done():
-                op.future.set_result(result)
-
-    def _fail(
-        self,
-        batch: list[_Op],
-        why: str,
-        kind: str | None = "TimeoutError",
-        refused_with: Exception | None = None,
-        sent: bool = False,
-    ) -> None:
-        """Count and log failed operations; those awaited raise `BackendUnavailable` (`faults.MaybeWritten`
-        if ``sent`` and unanswered), or what Redis's ``refused_with`` answer means for the client
-        (`faults.refusal`)."""
-        count = max(len(batch), 1)
-        self.health.failed_operations += count
-        if kind is not None:
-            self._note_error(kind)
-        for op in batch:
-            if op.future is not None and not op.future.done():
-                if refused_with is not None:
-                    op.future.set_exception(refusal(op.what, refused_with))
-                else:
-                    op.future.set_exception(maybe_written(op.what) if sent else unavailable(op.what))
-        self._failures.add(count, why)
-
-    def _note_error(self, kind: str) -> None:
-        """The latest failure's kind and time, for `BackendHealth` (and so ``/readyz``)."""
-        self.health.last_error, self.health.last_error_at = kind, time.time()
+        return await self._writer.wait_up(within)
 
     def _lost(self, exc: BaseException) -> None:
         """The connection to Redis is broken: mark it, and have the listener rebuild everything."""
-        self._note_error(type(exc).__name__)
+        self._writer.note_error(type(exc).__name__)
         self.watchdog.failing(reason(exc))
-        self._up.clear()
+        self._writer.up.clear()
         if self.health.connected:
             self.health.connected = False
             self._down_since = time.monotonic()
@@ -387,7 +269,7 @@ class RedisLink:
                 pubsub = await self._connect()
             except Exception as exc:
                 failed += 1
-                self._note_error(type(exc).__name__)
+                self._writer.note_error(type(exc).__name__)
                 self.watchdog.failing(reason(exc))
                 if time.monotonic() - last_said >= 10:  # the first failure, then a line per 10 s at most
                     last_said = time.monotonic()
@@ -420,7 +302,7 @@ class RedisLink:
             raise
         self.health.connected = True
         self.watchdog.usable()
-        self._up.set()
+        self._writer.up.set()
         self._subscriptions.attach(pubsub, wanted)
         if wanted != self._subscriptions.wanted:  # changed while connecting
             self.spawn(self._sync_subscriptions(), "subscribing")

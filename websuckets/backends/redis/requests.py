@@ -21,7 +21,7 @@ from .faults import outcome_unknown, unavailable
 from .keys import Keys
 
 Command = tuple[Any, ...]
-"""A Redis command and its arguments (as `websuckets.backends.redis.link.Command`)."""
+"""A Redis command and its arguments (`websuckets.backends.redis.writer.Command`; not imported: no redis-py here)."""
 
 
 class Requests:

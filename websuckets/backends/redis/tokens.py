@@ -21,7 +21,8 @@ from ...identity import TokenRecord
 from .address import Client
 from .codec import Revoke
 from .keys import Keys
-from .link import Command, RedisLink
+from .link import RedisLink
+from .writer import Command
 
 TOKEN_RETRIES = (0.05, 0.2)
 """Seconds to wait before asking Redis again for a token it does not know (issued a moment ago?)."""
