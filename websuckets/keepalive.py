@@ -4,8 +4,10 @@
 seconds, sends a ping and waits for its pong under a timeout: about 1.4 KiB held for as long as
 an idle connection stays open (the task, its coroutine, a sleeping future and its timer), and a
 task wake-up or two per ping. Here the connections whose next step falls in the same slot of
-`RESOLUTION` seconds share one ``loop.call_at``; a slot is a dict, so a connection that closes
-leaves its slot at once (`forget`).
+`RESOLUTION` seconds share a slot, and only the earliest slot due holds a loop timer (one
+``loop.call_at`` at a time, however many connections and slots); a slot is a dict, so a
+connection that closes leaves its slot at once (`forget`), and a slot left empty holds nothing
+but its number in the heap of slots due.
 
 A connection's keepalive is two steps, in turn:
 
@@ -21,6 +23,7 @@ A step runs up to `RESOLUTION` seconds late, never early.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import random
@@ -78,6 +81,10 @@ class Keepalive:
 
     def __init__(self) -> None:
         self._slots: dict[int, dict[Pinged, bool]] = {}
+        self._due: list[int] = []
+        """A heap of the slots' numbers (a slot left empty keeps its number here until it is due)."""
+        self._armed: set[int] = set()
+        """The slots a loop timer is set for: the earliest due, and rarely an earlier one set since."""
 
     def start(self, connection: Pinged) -> None:
         """Ping ``connection`` every ``ping_interval`` seconds from now on (until it closes)."""
@@ -85,10 +92,13 @@ class Keepalive:
         self._schedule(connection, connection.ping_interval, PING)
 
     def forget(self, connection: Pinged) -> None:
-        """``connection`` closed: take it out of its slot."""
-        slot = self._slots.get(connection.keepalive_slot)
+        """``connection`` closed: take it out of its slot (an empty slot is dropped)."""
+        index = connection.keepalive_slot
+        slot = self._slots.get(index)
         if slot is not None:
             slot.pop(connection, None)
+            if not slot:
+                del self._slots[index]
 
     def _schedule(self, connection: Pinged, delay: float, step: bool) -> None:
         loop = connection.loop
@@ -96,12 +106,29 @@ class Keepalive:
         slot = self._slots.get(index)
         if slot is None:
             slot = self._slots[index] = {}
-            loop.call_at(index * RESOLUTION, self._run, index)
+            heapq.heappush(self._due, index)
+            if not self._armed or index < min(self._armed):
+                self._arm(loop, index)
         slot[connection] = step
         connection.keepalive_slot = index
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, index: int) -> None:
+        self._armed.add(index)
+        loop.call_at(index * RESOLUTION, self._run, index)
+
     def _run(self, index: int) -> None:
-        for connection, step in self._slots.pop(index, {}).items():
+        """Run every slot due by ``index``, then set the timer for the next slot that holds a connection."""
+        self._armed.discard(index)
+        due = self._due
+        while due and due[0] <= index:
+            self._run_slot(self._slots.pop(heapq.heappop(due), {}))
+        while due and due[0] not in self._slots:
+            heapq.heappop(due)  # emptied by `forget` before it was due
+        if due and (not self._armed or due[0] < min(self._armed)):
+            self._arm(asyncio.get_running_loop(), due[0])
+
+    def _run_slot(self, slot: dict[Pinged, bool]) -> None:
+        for connection, step in slot.items():
             if connection.protocol.state is not State.OPEN:
                 continue  # closing: websockets' own close timeout takes it from here
             try:
