@@ -43,6 +43,7 @@ from websockets.protocol import State
 from .delivery import server_frame
 from .events import PendingAnswer, answered
 from .keepalive import keepalive
+from .negotiation import WireFormat
 
 __all__ = [
     "READ_SIZE",
@@ -75,6 +76,9 @@ class GuardedConnection(ServerConnection):
     send_timeout: ClassVar[float | None] = None
     """Seconds a send may wait for the client to read, or ``None`` to wait forever."""
 
+    codec: WireFormat | None = None
+    """The connection's wire format when it is not JSON, chosen at the handshake (`websuckets.negotiation`)."""
+
     pending_answer: PendingAnswer | None = None
     """While a command with an ``id`` whose handler answers with ``send`` runs: see `websuckets.answer`."""
 
@@ -100,11 +104,22 @@ class GuardedConnection(ServerConnection):
         A text message on an open connection takes `_send_text`: the same frame, without
         ``websockets``' generic path (an async context manager per message).
         """
+        if self.codec is not None:
+            return super().send(self._encoded(self.codec, message))
         if self.pending_answer is not None:
             message, self.pending_answer = answered(self.pending_answer, message)
         if isinstance(message, str) and text is not False and self.send_in_progress is None:
             return self._send_text(message)
         return super().send(message, text=text)
+
+    def _encoded(self, codec: WireFormat, message: Any) -> Any:
+        """``message`` in the connection's format; a pending answer's first event gets its command's ``id``."""
+        pending = self.pending_answer
+        if pending is not None:
+            stamped, self.pending_answer = answered(pending, message)
+            if stamped is not message:  # the answer: packed from its parts with the id, not from JSON text
+                return codec.encode_event(message.event, message.payload, pending.id)
+        return codec.encode(message)
 
     async def _send_text(self, message: str) -> None:
         """What ``websockets`` does to send a ``str`` on an open connection, in one coroutine.
