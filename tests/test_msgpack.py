@@ -120,7 +120,10 @@ async def test_without_ormsgpack_the_server_speaks_json_only(client: TestClient)
     """A server without the extra refuses a client offering only MessagePack, and names JSON."""
     with mock.patch.object(msgpack_codec, "available", return_value=False), pytest.raises(InvalidStatus) as refused:
         await client.connect(format="msgpack")
-    assert refused.value.response.body == b"Unsupported subprotocol websuckets.v1.msgpack: this server speaks websuckets.v1.json\n"
+    assert (
+        refused.value.response.body
+        == b"Unsupported subprotocol websuckets.v1.msgpack: this server speaks websuckets.v1.json\n"
+    )
 
 
 BAD_COMMANDS = [
@@ -134,7 +137,9 @@ BAD_COMMANDS = [
 
 
 @pytest.mark.parametrize(("packed", "text", "name"), BAD_COMMANDS)
-async def test_every_error_has_the_same_name_as_over_json(client: TestClient, packed: Any, text: Any, name: str) -> None:
+async def test_every_error_has_the_same_name_as_over_json(
+    client: TestClient, packed: Any, text: Any, name: str
+) -> None:
     """The same mistake, in MessagePack or in JSON, is answered with the same error name."""
     over_msgpack = await client.connect(format="msgpack")
     await over_msgpack.send_raw(packed if isinstance(packed, bytes) else msgpack_codec.pack(packed))

@@ -78,7 +78,7 @@ def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotoc
         if name == MSGPACK_SUBPROTOCOL and msgpack_codec.available():
             connection.codec = MSGPACK  # type: ignore[attr-defined]  # a GuardedConnection's
             return name
-    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
 
 
 def check_subprotocols(connection: ServerConnection, request: Request) -> Response | None:
@@ -86,7 +86,9 @@ def check_subprotocols(connection: ServerConnection, request: Request) -> Respon
     if not is_upgrade(request):
         return None
     try:
-        offered = [name for value in request.headers.get_all("Sec-WebSocket-Protocol") for name in parse_subprotocol(value)]
+        offered = [
+            name for value in request.headers.get_all("Sec-WebSocket-Protocol") for name in parse_subprotocol(value)
+        ]
     except InvalidHeader:
         return None  # websockets refuses it itself, with its own reason
     versions = [name for name in offered if name.startswith(VERSION_PREFIX)]

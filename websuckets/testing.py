@@ -33,9 +33,9 @@ from websockets.asyncio.server import Server
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from . import msgpack_codec
 from ._logging import quiet_frames
 from .app import WebSuckets
-from . import msgpack_codec
 from .context import Connection
 from .instrument import Instrument
 from .memory_server import MemoryServer

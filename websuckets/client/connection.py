@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from .._logging import quiet_frames
 from .. import msgpack_codec
+from .._logging import quiet_frames
 from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, MSGPACK_SUBPROTOCOL, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
 from .backoff import Backoff
 from .errors import ClientError
@@ -440,9 +440,7 @@ class Client:
         self._streams.fail("closed", why)
 
 
-def _command(
-    safe: Callable[[Any], Any], event: str, payload: Any, command_id: int | None = None
-) -> dict[str, Any]:
+def _command(safe: Callable[[Any], Any], event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:
     """A command's frame, without its token (added as it goes out); its payload made safe to send here
     (JSON-safe, or checked to pack), so that one that cannot be serialised fails the call, not the connection."""
     command: dict[str, Any] = {"event": event}
