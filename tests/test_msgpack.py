@@ -60,6 +60,14 @@ def make_app(**options: Any) -> WebSuckets:
         await Session.join(socket.id, model.room)
         await socket.send(ClientEvent("joined", model.room))
 
+    @group.command("protocol")
+    async def protocol(socket: ServerConnection, ctx: Context) -> None:
+        await ctx.reply("protocol", socket.subprotocol)
+
+    @group.command("say")
+    async def say(socket: ServerConnection, model: Room, ctx: Context) -> None:
+        await Session.broadcast(ClientEvent("said", {"room": model.room, "blob": b"hi\x00"}), room=model.room)
+
     @group.command("count")
     async def count(socket: ServerConnection, model: Upto) -> AsyncIterator[int]:
         for number in range(model.upto):
