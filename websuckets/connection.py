@@ -105,7 +105,10 @@ class GuardedConnection(ServerConnection):
         ``websockets``' generic path (an async context manager per message).
         """
         if self.codec is not None:
-            return super().send(self._encoded(self.codec, message))
+            data = self._encoded(self.codec, message)
+            if type(data) is bytes and text is not True and self.send_in_progress is None:
+                return self._send_binary(data)
+            return super().send(data, text=text)
         if self.pending_answer is not None:
             message, self.pending_answer = answered(self.pending_answer, message)
         if isinstance(message, str) and text is not False and self.send_in_progress is None:
@@ -155,8 +158,31 @@ class GuardedConnection(ServerConnection):
                 await self.drain()
         except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
             failed = exc
-        if failed is None:
+        if failed is not None:
+            await self._send_failed(failed)
+
+    async def _send_binary(self, data: bytes) -> None:
+        """`_send_text` for a binary frame (a MessagePack connection's): the same inline path."""
+        protocol = self.protocol
+        if protocol.state is not State.OPEN or self.send_in_progress is not None:
+            await super().send(data)
             return
+        if protocol.extensions or protocol.debug:
+            protocol.send_binary(data)
+        else:
+            protocol.writes.append(server_frame(Opcode.BINARY, data))
+        failed: Exception | None = None
+        try:
+            self.send_data()
+            if self.paused or self.transport.is_closing():
+                await self.drain()
+        except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
+            failed = exc
+        if failed is not None:
+            await self._send_failed(failed)
+
+    async def _send_failed(self, failed: Exception) -> None:
+        """End the connection as ``send_context`` does after an error while writing: abort, wait, raise."""
         if self.debug:
             self.logger.debug("! error while sending data", exc_info=failed)
         self.transport.abort()
