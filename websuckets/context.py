@@ -47,7 +47,6 @@ class Connection:
     __slots__ = (
         "buckets",
         "container",
-        "event",
         "parse",
         "report",
         "sessions",
@@ -83,9 +82,6 @@ class Connection:
         self.streams: dict[str | int, Any] | None = None
         self.parse: Callable[[str | bytes], Envelope] = parse_envelope
         """How the connection's frames become envelopes: its wire format's (set by the dispatcher)."""
-        self.event: Callable[..., Any] = ClientEvent
-        """What `Context.reply` sends, made from ``(event, payload, id=...)``: a `ClientEvent`, or the
-        packed frame of a MessagePack connection (its payload not serialised to JSON first)."""
         """The connection's running streams by ``id`` (`websuckets.streams.Stream`), once it started one."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:
@@ -146,7 +142,7 @@ class Context:
 
     async def reply(self, event: str, payload: Any = None) -> None:
         """Send an event to this client, tagged with the command's ``id`` when it has one."""
-        await self.socket.send(self.connection.event(event, payload, id=self.id))
+        await self.socket.send(ClientEvent(event, payload, id=self.id))
 
     def __repr__(self) -> str:
         return f"<Context event={self.event!r} id={self.id!r} client_id={self.socket.id}>"

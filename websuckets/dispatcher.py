@@ -157,11 +157,7 @@ class Dispatcher:
         """What `dispatch` needs of ``socket``'s connection: ``container`` is its SESSION scope, if any."""
         connection = Connection(socket, user, container, self.sessions, self.report_unexpected, self.connection_tokens)
         codec = getattr(socket, "codec", None)  # a MessagePack connection's format (websuckets.negotiation)
-        if codec is None:
-            connection.parse = self.parse
-        else:
-            connection.parse = codec.parse_traced if self.traces else codec.parse
-            connection.event = codec.encode_event
+        connection.parse = self.parse if codec is None else codec.parse_traced if self.traces else codec.parse
         return connection
 
     async def _run(self, connection: Connection) -> None:
