@@ -327,8 +327,10 @@ class WebSuckets:
         the app's settings. A ``process_request`` you pass runs after the app's handshake
         checks (connection cap, origin, ``handshake_auth``, ``handshake_checks``), in place of
         the static routes (`add_static`); ``origins=`` replaces the app's ``origins``. Unless
-        you pass ``subprotocols=``, the server selects the ``websuckets`` subprotocol when a
-        client offers it (browsers that send a token as a subprotocol need an answer).
+        you pass ``subprotocols=``, the server negotiates the wire format (`websuckets.negotiation`:
+        ``websuckets.v1.json``, ``websuckets.v1.msgpack``, HTTP 400 for only unknown versions) and
+        otherwise selects the ``websuckets`` subprotocol when a client offers it (browsers that
+        send a token as a subprotocol need an answer).
         """
         started = self._dispatcher  # its own handler when started: one coroutine frame less a connection
         handler = self.handler if started is None else started.serve

@@ -24,9 +24,9 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from .. import msgpack_codec
 from .._logging import quiet_frames
 from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, MSGPACK_SUBPROTOCOL, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
+from . import packing
 from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
@@ -94,7 +94,7 @@ class Client:
         self._safe: Callable[[Any], Any] = to_jsonable_python
         """Makes a payload safe to send (a failure fails the call, not the connection)."""
         if format == "msgpack":
-            msgpack_codec.pack(None)  # without ormsgpack: MsgpackUnavailable, here
+            packing.pack(None)  # without ormsgpack: ImportError, here
             self._safe = _packable
         self.url = url
         self.token = token
@@ -317,9 +317,9 @@ class Client:
         self._socket = socket
         try:
             await self._greet(socket)
-            packed = self.format == "msgpack"
+            unpack = packing.unpack if self.format == "msgpack" else None
             async for frame in socket:
-                await self._receive(socket, ServerEvent.read(frame, packed))
+                await self._receive(socket, ServerEvent.read(frame, unpack))
         except ConnectionClosed:
             pass
         finally:
@@ -381,7 +381,7 @@ class Client:
 
     async def _write(self, socket: ClientConnection, command: dict[str, Any]) -> None:
         frame = command if self.token is None else {**command, "token": self.token}
-        await socket.send(msgpack_codec.pack(frame) if self.format == "msgpack" else to_json(frame).decode())
+        await socket.send(packing.pack(frame) if self.format == "msgpack" else to_json(frame).decode())
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = self._pending.next_id()
@@ -453,7 +453,7 @@ def _command(safe: Callable[[Any], Any], event: str, payload: Any, command_id: i
 
 def _packable(payload: Any) -> Any:
     """``payload`` as it is (``bytes`` stay bytes), once it is known to pack as MessagePack."""
-    msgpack_codec.pack(payload)
+    packing.pack(payload)
     return payload
 
 

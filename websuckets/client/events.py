@@ -8,10 +8,10 @@ room with history also carries its position (``room``, ``epoch``, ``offset``); s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from ..msgpack_codec import unpack
 from ..wire import ERROR_EVENT, Position
 
 
@@ -32,11 +32,12 @@ class ServerEvent:
     raw: str = ""
 
     @classmethod
-    def read(cls, frame: str | bytes, packed: bool) -> ServerEvent | None:
-        """The event in a frame: MessagePack when ``packed`` and binary, else text; ``None`` when not an event."""
+    def read(cls, frame: str | bytes, unpack: Callable[[bytes], Any] | None) -> ServerEvent | None:
+        """The event in a frame: a binary one unpacked with ``unpack`` (MessagePack), if given, else
+        read as text; ``None`` when not an event."""
         if not isinstance(frame, bytes):
             return cls.parse(frame)
-        if not packed:
+        if unpack is None:
             return cls.parse(frame.decode(errors="replace"))
         try:
             return cls.of(unpack(frame), "")
