@@ -131,12 +131,12 @@ def test_the_redis_backends_logic_runs_without_redis() -> None:
 LAYERS: dict[str, set[str]] = {
     "foundation": {
         "wire", "exc", "_logging", "_version", "identity", "http", "security", "events", "delivery", "origin",
-        "listening",
+        "listening", "msgpack_codec",
     },
     "client": {"client", "client.*"},
     "state": {
         "user", "history", "envelope", "connection", "keepalive", "handshake", "static", "presence", "remote",
-        "backends", "backends.*", "store", "session",
+        "backends", "backends.*", "store", "session", "negotiation",
     },
     "commands": {
         "context", "handlers", "di", "routing", "answer", "middleware", "middleware.*", "resume", "handshake_auth",

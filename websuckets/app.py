@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 
-from . import serving, startup
+from . import negotiation, serving, startup
 from ._logging import QuietFrames, quiet_frames
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
@@ -22,7 +22,7 @@ from .dispatcher import Dispatcher
 from .exc import AppStateError, DuplicateCommand
 from .handlers import CallPlan, Handler, HandlerKind, analyse
 from .handshake import Check, Handshake, limit_connections
-from .handshake_auth import HandshakeAuth, HandshakeTokens, select_subprotocol
+from .handshake_auth import HandshakeAuth, HandshakeTokens
 from .history import History, HistoryRules
 from .identity import UserId
 from .instrument import Instrument
@@ -327,8 +327,10 @@ class WebSuckets:
         the app's settings. A ``process_request`` you pass runs after the app's handshake
         checks (connection cap, origin, ``handshake_auth``, ``handshake_checks``), in place of
         the static routes (`add_static`); ``origins=`` replaces the app's ``origins``. Unless
-        you pass ``subprotocols=``, the server selects the ``websuckets`` subprotocol when a
-        client offers it (browsers that send a token as a subprotocol need an answer).
+        you pass ``subprotocols=``, the server negotiates the wire format (`websuckets.negotiation`:
+        ``websuckets.v1.json``, ``websuckets.v1.msgpack``, HTTP 400 for only unknown versions) and
+        otherwise selects the ``websuckets`` subprotocol when a client offers it (browsers that
+        send a token as a subprotocol need an answer).
         """
         started = self._dispatcher  # its own handler when started: one coroutine frame less a connection
         handler = self.handler if started is None else started.serve
@@ -337,19 +339,24 @@ class WebSuckets:
     def _server_options(self, **kwargs: Any) -> dict[str, Any]:
         """The app's settings for a ``websockets`` server, under ``kwargs`` (`serve`; `TestClient` in memory)."""
         kwargs.setdefault("max_size", self.protocol_max_size)
-        kwargs["process_request"] = self.handshake(kwargs.pop("origins", self.origins), kwargs.get("process_request"))
+        negotiate = "subprotocols" not in kwargs
+        origins = kwargs.pop("origins", self.origins)
+        kwargs["process_request"] = self.handshake(origins, kwargs.get("process_request"), negotiate=negotiate)
         kwargs.setdefault("logger", quiet_frames(logging.getLogger("websuckets.server")))
         kwargs.setdefault("open_timeout", self.open_timeout)
         kwargs.setdefault("ping_interval", self.ping_interval)
         kwargs.setdefault("ping_timeout", self.ping_timeout)
         kwargs.setdefault("compression", self.compression)
         kwargs.setdefault("create_connection", serving.connection_class(self.send_timeout, self.instruments))
-        if "subprotocols" not in kwargs:
-            kwargs.setdefault("select_subprotocol", select_subprotocol)
+        if negotiate:
+            kwargs.setdefault("select_subprotocol", negotiation.select_subprotocol)
         return kwargs
 
-    def handshake(self, origins: Origins, process_request: Check | None = None) -> Handshake:
-        """The ``process_request`` hook of the app's server: static files, then every handshake check."""
+    def handshake(self, origins: Origins, process_request: Check | None = None, *, negotiate: bool = True) -> Handshake:
+        """The ``process_request`` hook of the app's server: static files, then every handshake check.
+
+        With ``negotiate``, a client offering only unknown versions of the protocol is refused (400).
+        """
         checks: list[Check] = [i.http for i in self.instruments if type(i).http is not Instrument.http]
         if process_request is not None:
             pass
@@ -362,6 +369,8 @@ class WebSuckets:
             checks.append(cap)  # first: a full server refuses before any other work
         if origins != "*":
             checks.append(check_origin(None if origins is None else [o for o in origins if o is not None]))
+        if negotiate:
+            checks.append(negotiation.check_subprotocols)
         if self._handshake_tokens is not None:
             checks.append(self._handshake_tokens)
         checks += self.handshake_checks

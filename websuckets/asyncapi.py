@@ -49,6 +49,20 @@ ID_SCHEMA: dict[str, Any] = {
     "description": "A correlation id chosen by the client, copied into replies and errors.",
     "oneOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}],
 }
+SUBPROTOCOL_HEADER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "Sec-WebSocket-Protocol": {
+            "type": "string",
+            "description": (
+                "The wire format: websuckets.v1.json (JSON text frames, as with no subprotocol) or"
+                " websuckets.v1.msgpack (MessagePack binary frames, when the server has websuckets[msgpack])."
+                " Only unknown websuckets.v... versions: refused with HTTP 400."
+            ),
+        }
+    },
+}
+"""The ws binding's handshake header: the subprotocols of `websuckets.negotiation`."""
 CORRELATION = {"correlationId": {"$ref": "#/components/correlationIds/id"}}
 STREAM_END: dict[str, Any] = {
     "type": "object",
@@ -147,7 +161,10 @@ class _Builder:
             "info": {
                 "title": "websuckets app",
                 "version": "1.0.0",
-                "description": "Commands and events of a websuckets app: JSON text frames over one websocket.",
+                "description": (
+                    "Commands and events of a websuckets app over one websocket: JSON text frames, or"
+                    " MessagePack binary frames with the subprotocol websuckets.v1.msgpack."
+                ),
             }
             | info,
             "defaultContentType": "application/json",
@@ -157,7 +174,7 @@ class _Builder:
                     "title": "The websocket connection",
                     "description": "Clients send commands; the server answers and pushes events, on any path.",
                     "messages": {mid: {"$ref": f"#/components/messages/{mid}"} for mid in messages},
-                    "bindings": {"ws": {"bindingVersion": "0.1.0"}},
+                    "bindings": {"ws": {"headers": SUBPROTOCOL_HEADER, "bindingVersion": "0.1.0"}},
                 }
             },
             "operations": operations,

@@ -43,6 +43,7 @@ from websockets.protocol import State
 from .delivery import server_frame
 from .events import PendingAnswer, answered
 from .keepalive import keepalive
+from .negotiation import WireFormat
 
 __all__ = [
     "READ_SIZE",
@@ -75,6 +76,9 @@ class GuardedConnection(ServerConnection):
     send_timeout: ClassVar[float | None] = None
     """Seconds a send may wait for the client to read, or ``None`` to wait forever."""
 
+    codec: WireFormat | None = None
+    """The connection's wire format when it is not JSON, chosen at the handshake (`websuckets.negotiation`)."""
+
     pending_answer: PendingAnswer | None = None
     """While a command with an ``id`` whose handler answers with ``send`` runs: see `websuckets.answer`."""
 
@@ -100,11 +104,25 @@ class GuardedConnection(ServerConnection):
         A text message on an open connection takes `_send_text`: the same frame, without
         ``websockets``' generic path (an async context manager per message).
         """
+        if self.codec is not None:
+            data = self._encoded(self.codec, message)
+            if type(data) is bytes and text is not True and self.send_in_progress is None:
+                return self._send_binary(data)
+            return super().send(data, text=text)
         if self.pending_answer is not None:
             message, self.pending_answer = answered(self.pending_answer, message)
         if isinstance(message, str) and text is not False and self.send_in_progress is None:
             return self._send_text(message)
         return super().send(message, text=text)
+
+    def _encoded(self, codec: WireFormat, message: Any) -> Any:
+        """``message`` in the connection's format; a pending answer's first event gets its command's ``id``."""
+        pending = self.pending_answer
+        if pending is not None:
+            stamped, self.pending_answer = answered(pending, message)
+            if stamped is not message:  # the answer: packed from its parts with the id, not from JSON text
+                return codec.encode_event(message.event, message.payload, pending.id)
+        return codec.encode(message)
 
     async def _send_text(self, message: str) -> None:
         """What ``websockets`` does to send a ``str`` on an open connection, in one coroutine.
@@ -140,8 +158,31 @@ class GuardedConnection(ServerConnection):
                 await self.drain()
         except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
             failed = exc
-        if failed is None:
+        if failed is not None:
+            await self._send_failed(failed)
+
+    async def _send_binary(self, data: bytes) -> None:
+        """`_send_text` for a binary frame (a MessagePack connection's): the same inline path."""
+        protocol = self.protocol
+        if protocol.state is not State.OPEN or self.send_in_progress is not None:
+            await super().send(data)
             return
+        if protocol.extensions or protocol.debug:
+            protocol.send_binary(data)
+        else:
+            protocol.writes.append(server_frame(Opcode.BINARY, data))
+        failed: Exception | None = None
+        try:
+            self.send_data()
+            if self.paused or self.transport.is_closing():
+                await self.drain()
+        except Exception as exc:  # as send_context: OSError from the transport, SendTimeout from drain
+            failed = exc
+        if failed is not None:
+            await self._send_failed(failed)
+
+    async def _send_failed(self, failed: Exception) -> None:
+        """End the connection as ``send_context`` does after an error while writing: abort, wait, raise."""
         if self.debug:
             self.logger.debug("! error while sending data", exc_info=failed)
         self.transport.abort()

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .envelope import Envelope, parse_envelope
 from .events import ClientEvent
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Connection:
     __slots__ = (
         "buckets",
         "container",
+        "parse",
         "report",
         "sessions",
         "socket",
@@ -78,6 +80,8 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None
         """The task that reads the connection and runs its commands, once it does (see `websuckets.answer`)."""
         self.streams: dict[str | int, Any] | None = None
+        self.parse: Callable[[str | bytes], Envelope] = parse_envelope
+        """How the connection's frames become envelopes: its wire format's (set by the dispatcher)."""
         """The connection's running streams by ``id`` (`websuckets.streams.Stream`), once it started one."""
 
     def report_unexpected(self, exc: BaseException, ctx: Context) -> None:

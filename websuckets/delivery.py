@@ -78,7 +78,7 @@ def send_now(sockets: Iterable[Connection], message: str | bytes) -> int:
             continue
         if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
             _close_slow(socket)
-        elif protocol.extensions or socket.send_in_progress is not None:
+        elif protocol.extensions or socket.send_in_progress is not None or getattr(socket, "codec", None) is not None:
             other.append(socket)
         else:
             if frame is None:
@@ -89,15 +89,44 @@ def send_now(sockets: Iterable[Connection], message: str | bytes) -> int:
         stats.framed_once += written
         stats.bytes_framed_once += written * len(frame)
     if other:
-        broadcast(other, message)
-        framed = sum(1 for socket in other if socket.protocol.state is State.OPEN)
-        written += framed
-        stats.framed_by_connection += framed
+        written += _send_other(other, message)
     stats.delivered += written
     return written
 
 
-def send_batch(socket: Connection, messages: list[str]) -> None:
+def _send_other(sockets: list[Connection], message: str | bytes) -> int:
+    """`send_now` to connections that take another path: an extension, or another wire format than JSON.
+
+    The message is encoded once per format (a room of JSON and MessagePack members packs it once),
+    then framed once for the connections of that format without an extension.
+    """
+    by_format: dict[object, list[Connection]] = {}
+    for socket in sockets:
+        by_format.setdefault(getattr(socket, "codec", None), []).append(socket)
+    written = 0
+    for codec, members in by_format.items():
+        data = message if codec is None else codec.encode(message)  # type: ignore[attr-defined]
+        frame: bytes | None = None
+        framed = []
+        for socket in members:
+            if socket.protocol.extensions or socket.send_in_progress is not None:
+                framed.append(socket)
+                continue
+            if frame is None:
+                frame = _frame(data)
+            socket.transport.write(frame)
+            written += 1
+            stats.framed_once += 1
+            stats.bytes_framed_once += len(frame)
+        if framed:
+            broadcast(framed, data)
+            count = sum(1 for socket in framed if socket.protocol.state is State.OPEN)
+            written += count
+            stats.framed_by_connection += count
+    return written
+
+
+def send_batch(socket: Connection, messages: list[str] | list[bytes]) -> None:
     """Write ``messages`` to one socket at once, in order, without awaiting: a replay, not a fan-out.
 
     The slow-consumer check runs once, before the batch: a replay larger than
@@ -109,6 +138,9 @@ def send_batch(socket: Connection, messages: list[str]) -> None:
     if transport.get_write_buffer_size() > SLOW_CONSUMER_BUFFER:
         _close_slow(socket)
         return
+    codec = getattr(socket, "codec", None)
+    if codec is not None:  # another wire format than JSON: each message in it
+        messages = [codec.encode(message) for message in messages]
     if protocol.extensions or socket.send_in_progress is not None:
         for message in messages:
             broadcast([socket], message)

@@ -98,6 +98,7 @@ class Dispatcher:
         listeners: Listeners = NO_LISTENERS,
     ) -> None:
         self.routes = routes
+        self.traces = trace
         self.parse = parse_traced_envelope if trace else parse_envelope
         """How frames become envelopes: with their ``traceparent`` only when an instrument traces."""
         self.welcome = welcome
@@ -154,7 +155,10 @@ class Dispatcher:
 
     def connection(self, socket: ServerConnection, user: User, container: AsyncContainer | None) -> Connection:
         """What `dispatch` needs of ``socket``'s connection: ``container`` is its SESSION scope, if any."""
-        return Connection(socket, user, container, self.sessions, self.report_unexpected, self.connection_tokens)
+        connection = Connection(socket, user, container, self.sessions, self.report_unexpected, self.connection_tokens)
+        codec = getattr(socket, "codec", None)  # a MessagePack connection's format (websuckets.negotiation)
+        connection.parse = self.parse if codec is None else codec.parse_traced if self.traces else codec.parse
+        return connection
 
     async def _run(self, connection: Connection) -> None:
         """Connect hooks, then every frame in order, then disconnect hooks."""
@@ -207,7 +211,7 @@ class Dispatcher:
         if limit is not None and len(frame) * 4 > limit and _too_large(frame, limit):  # UTF-8: 4 bytes at most
             return self._refuse(connection, MessageTooLarge(f"the message is larger than {limit} bytes"))
         try:
-            envelope = self.parse(frame)
+            envelope = connection.parse(frame)
         except (InvalidJSON, InvalidCommand) as error:
             return self._refuse(connection, error, error.event, error.id)
         route = self.routes.get(envelope.event)

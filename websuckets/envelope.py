@@ -13,6 +13,7 @@ from pydantic_core import from_json
 
 from .events import dump_event
 from .exc import InternalError, InvalidCommand, InvalidJSON
+from .msgpack_codec import unpack
 from .wire import ERROR_EVENT, MISSING
 
 ID_MAX_LENGTH: Final = 128
@@ -68,11 +69,40 @@ def parse_traced_envelope(frame: str | bytes) -> Envelope:
         data = from_json(frame, allow_inf_nan=False)
     except ValueError as exc:
         raise InvalidJSON(_explain_json_error(str(exc), frame)) from None
-    envelope = _envelope_of(data)
+    return _traced(_envelope_of(data), data)
+
+
+def _traced(envelope: Envelope, data: dict[str, Any]) -> Envelope:
     traceparent = data.get("traceparent")
     if type(traceparent) is str and len(traceparent) <= TRACEPARENT_MAX_LENGTH:
         envelope.traceparent = traceparent
     return envelope
+
+
+def parse_msgpack_envelope(frame: str | bytes) -> Envelope:
+    """`parse_envelope` for a ``websuckets.v1.msgpack`` connection: a binary frame is one MessagePack map.
+
+    A text frame is read as JSON, as on any connection. Bytes that are not MessagePack raise
+    `InvalidJSON` (the same error name as over JSON), a value of the wrong shape `InvalidCommand`.
+    """
+    if isinstance(frame, str):
+        return parse_envelope(frame)
+    return _envelope_of(_unpacked(frame))
+
+
+def parse_traced_msgpack_envelope(frame: str | bytes) -> Envelope:
+    """`parse_msgpack_envelope`, keeping the command's optional ``traceparent``, as `parse_traced_envelope`."""
+    if isinstance(frame, str):
+        return parse_traced_envelope(frame)
+    data = _unpacked(frame)
+    return _traced(_envelope_of(data), data)
+
+
+def _unpacked(frame: bytes) -> Any:
+    try:
+        return unpack(frame)
+    except ValueError as exc:
+        raise InvalidJSON(f"not valid MessagePack: {exc}") from None
 
 
 def _envelope_of(data: Any) -> Envelope:

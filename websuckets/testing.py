@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID, uuid4
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,13 +33,14 @@ from websockets.asyncio.server import Server
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from . import msgpack_codec
 from ._logging import quiet_frames
 from .app import WebSuckets
 from .context import Connection
 from .instrument import Instrument
 from .memory_server import MemoryServer
 from .testing_streams import TestStream
-from .wire import ERROR_EVENT, MISSING
+from .wire import ERROR_EVENT, MISSING, MSGPACK_SUBPROTOCOL
 
 if TYPE_CHECKING:  # dishka is imported only by apps that inject (see websuckets.handlers)
     from dishka import AsyncContainer
@@ -64,9 +65,14 @@ class Received:
             data = json.loads(text)
         except ValueError:
             return cls(None, None, None, text)
+        return cls.of(data, text)
+
+    @classmethod
+    def of(cls, data: Any, raw: str) -> Received:
+        """The frame whose decoded value is ``data`` (MessagePack's, say) and whose text is ``raw``."""
         if not isinstance(data, dict):
-            return cls(None, data, None, text)
-        return cls(data.get("event"), data.get("payload"), data.get("id"), text)
+            return cls(None, data, None, raw)
+        return cls(data.get("event"), data.get("payload"), data.get("id"), raw)
 
     @property
     def is_error(self) -> bool:
@@ -103,7 +109,10 @@ class TestConnection:
     def __init__(self, client: TestClient, socket: ClientConnection, client_id: UUID) -> None:
         self._client = client
         self._socket = socket
-        self._skipped: deque[str] = deque()
+        self._skipped: deque[str | bytes] = deque()
+        self.msgpack = socket.subprotocol == MSGPACK_SUBPROTOCOL
+        """Whether the connection speaks MessagePack (``connect(format="msgpack")``): commands are packed,
+        binary frames unpacked; `history` and ``Received.raw`` hold them as JSON-like text."""
         self.client_id = client_id
         """The server-side ``socket.id`` of this client: its key in ``Session.online``.
 
@@ -123,7 +132,10 @@ class TestConnection:
             command["token"] = token
         if id is not None:
             command["id"] = id
-        await self.send_raw(json.dumps(command, default=str, ensure_ascii=False))
+        if self.msgpack:
+            await self.send_raw(msgpack_codec.pack(command))
+        else:
+            await self.send_raw(json.dumps(command, default=str, ensure_ascii=False))
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send any frame, valid or not; fails the test if the server reads nothing for the client's timeout."""
@@ -143,10 +155,13 @@ class TestConnection:
         The failure lists what arrived so far. If a handler raised an unexpected exception,
         it is raised here instead.
         """
-        return Received.parse(await self.receive_text(timeout))
+        return self._parse(await self._next_frame(timeout))
 
     async def receive_text(self, timeout: float | None = None) -> str:
-        """The next frame as text (a binary frame is decoded as UTF-8)."""
+        """The next frame as text (a binary frame is decoded as UTF-8, or shown as JSON when MessagePack)."""
+        return self._text(await self._next_frame(timeout))
+
+    async def _next_frame(self, timeout: float | None) -> str | bytes:
         if self._skipped:
             return self._skipped.popleft()
         return await self._read(timeout)
@@ -167,10 +182,10 @@ class TestConnection:
         command_id = uuid4().hex
         await self.send(event, payload, token=token, id=command_id)
         while True:
-            text = await self._read(None)
-            received = Received.parse(text)
+            frame = await self._read(None)
+            received = self._parse(frame)
             if received.answers != command_id:
-                self._skipped.append(text)
+                self._skipped.append(frame)
                 continue
             if received.is_error:
                 raise ErrorReply(received)
@@ -186,18 +201,18 @@ class TestConnection:
 
     async def _next_answer(self, command_id: str | int, timeout: float | None) -> Received:
         """The next event for ``command_id`` (kept ones first); others are kept for `receive`; an error raises."""
-        for text in self._skipped:
-            received = Received.parse(text)
+        for frame in self._skipped:
+            received = self._parse(frame)
             if received.answers == command_id:
-                self._skipped.remove(text)
+                self._skipped.remove(frame)
                 break
         else:
             while True:
-                text = await self._read(timeout)
-                received = Received.parse(text)
+                frame = await self._read(timeout)
+                received = self._parse(frame)
                 if received.answers == command_id:
                     break
-                self._skipped.append(text)
+                self._skipped.append(frame)
         if received.is_error:
             raise ErrorReply(received)
         return received
@@ -219,7 +234,7 @@ class TestConnection:
         await self._socket.close()
         await self._client.wait_gone(self.client_id)
 
-    async def _read(self, timeout: float | None) -> str:
+    async def _read(self, timeout: float | None) -> str | bytes:
         limit = self._client.timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
@@ -230,14 +245,31 @@ class TestConnection:
         except ConnectionClosed as exc:
             self._client.raise_server_error()
             raise AssertionError(f"the connection closed ({exc}); received so far: {self.history!r}") from None
-        text = self._remember(frame)
+        self._remember(frame)
         self._client.raise_server_error()
-        return text
+        return frame
 
-    def _remember(self, frame: str | bytes) -> str:
-        text = frame.decode() if isinstance(frame, bytes) else frame
-        self.history.append(text)
-        return text
+    def _remember(self, frame: str | bytes) -> None:
+        self.history.append(self._text(frame))
+
+    def _text(self, frame: str | bytes) -> str:
+        if isinstance(frame, str):
+            return frame
+        if self.msgpack:
+            return json.dumps(_unpacked(frame), default=repr, ensure_ascii=False)
+        return frame.decode()
+
+    def _parse(self, frame: str | bytes) -> Received:
+        if isinstance(frame, bytes) and self.msgpack:
+            return Received.of(_unpacked(frame), self._text(frame))
+        return Received.parse(self._text(frame))
+
+
+def _unpacked(frame: bytes) -> Any:
+    try:
+        return msgpack_codec.unpack(frame)
+    except ValueError:
+        return frame  # not MessagePack: shown as its repr
 
 
 class _Listener(Instrument):
@@ -330,14 +362,19 @@ class TestClient:
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         path: str = "/",
+        format: Literal["json", "msgpack"] = "json",
     ) -> TestConnection:
         """A new client, connected, once the server has run its connect hooks.
 
         ``headers``, ``subprotocols`` and ``path`` (with a query string) go into the opening
         handshake, whose checks (origin, connection cap, handshake authentication) run in
         memory too. A refused handshake raises ``websockets.exceptions.InvalidStatus``, whose
-        ``response`` has the status code, as a real client's does.
+        ``response`` has the status code, as a real client's does. ``format="msgpack"`` offers
+        ``websuckets.v1.msgpack`` first: `TestConnection.send` then packs commands, and `receive`
+        unpacks binary frames (``bytes`` stay bytes).
         """
+        if format == "msgpack":
+            subprotocols = [MSGPACK_SUBPROTOCOL, *(subprotocols or ())]
         deadline = asyncio.get_running_loop().time() + self.timeout
         logger = quiet_frames(logging.getLogger("websuckets.testing"))
         if isinstance(self._server, MemoryServer):

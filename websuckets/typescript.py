@@ -197,6 +197,8 @@ export interface ClientOptions {
   handshakeToken?: boolean;
   resume?: boolean;
   WebSocket?: typeof WebSocket;
+  /** Speak MessagePack (websuckets.v1.msgpack) with this codec, such as the @msgpack/msgpack module. */
+  msgpack?: { encode(value: unknown): Uint8Array; decode(data: Uint8Array): unknown } | null;
 }
 
 export type CommandName = keyof Commands;

@@ -39,6 +39,12 @@ SUBPROTOCOL: Final = "websuckets"
 """The subprotocol a websuckets server selects whenever a client offers it."""
 TOKEN_SUBPROTOCOL: Final = "websuckets.token."
 """The prefix of the subprotocol that carries a token: ``websuckets.token.<token>``."""
+JSON_SUBPROTOCOL: Final = "websuckets.v1.json"
+"""Version 1 of the protocol in JSON text frames: the same frames as offering no subprotocol at all."""
+MSGPACK_SUBPROTOCOL: Final = "websuckets.v1.msgpack"
+"""Version 1 of the protocol in MessagePack binary frames (the ``websuckets[msgpack]`` extra)."""
+VERSION_PREFIX: Final = "websuckets.v"
+"""The prefix of every versioned subprotocol: a client offering only unknown ones is refused (HTTP 400)."""
 
 
 class _Missing:

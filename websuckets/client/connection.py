@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic_core import to_json, to_jsonable_python
@@ -25,7 +25,8 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from .._logging import quiet_frames
-from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
+from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, MSGPACK_SUBPROTOCOL, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
+from . import packing
 from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
@@ -58,6 +59,9 @@ class Client:
         max_queue: commands kept while disconnected, sent once connected.
         max_buffer: events kept for ``async for`` (the oldest dropped past it; 0 keeps none).
         max_rooms: rooms whose position the client remembers, to resume them.
+        format: ``"json"``, or ``"msgpack"`` to speak MessagePack in binary frames (the
+            subprotocol ``websuckets.v1.msgpack``; needs ``websuckets[msgpack]``): ``bytes`` in
+            payloads travel raw, and events' payloads hold them as ``bytes``.
         connect_options: passed to `websockets.asyncio.client.connect` (``ssl``,
             ``additional_headers``, ``max_size``...).
     """
@@ -80,9 +84,18 @@ class Client:
         max_queue: int = 100,
         max_buffer: int = 1000,
         max_rooms: int = 100,
+        format: Literal["json", "msgpack"] = "json",
         **connect_options: Any,
     ) -> None:
         parse_uri(url)  # an invalid URL fails here, not in the background
+        if format not in ("json", "msgpack"):
+            raise ValueError(f"format is 'json' or 'msgpack', not {format!r}")
+        self.format = format
+        self._safe: Callable[[Any], Any] = to_jsonable_python
+        """Makes a payload safe to send (a failure fails the call, not the connection)."""
+        if format == "msgpack":
+            packing.pack(None)  # without ormsgpack: ImportError, here
+            self._safe = _packable
         self.url = url
         self.token = token
         self.token_event = token_event
@@ -142,7 +155,7 @@ class Client:
         While disconnected, the command waits for the connection (raises `ClientError`
         ``queue_full`` past ``max_queue``, ``closed`` once the client is closed).
         """
-        await self._enqueue(_command(event, payload))
+        await self._enqueue(_command(self._safe, event, payload))
 
     async def request(self, event: str, payload: Any = MISSING, *, timeout: float | None = None) -> ServerEvent:
         """Send a command with a fresh ``id``; the event that carries the ``id`` back.
@@ -156,7 +169,7 @@ class Client:
         command_id, pending = self._pending.open()
         try:
             async with asyncio.timeout(limit):
-                await self._enqueue(_command(event, payload, command_id))
+                await self._enqueue(_command(self._safe, event, payload, command_id))
                 return await pending.future
         except TimeoutError:
             raise ClientError("timeout", f"no answer to {event!r} within {limit} s") from None
@@ -179,7 +192,7 @@ class Client:
         incoming = self._streams.open(command_id)
         ended = False
         try:
-            await self._enqueue(_command(event, payload, command_id))
+            await self._enqueue(_command(self._safe, event, payload, command_id))
             while (item := await next_event(incoming, timeout)) is not None:
                 yield item
             ended = True
@@ -198,7 +211,7 @@ class Client:
         if not self._ready or socket is None:
             return  # it ended with the connection it ran on
         with contextlib.suppress(ConnectionClosed):  # it ends with the connection that is closing
-            await self._write(socket, _command(CANCEL_EVENT, MISSING, command_id))
+            await self._write(socket, _command(self._safe, CANCEL_EVENT, MISSING, command_id))
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.
@@ -276,15 +289,13 @@ class Client:
             self._inbox.close()
 
     async def _open(self) -> ClientConnection | None:
-        offered = (
-            [Subprotocol(SUBPROTOCOL), Subprotocol(TOKEN_SUBPROTOCOL + self.token)]
-            if self.handshake_token and self.token
-            else None
-        )
+        offered = [Subprotocol(MSGPACK_SUBPROTOCOL)] if self.format == "msgpack" else []
+        if self.handshake_token and self.token:
+            offered += [Subprotocol(SUBPROTOCOL), Subprotocol(TOKEN_SUBPROTOCOL + self.token)]
         try:
-            return await open_connection(
+            socket = await open_connection(
                 self.url,
-                subprotocols=offered,
+                subprotocols=offered or None,
                 open_timeout=self.open_timeout,
                 logger=quiet_frames(logger),  # frames carry tokens
                 **self.connect_options,
@@ -293,14 +304,22 @@ class Client:
             self._failure = str(exc) or type(exc).__name__
             logger.warning("could not connect to %s: %s", self._where, self._failure)
             return None
+        if self.format == "msgpack" and socket.subprotocol != MSGPACK_SUBPROTOCOL:  # a server from before it
+            self._failure = f"the server did not select {MSGPACK_SUBPROTOCOL}"
+            logger.warning("giving up on %s: %s", self._where, self._failure)
+            self._give_up(self._failure)
+            await socket.close()
+            return None
+        return socket
 
     async def _serve(self, socket: ClientConnection) -> None:
         """Greet the server, then read its events until the connection closes."""
         self._socket = socket
         try:
             await self._greet(socket)
+            unpack = packing.unpack if self.format == "msgpack" else None
             async for frame in socket:
-                await self._receive(socket, frame if isinstance(frame, str) else frame.decode(errors="replace"))
+                await self._receive(socket, ServerEvent.read(frame, unpack))
         except ConnectionClosed:
             pass
         finally:
@@ -362,21 +381,20 @@ class Client:
 
     async def _write(self, socket: ClientConnection, command: dict[str, Any]) -> None:
         frame = command if self.token is None else {**command, "token": self.token}
-        await socket.send(to_json(frame).decode())
+        await socket.send(packing.pack(frame) if self.format == "msgpack" else to_json(frame).decode())
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = self._pending.next_id()
         self._resumes.add(command_id)
         self.positions.resuming(payload["rooms"], command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
-        await self._write(socket, _command(RESUME_EVENT, payload, command_id))
+        await self._write(socket, _command(self._safe, RESUME_EVENT, payload, command_id))
 
     # receiving
 
-    async def _receive(self, socket: ClientConnection, text: str) -> None:
-        event = ServerEvent.parse(text)
+    async def _receive(self, socket: ClientConnection, event: ServerEvent | None) -> None:
         if event is None:
-            logger.debug("ignored a frame that is not an event (%d characters)", len(text))
+            logger.debug("ignored a frame that is not an event")
             return
         if not self.positions.observe(event):
             logger.debug("dropped a duplicate in room %r (offset %s)", event.room, event.offset)
@@ -422,15 +440,21 @@ class Client:
         self._streams.fail("closed", why)
 
 
-def _command(event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:
-    """A command's frame, without its token (added as it goes out); its payload made JSON-safe here,
-    so that one that cannot be serialised fails the call, not the connection."""
+def _command(safe: Callable[[Any], Any], event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:
+    """A command's frame, without its token (added as it goes out); its payload made safe to send here
+    (JSON-safe, or checked to pack), so that one that cannot be serialised fails the call, not the connection."""
     command: dict[str, Any] = {"event": event}
     if payload is not MISSING:
-        command["payload"] = to_jsonable_python(payload)
+        command["payload"] = safe(payload)
     if command_id is not None:
         command["id"] = command_id
     return command
+
+
+def _packable(payload: Any) -> Any:
+    """``payload`` as it is (``bytes`` stay bytes), once it is known to pack as MessagePack."""
+    packing.pack(payload)
+    return payload
 
 
 async def _first_done(opened: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> bool:

@@ -8,6 +8,7 @@ room with history also carries its position (``room``, ``epoch``, ``offset``); s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -19,7 +20,7 @@ class ServerEvent:
     """An event from the server, or one of the client's own (``open``, ``close``, ``resumed``).
 
     ``room``, ``epoch`` and ``offset`` are set on a message of a room with history, else ``None``.
-    ``raw`` is the frame's text; empty for the client's own events.
+    ``raw`` is the frame's text; empty for the client's own events and for MessagePack frames.
     """
 
     event: str
@@ -31,12 +32,30 @@ class ServerEvent:
     raw: str = ""
 
     @classmethod
+    def read(cls, frame: str | bytes, unpack: Callable[[bytes], Any] | None) -> ServerEvent | None:
+        """The event in a frame: a binary one unpacked with ``unpack`` (MessagePack), if given, else
+        read as text; ``None`` when not an event."""
+        if not isinstance(frame, bytes):
+            return cls.parse(frame)
+        if unpack is None:
+            return cls.parse(frame.decode(errors="replace"))
+        try:
+            return cls.of(unpack(frame), "")
+        except ValueError:
+            return None
+
+    @classmethod
     def parse(cls, text: str) -> ServerEvent | None:
         """The event in a frame's text; ``None`` when the frame is not an event."""
         try:
             data = json.loads(text)
         except ValueError:
             return None
+        return cls.of(data, text)
+
+    @classmethod
+    def of(cls, data: Any, raw: str) -> ServerEvent | None:
+        """The event in a frame's decoded value (``raw``: its text, empty for MessagePack); ``None`` if not one."""
         if not isinstance(data, dict) or not isinstance(data.get("event"), str):
             return None
         room, epoch, offset = data.get("room"), data.get("epoch"), data.get("offset")
@@ -48,7 +67,7 @@ class ServerEvent:
             room if positioned else None,
             epoch if positioned else None,
             offset if positioned else None,
-            text,
+            raw,
         )
 
     @classmethod

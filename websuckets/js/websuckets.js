@@ -39,6 +39,16 @@
  * @property {boolean} [resume=true] keep the position of each history room, drop duplicate room
  *   messages, and resume those rooms after each reconnection (and on "websuckets gap").
  * @property {typeof WebSocket} [WebSocket=globalThis.WebSocket] the WebSocket class to use.
+ * @property {MessagePackCodec|null} [msgpack=null] speak MessagePack in binary frames (the subprotocol
+ *   `websuckets.v1.msgpack`) with this codec: `import * as msgpack from "@msgpack/msgpack"`, or the
+ *   `MessagePack` global of its browser build. Without it (the default) the client speaks JSON, and
+ *   it speaks JSON too if the server does not select the subprotocol.
+ */
+
+/**
+ * @typedef {object} MessagePackCodec
+ * @property {(value: unknown) => Uint8Array} encode
+ * @property {(data: Uint8Array) => unknown} decode
  */
 
 /**
@@ -83,6 +93,7 @@ const POSITION_EVENT = "websuckets position";
 const GAP_EVENT = "websuckets gap";
 const STREAM_END_EVENT = "websuckets end";
 const CANCEL_COMMAND = "websuckets cancel";
+const MSGPACK_SUBPROTOCOL = "websuckets.v1.msgpack";
 
 /**
  * An error from `request`: the server's error event, a timeout, or a lost connection.
@@ -134,8 +145,11 @@ export class WebSucketsClient {
       tokenEvent: "new token",
       resume: true,
       WebSocket: globalThis.WebSocket,
+      msgpack: null,
       ...options,
     };
+    /** @type {boolean} whether this connection speaks MessagePack (the server selected it). */
+    this._packed = false;
     /** @type {string|null} the token sent as `"token"` with every command. */
     this.token = options.token ?? null;
     /** @type {string|null} this connection's id on the server (its `socket.id`), once a
@@ -277,7 +291,7 @@ export class WebSucketsClient {
       this._streams.delete(id);
       if (!ended && stream.sent && this.connected) {
         this._cancelled.add(id);
-        this._socket.send(JSON.stringify({ event: CANCEL_COMMAND, id }));
+        this._socket.send(this._encode({ event: CANCEL_COMMAND, id }));
       }
     }
   }
@@ -299,14 +313,15 @@ export class WebSucketsClient {
   // internals
 
   _connect() {
-    const { WebSocket, handshakeToken } = this.options;
-    const socket =
-      handshakeToken && this.token
-        ? new WebSocket(this.url, ["websuckets", `websuckets.token.${this.token}`])
-        : new WebSocket(this.url);
+    const { WebSocket, handshakeToken, msgpack } = this.options;
+    const protocols = msgpack ? [MSGPACK_SUBPROTOCOL] : [];
+    if (handshakeToken && this.token) protocols.push("websuckets", `websuckets.token.${this.token}`);
+    const socket = protocols.length ? new WebSocket(this.url, protocols) : new WebSocket(this.url);
+    if (msgpack) socket.binaryType = "arraybuffer";
     this._socket = socket;
     socket.onopen = () => {
       this._attempts = 0;
+      this._packed = Boolean(msgpack) && socket.protocol === MSGPACK_SUBPROTOCOL;
       // Before "open": its listeners' commands (the page joining its rooms again) follow the resume.
       if (this._opened) this._resume(this.positions);
       this._opened = true;
@@ -348,13 +363,17 @@ export class WebSucketsClient {
       if (pending === undefined) return; // timed out (a stream left) while queued
       pending.sent = true;
     }
-    this._socket.send(JSON.stringify(frame));
+    this._socket.send(this._encode(frame));
+  }
+
+  _encode(frame) {
+    return this._packed ? this.options.msgpack.encode(frame) : JSON.stringify(frame);
   }
 
   _receive(data) {
     let message;
     try {
-      message = JSON.parse(data);
+      message = typeof data === "string" ? JSON.parse(data) : this.options.msgpack.decode(new Uint8Array(data));
     } catch {
       return; // not an event: a handler that sends plain text
     }
