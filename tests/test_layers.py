@@ -143,7 +143,7 @@ LAYERS: dict[str, set[str]] = {
         "dispatcher", "streams",
     },
     "instruments": {"instrument", "asyncapi", "health", "metrics", "prometheus", "tracing", "typescript"},
-    "app": {"", "app", "startup", "serving", "testing", "testing_streams", "memory_server"},
+    "app": {"", "app", "startup", "serving", "testing", "testing_connection", "testing_streams", "memory_server"},
     "tools": {"loading", "worker", "supervisor", "cli", "__main__"},
 }  # fmt: skip
 UPWARD_ALLOWED: set[tuple[str, str]] = set()

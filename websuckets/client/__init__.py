@@ -19,10 +19,11 @@ from the last position it saw. ``import websuckets`` does not import it.
 
 from ..wire import Position
 from .backoff import Backoff
-from .connection import Client, connect
+from .connection import Client
 from .errors import ClientError
 from .events import ServerEvent
 from .listeners import Callback
+from .opening import connect
 from .positions import Positions
 
 __all__ = ["Backoff", "Callback", "Client", "ClientError", "Position", "Positions", "ServerEvent", "connect"]

@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-from pydantic_core import to_json, to_jsonable_python
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as open_connection
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -25,11 +24,11 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from .._logging import quiet_frames
-from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, MSGPACK_SUBPROTOCOL, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
-from . import packing
+from ..wire import CANCEL_EVENT, GAP_EVENT, MISSING, RESUME_EVENT, SUBPROTOCOL, TOKEN_SUBPROTOCOL
 from .backoff import Backoff
 from .errors import ClientError
 from .events import ServerEvent
+from .frames import Format, Frames
 from .listeners import Callback, Inbox, Listeners
 from .pending import PendingRequests
 from .positions import Positions, Report
@@ -84,18 +83,12 @@ class Client:
         max_queue: int = 100,
         max_buffer: int = 1000,
         max_rooms: int = 100,
-        format: Literal["json", "msgpack"] = "json",
+        format: Format = "json",
         **connect_options: Any,
     ) -> None:
         parse_uri(url)  # an invalid URL fails here, not in the background
-        if format not in ("json", "msgpack"):
-            raise ValueError(f"format is 'json' or 'msgpack', not {format!r}")
+        self._frames = Frames(format)
         self.format = format
-        self._safe: Callable[[Any], Any] = to_jsonable_python
-        """Makes a payload safe to send (a failure fails the call, not the connection)."""
-        if format == "msgpack":
-            packing.pack(None)  # without ormsgpack: ImportError, here
-            self._safe = _packable
         self.url = url
         self.token = token
         self.token_event = token_event
@@ -155,7 +148,7 @@ class Client:
         While disconnected, the command waits for the connection (raises `ClientError`
         ``queue_full`` past ``max_queue``, ``closed`` once the client is closed).
         """
-        await self._enqueue(_command(self._safe, event, payload))
+        await self._enqueue(self._frames.command(event, payload))
 
     async def request(self, event: str, payload: Any = MISSING, *, timeout: float | None = None) -> ServerEvent:
         """Send a command with a fresh ``id``; the event that carries the ``id`` back.
@@ -169,7 +162,7 @@ class Client:
         command_id, pending = self._pending.open()
         try:
             async with asyncio.timeout(limit):
-                await self._enqueue(_command(self._safe, event, payload, command_id))
+                await self._enqueue(self._frames.command(event, payload, command_id))
                 return await pending.future
         except TimeoutError:
             raise ClientError("timeout", f"no answer to {event!r} within {limit} s") from None
@@ -192,7 +185,7 @@ class Client:
         incoming = self._streams.open(command_id)
         ended = False
         try:
-            await self._enqueue(_command(self._safe, event, payload, command_id))
+            await self._enqueue(self._frames.command(event, payload, command_id))
             while (item := await next_event(incoming, timeout)) is not None:
                 yield item
             ended = True
@@ -211,7 +204,7 @@ class Client:
         if not self._ready or socket is None:
             return  # it ended with the connection it ran on
         with contextlib.suppress(ConnectionClosed):  # it ends with the connection that is closing
-            await self._write(socket, _command(self._safe, CANCEL_EVENT, MISSING, command_id))
+            await self._write(socket, self._frames.command(CANCEL_EVENT, MISSING, command_id))
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.
@@ -289,7 +282,8 @@ class Client:
             self._inbox.close()
 
     async def _open(self) -> ClientConnection | None:
-        offered = [Subprotocol(MSGPACK_SUBPROTOCOL)] if self.format == "msgpack" else []
+        wanted = self._frames.subprotocol
+        offered = [Subprotocol(wanted)] if wanted else []
         if self.handshake_token and self.token:
             offered += [Subprotocol(SUBPROTOCOL), Subprotocol(TOKEN_SUBPROTOCOL + self.token)]
         try:
@@ -304,8 +298,8 @@ class Client:
             self._failure = str(exc) or type(exc).__name__
             logger.warning("could not connect to %s: %s", self._where, self._failure)
             return None
-        if self.format == "msgpack" and socket.subprotocol != MSGPACK_SUBPROTOCOL:  # a server from before it
-            self._failure = f"the server did not select {MSGPACK_SUBPROTOCOL}"
+        if wanted and socket.subprotocol != wanted:  # a server from before it
+            self._failure = f"the server did not select {wanted}"
             logger.warning("giving up on %s: %s", self._where, self._failure)
             self._give_up(self._failure)
             await socket.close()
@@ -317,9 +311,8 @@ class Client:
         self._socket = socket
         try:
             await self._greet(socket)
-            unpack = packing.unpack if self.format == "msgpack" else None
             async for frame in socket:
-                await self._receive(socket, ServerEvent.read(frame, unpack))
+                await self._receive(socket, ServerEvent.read(frame, self._frames.unpack))
         except ConnectionClosed:
             pass
         finally:
@@ -381,14 +374,14 @@ class Client:
 
     async def _write(self, socket: ClientConnection, command: dict[str, Any]) -> None:
         frame = command if self.token is None else {**command, "token": self.token}
-        await socket.send(packing.pack(frame) if self.format == "msgpack" else to_json(frame).decode())
+        await socket.send(self._frames.encode(frame))
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = self._pending.next_id()
         self._resumes.add(command_id)
         self.positions.resuming(payload["rooms"], command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
-        await self._write(socket, _command(self._safe, RESUME_EVENT, payload, command_id))
+        await self._write(socket, self._frames.command(RESUME_EVENT, payload, command_id))
 
     # receiving
 
@@ -440,23 +433,6 @@ class Client:
         self._streams.fail("closed", why)
 
 
-def _command(safe: Callable[[Any], Any], event: str, payload: Any, command_id: int | None = None) -> dict[str, Any]:
-    """A command's frame, without its token (added as it goes out); its payload made safe to send here
-    (JSON-safe, or checked to pack), so that one that cannot be serialised fails the call, not the connection."""
-    command: dict[str, Any] = {"event": event}
-    if payload is not MISSING:
-        command["payload"] = safe(payload)
-    if command_id is not None:
-        command["id"] = command_id
-    return command
-
-
-def _packable(payload: Any) -> Any:
-    """``payload`` as it is (``bytes`` stay bytes), once it is known to pack as MessagePack."""
-    packing.pack(payload)
-    return payload
-
-
 async def _first_done(opened: Coroutine[Any, Any, Any], task: asyncio.Task[None]) -> bool:
     """Whether ``opened`` finished first (``True``) or ``task`` did (``False``)."""
     waiter = asyncio.ensure_future(opened)
@@ -465,29 +441,3 @@ async def _first_done(opened: Coroutine[Any, Any, Any], task: asyncio.Task[None]
     finally:
         waiter.cancel()
     return waiter in done
-
-
-class connect:  # noqa: N801  (used like a function, as websockets' own connect)
-    """``async with connect(url, **options) as client`` or ``client = await connect(url, **options)``.
-
-    Creates a `Client` and waits until its connection opens (see `Client.start`); ``async with``
-    closes it on the way out. The options are `Client`'s.
-    """
-
-    def __init__(self, url: str, **options: Any) -> None:
-        self.client = Client(url, **options)
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._start().__await__()
-
-    async def _start(self) -> Client:
-        await self.client.start()
-        return self.client
-
-    async def __aenter__(self) -> Client:
-        return await self._start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.client.close()
