@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import socket as socket_module
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -46,7 +46,8 @@ from . import codec
 from .address import Client, is_cluster
 from .faults import redacted
 from .history_store import RedisHistory
-from .history_sync import CatchUp, HistorySync
+from .history_sync import HistorySync
+from .joins import Joins
 from .keys import Keys
 from .link import RedisLink
 from .local import LocalClients
@@ -136,6 +137,16 @@ class RedisBackend(IndexedBackend):
             members_here=self._members_here,
             is_member=self._is_member,
         )
+        self._joins = Joins(
+            presence=self.presence,
+            link=self._link,
+            keys=self.keys,
+            sync=self._sync,
+            write=self._write_now,
+            publish=self._publish,
+            keeps_history=self.keeps_history,
+            resume_position=lambda user, room: self.sessions.take_resume_position(user, room),
+        )
         self._mirror = Mirror(self.presence, self.worker_id, self.deliver)
         self._receivers: dict[type[codec.Message], Callable[[Any], None]] = {
             codec.RoomMessage: self._heard_in_room,
@@ -216,7 +227,7 @@ class RedisBackend(IndexedBackend):
         rooms = user.rooms
         super().remove_online(user)
         for room in rooms:
-            self._left_here(room)
+            self._joins.left_here(room)
         if self._local.users.pop(user.client_id, None) is not None:
             sha, args = self.keys.scripts.remove.sha, (user.client_id.hex, self.keys.all)
             self._link.enqueue(("EVALSHA", sha, 2, self.keys.clients, self._worker_set, *args), "leave")
@@ -250,12 +261,6 @@ class RedisBackend(IndexedBackend):
 
     def _is_member(self, user: User, room: str) -> bool:
         return user.client_id in self._local.users and room in user.rooms
-
-    def _left_here(self, room: str) -> None:
-        """A member here left ``room``: once none is left, stop hearing the room and tracking its history."""
-        if not self.presence.has_members_here(room):
-            self._sync.untrack_if_empty(room)
-            self._link.stop_hearing(self.keys.room_channel(room))
 
     def _worker_of(self, client_id: UUID) -> str | None:
         """The process of a client of another process (None for a client of this one, or no client)."""
@@ -292,10 +297,7 @@ class RedisBackend(IndexedBackend):
         if user is None:
             await self._requests.join(client_id, room)
             return
-        if not self.keeps_history(room):
-            await self._join_plain(user, room)
-            return
-        await self._finish_join(user, room, self._join_held(user, room))
+        await self._joins.join(user, room)
 
     async def leave(self, client_id: UUID, room: str) -> None:
         user = self._local.users.get(client_id)
@@ -304,8 +306,7 @@ class RedisBackend(IndexedBackend):
                 with contextlib.suppress(KeyError):  # its process is gone, and the client with it
                     await self._requests.ask(client_id, codec.Leave(client_id, room).encode())
             return
-        self.presence.leave(user, room)
-        self._left_here(room)
+        self._joins.leave(user, room)
         await self._write_now(user, "leave")
 
     async def broadcast(self, message: str | bytes, room: str | None, exclude: frozenset[UUID]) -> Position | None:
@@ -346,45 +347,6 @@ class RedisBackend(IndexedBackend):
 
     async def recover(self, user: User, room: str, since: Position | None) -> bool:
         return await self._sync.catch_up(user, room, since, self._sync.start_catch_up(user, room))
-
-    def _join_plain(self, user: User, room: str) -> Coroutine[Any, Any, None]:
-        """Join a local client to a room without history now; what it returns hears the room and writes it."""
-        was_member = room in user.rooms
-        self.presence.join(user, room)
-        return self._finish_plain_join(user, room, was_member)
-
-    async def _finish_plain_join(self, user: User, room: str, was_member: bool) -> None:
-        try:
-            await self._link.hear(self.keys.room_channel(room), "join")
-            await self._write_now(user, "join")
-        except BaseException:
-            self._undo_join(user, room, was_member)
-            raise
-
-    def _join_held(self, user: User, room: str) -> CatchUp:
-        """Join a local client to a history room, holding its live messages until its catch-up."""
-        catch_up = self._sync.start_catch_up(user, room)
-        catch_up.was_member = room in user.rooms
-        self.presence.join(user, room)
-        return catch_up
-
-    async def _finish_join(self, user: User, room: str, catch_up: CatchUp) -> None:
-        try:
-            await self._link.hear(self.keys.room_channel(room), "join")  # before the catch-up reads
-            await self._write_now(user, "join")
-        except BaseException:
-            self._sync.release(user, room, catch_up)
-            self._undo_join(user, room, catch_up.was_member)
-            raise
-        await self._sync.catch_up(user, room, self.sessions.take_resume_position(user, room), catch_up)
-
-    def _undo_join(self, user: User, room: str, was_member: bool) -> None:
-        """A join whose write failed leaves no membership behind. Had the write reached Redis after all
-        (no answer in time), the record written next, after it in the writer's order, takes it back."""
-        if not was_member:
-            self.presence.leave(user, room)
-            self._left_here(room)
-            self._publish(user)
 
     def _history_of(self, room: str) -> History | None:
         return self.history.for_room(room) if self.history.active else None
@@ -431,20 +393,15 @@ class RedisBackend(IndexedBackend):
         self._local.send_to(message.client_id, message.message)
 
     def _join_forwarded(self, message: codec.Join) -> None:
-        user = self._local.users.get(message.client_id)
-        work = None  # gone meanwhile: nothing to join
-        if user is not None and self.keeps_history(message.room):  # joined now, in the order asked; then heard
-            work = self._finish_join(user, message.room, self._join_held(user, message.room))
-        elif user is not None:
-            work = self._join_plain(user, message.room)
+        user = self._local.users.get(message.client_id)  # None: gone meanwhile, nothing to join
+        work = None if user is None else self._joins.join(user, message.room)  # joined now, in the order asked
         self._link.spawn(self._requests.answer_when_done(message, work), f"joining {message.client_id}")
 
     def _leave_forwarded(self, message: codec.Leave) -> None:
         user = self._local.users.get(message.client_id)
         if user is None:
             return
-        self.presence.leave(user, message.room)
-        self._left_here(message.room)
+        self._joins.leave(user, message.room)
         self._publish(user)
 
     def _revoke_heard(self, message: codec.Revoke) -> None:
