@@ -48,6 +48,7 @@ INTERNAL = {
         "store",
         "streams",
         "supervisor",
+        "testing_connection",
         "testing_streams",
         "user",
         "wire",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self
@@ -30,6 +29,7 @@ from .errors import ClientError
 from .events import ServerEvent
 from .frames import Format, Frames
 from .listeners import Callback, Inbox, Listeners
+from .outbox import Outbox
 from .pending import PendingRequests
 from .positions import Positions, Report
 from .streams import Streams, next_event
@@ -97,7 +97,6 @@ class Client:
         self.backoff = Backoff(min_delay, max_delay, factor, jitter, max_retries)
         self.timeout = timeout
         self.open_timeout = open_timeout
-        self.max_queue = max_queue
         self.client_id: str | None = None
         """This connection's id on a ``WebSuckets(welcome=True)`` server; ``None`` until it says, and after a drop."""
         self.positions = Positions(max_rooms)
@@ -107,7 +106,7 @@ class Client:
         self._inbox = Inbox(max_buffer)
         self._pending = PendingRequests()
         self._streams = Streams()
-        self._queue: deque[dict[str, Any]] = deque()
+        self._outbox = Outbox(self._frames, max_queue, self._pending, self._streams, lambda: self.token)
         self._resumes: set[str | int] = set()
         self._socket: ClientConnection | None = None
         self._ready = False  # open, and the resume and the queued commands went out
@@ -204,7 +203,7 @@ class Client:
         if not self._ready or socket is None:
             return  # it ended with the connection it ran on
         with contextlib.suppress(ConnectionClosed):  # it ends with the connection that is closing
-            await self._write(socket, self._frames.command(CANCEL_EVENT, MISSING, command_id))
+            await self._outbox.write(socket, self._frames.command(CANCEL_EVENT, MISSING, command_id))
 
     async def start(self) -> None:
         """Connect; returns once the connection is open, raises `ClientError` if it does not open.
@@ -322,10 +321,7 @@ class Client:
         """The resume first, then the queued commands, in order; then the client is connected."""
         for payload in self.positions.resume_payloads():
             await self._resume(socket, payload)
-        while self._queue:
-            await self._transmit(socket, self._queue[0])
-            if self._queue:  # close() may have emptied it meanwhile
-                self._queue.popleft()
+        await self._outbox.flush(socket)
         self._ready = True
         self._opened.set()
         logger.info("connected to %s", self._where)
@@ -354,34 +350,19 @@ class Client:
         socket = self._socket
         if self._ready and socket is not None:
             try:
-                await self._transmit(socket, command)
+                await self._outbox.transmit(socket, command)
                 return
             except ConnectionClosed:
                 if self._closed:
                     raise ClientError("closed", "the client is closed") from None
-        if len(self._queue) >= self.max_queue:
-            raise ClientError("queue_full", f"{self.max_queue} commands already wait for the connection")
-        self._queue.append(command)
-
-    async def _transmit(self, socket: ClientConnection, command: dict[str, Any]) -> None:
-        """Send a command of `send` or `request`, with the token as it is now."""
-        pending = self._pending.get(command["id"]) or self._streams.get(command["id"]) if "id" in command else None
-        if "id" in command and pending is None:
-            return  # a request that timed out (a stream left) while queued
-        await self._write(socket, command)
-        if pending is not None:
-            pending.sent = True
-
-    async def _write(self, socket: ClientConnection, command: dict[str, Any]) -> None:
-        frame = command if self.token is None else {**command, "token": self.token}
-        await socket.send(self._frames.encode(frame))
+        self._outbox.keep(command)
 
     async def _resume(self, socket: ClientConnection, payload: dict[str, Any]) -> None:
         command_id = self._pending.next_id()
         self._resumes.add(command_id)
         self.positions.resuming(payload["rooms"], command_id)
         logger.info("resuming %d rooms", len(payload["rooms"]))
-        await self._write(socket, self._frames.command(RESUME_EVENT, payload, command_id))
+        await self._outbox.write(socket, self._frames.command(RESUME_EVENT, payload, command_id))
 
     # receiving
 
@@ -428,7 +409,7 @@ class Client:
     def _give_up(self, why: str) -> None:
         """No more connections: drop the queue, fail every pending request with ``closed``."""
         self._closed = True
-        self._queue.clear()
+        self._outbox.clear()
         self._pending.fail("closed", why)
         self._streams.fail("closed", why)
 
