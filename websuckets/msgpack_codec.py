@@ -5,7 +5,7 @@ The same messages as the JSON protocol, as MessagePack maps in binary frames:
 server. ``bytes`` travel as MessagePack binaries, not base64. The codec is ormsgpack (the
 ``websuckets[msgpack]`` extra), imported only when a connection or a client uses it: it packs
 pydantic models natively, about five times faster than ``msgpack`` with a ``default`` hook, and
-unpacks twice as fast (see ``docs/guides/msgpack.md``).
+unpacks twice as fast (see ``docs/guide/msgpack.md``).
 
 No I/O here; the server (`websuckets.envelope`, `websuckets.connection`, `websuckets.delivery`)
 and the Python client (`websuckets.client`) both use it.
