@@ -8,8 +8,6 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-pytest.importorskip("ormsgpack")
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)

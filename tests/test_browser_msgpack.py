@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import ormsgpack  # noqa: F401  (in the dev install: without it these tests fail, never skip)
 import pytest
 from playwright.sync_api import sync_playwright
 from test_browser import CHROMIUM, CHROMIUM_ARGS, DemoServer
 from test_msgpack import make_app
 
 from websuckets import WebSuckets
-
-pytest.importorskip("ormsgpack")
 
 UMD = Path(__file__).resolve().parent / "node" / "node_modules" / "@msgpack" / "msgpack" / "dist.umd" / "msgpack.min.js"
 

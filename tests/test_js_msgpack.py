@@ -6,11 +6,10 @@ import asyncio
 import os
 from pathlib import Path
 
+import ormsgpack  # noqa: F401  (in the dev install: without it these tests fail, never skip)
 import pytest
 from test_js_client import NODE_TIMEOUT, node_command
 from test_msgpack import make_app
-
-pytest.importorskip("ormsgpack")
 
 JS_MSGPACK = Path(__file__).resolve().parent / "js" / "msgpack"
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
 
+import ormsgpack  # noqa: F401  (in the dev install: without it these tests fail, never skip)
 import pytest
 from pydantic import BaseModel, ConfigDict
 from test_history import history_app
@@ -23,8 +24,6 @@ from websuckets.client import ClientError, connect
 from websuckets.handshake_auth import HandshakeAuth
 from websuckets.testing import TestClient
 from websuckets.wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
-
-pytest.importorskip("ormsgpack")
 
 
 class Blob(BaseModel):

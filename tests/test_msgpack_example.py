@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 
-import pytest
+import ormsgpack  # noqa: F401  (in the dev install: without it these tests fail, never skip)
 from examples_loader import load_example
 
 from websuckets.client import connect
 from websuckets.testing import TestClient
-
-pytest.importorskip("ormsgpack")
 
 IMAGE = b"\x89PNG\r\n\x1a\n"
 
