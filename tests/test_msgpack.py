@@ -72,6 +72,12 @@ def make_app(**options: Any) -> WebSuckets:
         for number in range(model.upto):
             yield number
 
+    @group.command("blobs")
+    async def blobs(socket: ServerConnection, model: Upto) -> AsyncIterator[Blob | ClientEvent]:
+        for number in range(model.upto):
+            yield Blob(name=str(number), data=bytes([0xFF, number]))
+        yield ClientEvent("last blob", Blob(name="last", data=b"\xfe"))
+
     app.include_command_group(group)
     return app
 
@@ -175,6 +181,23 @@ async def test_a_stream_over_msgpack(client: TestClient) -> None:
     assert [item.payload async for item in stream] == [0, 1, 2]
     assert stream.end is not None
     assert stream.end.payload == {"items": 3, "cancelled": False}
+
+
+async def test_a_streams_items_keep_their_bytes_raw(client: TestClient) -> None:
+    """A stream's items, models and ClientEvents alike, are packed from their parts: bytes stay binaries
+    (base64 only for JSON clients), and each carries the command's id."""
+    packed = await client.connect(format="msgpack")
+    stream = await packed.stream("blobs", {"upto": 2}, id=7)
+    items = [item async for item in stream]
+    assert [item.payload for item in items] == [
+        {"name": "0", "data": b"\xff\x00"},
+        {"name": "1", "data": b"\xff\x01"},
+        {"name": "last", "data": b"\xfe"},
+    ]
+    assert [(item.event, item.id) for item in items] == [("blobs", 7), ("blobs", 7), ("last blob", 7)]
+    text = await client.connect()
+    stream = await text.stream("blobs", {"upto": 1})
+    assert [item.payload["data"] async for item in stream] == ["_wA=", "_g=="]
 
 
 async def test_a_mixed_room_is_encoded_once_per_format() -> None:

@@ -51,6 +51,8 @@ from .wire import STREAM_END_EVENT
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .negotiation import WireFormat
+
 
 logger = logging.getLogger("websuckets.streams")
 
@@ -170,11 +172,13 @@ async def _pump(ctx: Context, items: AsyncIterator[Any]) -> None:
     is sent: a ``websuckets cancel`` arriving now finds nothing to cancel, and one end goes out.
     """
     send, name, id = ctx.socket.send, ctx.event, ctx.id
+    codec: WireFormat | None = getattr(ctx.socket, "codec", None)
+    frame = _item_text if codec is None else _item_packer(codec)
     streams = ctx.connection.streams
     stream = Stream() if streams is None or id is None else streams.get(id, Stream())
     try:
         async for item in items:
-            await send(_item_text(name, item, id))
+            await send(frame(name, item, id))
             stream.items += 1
             stats.items += 1
     finally:
@@ -188,6 +192,17 @@ def _item_text(name: str, item: Any, id: str | int | None) -> str:
     if isinstance(item, ClientEvent):
         return item if item.id is not None or id is None else with_id(item, id)
     return dump_event(name, item, id)
+
+
+def _item_packer(codec: WireFormat) -> Callable[[str, Any, str | int | None], bytes]:
+    """Items framed by ``codec`` (MessagePack) from their parts, so that their ``bytes`` stay binaries."""
+
+    def item_frame(name: str, item: Any, id: str | int | None) -> bytes:
+        if isinstance(item, ClientEvent):
+            return codec.encode_event(item.event, item.payload, item.id if item.id is not None else id)
+        return codec.encode_event(name, item, id)
+
+    return item_frame
 
 
 def _end(items: int, *, cancelled: bool) -> dict[str, Any]:
