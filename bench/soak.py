@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,12 @@ def rss_kib() -> int:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def kinds_of_objects() -> Counter[str]:
+    """How many objects the collector tracks, by type (after a full collection)."""
+    gc.collect()
+    return Counter(f"{type(item).__module__}.{type(item).__qualname__}" for item in gc.get_objects())
 
 
 def live_objects() -> tuple[int, int]:
@@ -212,12 +219,14 @@ async def cycles(count: int = 10_000, concurrency: int = 20, warmup: int = 500) 
 
         await run(warmup)
         await settle(soak)
+        kinds_before = kinds_of_objects()
         before = snapshot(soak)
         started = time.perf_counter()
         await run(count)
         elapsed = time.perf_counter() - started
         await settle(soak, fds=before["fds"], tasks=before["tasks"])
         after = snapshot(soak)
+        grown = (kinds_of_objects() - kinds_before).most_common(5)
     return {
         "cycles": count,
         "seconds": elapsed,
@@ -228,6 +237,7 @@ async def cycles(count: int = 10_000, concurrency: int = 20, warmup: int = 500) 
         "scopes_closed": dict(soak.scopes.closed),
         "rss_growth_kib": after["rss_kib"] - before["rss_kib"],
         "gc_objects_growth": after["gc_objects"] - before["gc_objects"],
+        "gc_growth_by_type": dict(grown),
     }
 
 
