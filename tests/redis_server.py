@@ -356,13 +356,18 @@ class RedisCluster:
         return [node for node in self.nodes if node.process is not None]
 
     def wait_healthy(self, within: float = 15.0) -> None:
-        """Wait until every running node says the cluster is ok and every master has its replicas in sync."""
+        """Wait until every running node says the cluster is ok and knows every node, and every replica is in sync."""
 
         def healthy() -> bool:
             for node in self.running():
                 client = self.client(node.port)
-                if "cluster_state:ok" not in str(client.execute_command("CLUSTER", "INFO")):
-                    return False
+                info = str(client.execute_command("CLUSTER", "INFO"))
+                if "cluster_state:ok" not in info or f"cluster_known_nodes:{len(self.nodes)}" not in info:
+                    return False  # (a node killed stays known, as failed)
+                replication = client.info("replication")
+                link_down = replication.get("master_link_status", "up") != "up"
+                if replication["role"] == "slave" and (link_down or replication.get("master_sync_in_progress")):
+                    return False  # a replica still loading its first copy: its master forked, the machine is busy
             masters = self.master_ports()
             return len(masters) == self.masters
 
