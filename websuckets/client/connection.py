@@ -125,6 +125,11 @@ class Client:
         return self._ready
 
     @property
+    def max_queue(self) -> int:
+        """The commands kept while disconnected, at most (the ``max_queue`` argument)."""
+        return self._outbox.max_queue
+
+    @property
     def closed(self) -> bool:
         """Whether the client is closed for good: `close` was called, or it gave up reconnecting."""
         return self._closed
