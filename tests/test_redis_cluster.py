@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -210,8 +211,28 @@ async def test_keys_spread_over_the_masters(cluster: RedisCluster) -> None:
             assert cluster.client(owner).exists(*keys.history_keys(room)) == 3
             owners.add(owner)
         assert len(owners) >= 2
-        assert cluster.slot(keys.clients) == cluster.slot(keys.all) == cluster.slot(keys.token("x"))
+        assert cluster.slot(keys.clients) == cluster.slot(keys.all)
         assert cluster.slot(keys.room_channel("lobby")) != cluster.slot(keys.clients)
+
+
+@or_refused
+async def test_tokens_spread_over_the_masters(cluster: RedisCluster) -> None:
+    """Each token's key is on a slot of its own: a few users' tokens are kept by two masters or more, and each
+    is still found, and revoked, from the other process."""
+    async with two_apps(cluster.url()) as (first, second):
+        users = [await first.connect() for _ in range(8)]
+        tokens = [await log_in(user, f"user-{number}") for number, user in enumerate(users)]
+        pattern = "{" + keys_of(first).namespace + ":token:*"
+        holders = {node.port for node in cluster.running() if cluster.client(node.port).keys(pattern)}
+        assert len(holders) >= 2
+        other = await second.connect()
+        for number, token in enumerate(tokens):
+            assert (await ask(other, "secret", token=token)).payload == f"user-{number}"
+        await ask(users[0], "logout")
+        await eventually(lambda: second.app.backend.get_verified("user-0") is None)
+        await other.send("secret", token=tokens[0])
+        await other.receive_error("unauthorized")
+        assert (await ask(other, "secret", token=tokens[1])).payload == "user-1"
 
 
 def documented_cluster_acl() -> list[str]:
@@ -266,6 +287,40 @@ async def test_a_slot_move_mid_run_is_followed(cluster: RedisCluster) -> None:
         position = await say(alice, "after")
         assert position is not None
         assert position.epoch != epoch
+
+
+@or_refused
+async def test_a_direct_send_is_not_refused_while_its_process_channel_moves(cluster: RedisCluster) -> None:
+    """The slot of a process's own channel moves while another process sends to its client: no send raises
+    ConnectionClosed for that live client (a cluster reads no subscriber count; SPUBLISH counts none while
+    the listener subscribes again), and sends arrive again once it has."""
+    async with two_apps(cluster.url()) as (first, second):
+        alice = await first.connect()
+        await eventually(lambda: sees(second, alice))
+        remote = second.app.backend.get_online(alice.client_id)
+        assert isinstance(remote, RemoteUser)
+        channel = keys_of(first).worker_channel(first.app.backend.worker_id)  # type: ignore[attr-defined]
+        slot, owner = cluster.slot(channel), cluster.owner(channel)
+        target = next(port for port in cluster.master_ports() if port != owner)
+        moving = asyncio.create_task(asyncio.to_thread(cluster.move_slot, slot, target))
+        loop, sent, until = asyncio.get_running_loop(), 0, math.inf
+        while loop.time() < until:  # through the move, and for a second after it (the listener subscribes again)
+            await remote.socket.send(f'{{"event": "direct", "payload": {sent}}}')
+            sent += 1
+            if moving.done() and until == math.inf:
+                until = loop.time() + 1.0
+            await asyncio.sleep(0.005)
+        await moving
+        assert cluster.owner(channel) == target
+
+        for _ in range(50):  # until the listener has subscribed again on the new owner
+            await remote.socket.send('{"event": "direct", "payload": "after"}')
+            with contextlib.suppress(AssertionError):  # nothing within 0.2 s
+                while (await alice.receive(timeout=0.2)).payload != "after":
+                    pass
+                break
+        else:
+            raise AssertionError("no send arrived after the move")
 
 
 @or_refused

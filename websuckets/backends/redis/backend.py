@@ -10,9 +10,11 @@ clients and tokens and reloads the mirror, so a Redis that restarted empty is wh
 
 A room's broadcasts go on the room's own channel, which a process hears only while it has
 members in the room: a broadcast costs only the processes it is for. Delivery to a client of
-another process is a PUBLISH on that process's channel; PUBLISH
-answers how many subscribers heard it, so a send to a process that has died raises like a
-send to a closed socket. Anything that needs Redis and does not get an answer within
+another process is a PUBLISH on that process's channel; on one Redis, PUBLISH answers how many
+subscribers heard it, so a send to a process that has died raises like a send to a closed
+socket. On a cluster no check reads a count (a slot's move zeroes it for live listeners): a
+process is dead once its heartbeat stops and it is reaped, and a listener deaf once it stops
+hearing its own probe. Anything that needs Redis and does not get an answer within
 ``timeout`` seconds raises `BackendUnavailable`; writes that nobody awaits are logged and
 counted, and re-sent by the rebuild.
 
@@ -327,10 +329,12 @@ class RedisBackend(IndexedBackend):
         await self._link.call((self.keys.publish, self.keys.all, event), "send to user")
 
     async def deliver(self, client_id: UUID, worker: str, message: str | bytes) -> None:
-        """Send to a client of another process; raises ``ConnectionClosed`` if that process is gone."""
+        """Send to a client of another process; raises ``ConnectionClosed`` if that process is gone: on one
+        Redis, as soon as nobody hears its channel; on a cluster (whose counts a slot's move or failover
+        can zero for a live process) once its clients are reaped (`RemoteSocket.gone`)."""
         event = codec.Direct(client_id, message).encode()
         heard = await self._link.call((self.keys.publish, self.keys.worker_channel(worker), event), "send")
-        if not heard:
+        if not heard and not self.keys.sharded:
             raise ConnectionClosedError(None, None)
 
     async def _write_now(self, user: User, what: str) -> None:
@@ -408,4 +412,5 @@ class RedisBackend(IndexedBackend):
         self._revoked(message.digest)
 
     def _ping_heard(self, message: codec.Ping) -> None:
-        """The heartbeat's probe: hearing anything is all the listener needs."""
+        """The heartbeat's probe of this process's own channel."""
+        self._link.probe_heard()

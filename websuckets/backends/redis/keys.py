@@ -4,12 +4,13 @@ There are two layouts of the same keys. On one Redis (plain or through Sentinel)
 of a namespace carries the hash tag ``{ns}``, as it always has. On a Redis Cluster the keys
 are spread over slots, so that the load spreads over the masters: a room's history keys and
 its channel share a tag of their own (``{ns:room:<room>}``), as does a process's channel
-(``{ns:worker:<wid>}``). The *control plane* stays on one slot (``{ns:ctl}``): the clients'
-records, the processes' heartbeats and client sets, the tokens, the epoch and the namespace's
-channel, because each script that changes them publishes the matching event in the same step
-(the mirrors never disagree with the keys), and a script's keys and channels must share one
-slot. The messages the scripts write themselves are made of the pieces of `codec`, as
-Python's are.
+(``{ns:worker:<wid>}``) and each token (``{ns:token:<digest>}``). The *control plane* stays
+on one slot (``{ns:ctl}``): the clients' records, the processes' heartbeats and client sets,
+the epoch and the namespace's channel, because each script that changes them publishes the
+matching event in the same step (the mirrors never disagree with the keys), and a script's
+keys and channels must share one slot. A token's revocation is two commands there, in order:
+its key's deletion, then the `Revoke` on the namespace's channel (`tokens`). The messages the
+scripts write themselves are made of the pieces of `codec`, as Python's are.
 
 On a cluster the channels are sharded (SPUBLISH and SSUBSCRIBE, `cluster`) and the scripts
 publish with SPUBLISH (`Scripts`, one set a layout); a history room's script reads the run id
@@ -24,7 +25,7 @@ one Redis             Redis Cluster              type    holds
 ``{ns}:clients``      ``{ns:ctl}:clients``       HASH    client id -> JSON record: worker, user, attributes, rooms
 ``{ns}:workers``      ``{ns:ctl}:workers``       ZSET    worker id -> last heartbeat (ms, Redis's own clock)
 ``{ns}:worker:<wid>`` ``{ns:ctl}:worker:<wid>``  SET     the client ids connected to that worker (for reaping)
-``{ns}:token:<sha>``  ``{ns:ctl}:token:<sha>``   STRING  JSON ``{"u": user id, "x": expiry}``; expires with it
+``{ns}:token:<sha>``  ``{ns:token:<sha>}``       STRING  JSON ``{"u": user id, "x": expiry}``; expires with it
 ``{ns}:epoch``        ``{ns:ctl}:epoch``         STRING  random, set once: a new value means Redis lost its data
 ``{ns}:hm:<room>``    ``{ns:room:<room>}:hm``    HASH    a history room's epoch ``e``, top ``s``, run id ``r``
 ``{ns}:h:<room>``     ``{ns:room:<room>}:h``     STREAM  its last messages, id ``<offset>-0``: ``t`` (ms), ``m``
@@ -67,7 +68,7 @@ class Keys:
         self.clients = f"{prefix}:clients"
         self.workers = f"{prefix}:workers"
         self.worker_prefix = f"{prefix}:worker:"
-        self.token_prefix = f"{prefix}:token:"
+        self.token_prefix = "{" + namespace + ":token:" if sharded else f"{prefix}:token:"
         self.epoch = f"{prefix}:epoch"
         self.all = f"{prefix}:all"
         self._prefix = prefix
@@ -76,7 +77,8 @@ class Keys:
         return self.worker_prefix + worker_id
 
     def token(self, digest: str) -> str:
-        return self.token_prefix + digest
+        """A token's key: on a cluster, a slot of its own (``{ns:token:<digest>}``)."""
+        return self.token_prefix + digest + "}" if self.sharded else self.token_prefix + digest
 
     def worker_channel(self, worker_id: str) -> str:
         if self.sharded:
@@ -293,7 +295,6 @@ class Scripts:
     remove: Script
     reassert: Script
     heartbeat: Script
-    revoke: Script
     append: Script
     read_history: Script
     more: tuple[Script, ...] = ()
@@ -302,7 +303,7 @@ class Scripts:
     @property
     def all(self) -> tuple[Script, ...]:
         """Every script to load."""
-        named = (self.upsert, self.remove, self.reassert, self.heartbeat, self.revoke, self.append, self.read_history)
+        named = (self.upsert, self.remove, self.reassert, self.heartbeat, self.append, self.read_history)
         return named + self.more
 
 
@@ -312,7 +313,7 @@ def _sharded(script: Script, run: bool = False) -> Script:
     return Script(source.replace(_ARGV_RUN, _NODE_RUN) if run else source)
 
 
-SCRIPT_SET = Scripts(UPSERT, REMOVE, REASSERT, HEARTBEAT, REVOKE, APPEND, READ_HISTORY)
+SCRIPT_SET = Scripts(UPSERT, REMOVE, REASSERT, HEARTBEAT, APPEND, READ_HISTORY, (REVOKE,))
 """One Redis's."""
 
 SHARDED_SCRIPTS = Scripts(
@@ -322,11 +323,11 @@ SHARDED_SCRIPTS = Scripts(
     _sharded(
         _heartbeat("local heard = 1")
     ),  # the probe of the process's channel (another slot) is an SPUBLISH of its own
-    _sharded(REVOKE),
     _sharded(APPEND, run=True),
     _sharded(READ_HISTORY, run=True),
     (POSITION,),
 )
-"""A cluster's: the HEARTBEAT probe is left to the link, whose channel is on another slot."""
+"""A cluster's: the HEARTBEAT probe is left to the link, whose channel is on another slot, and a token's
+revocation to `tokens` (its key is on a slot of its own)."""
 
 SCRIPTS = SCRIPT_SET.all

@@ -93,6 +93,8 @@ class RedisLink:
         self._writer = Writer(timeout, health, self._failures, lambda: self.client, self._lost)
         self.watchdog = Watchdog(exit_after, redacted(url))
         self._subscriptions = Subscriptions()
+        self._probe_heard_at = 0.0
+        """When the listener last heard this process's probe (loop time); a cluster's deafness check."""
 
     @property
     def client(self) -> Client:
@@ -301,6 +303,7 @@ class RedisLink:
             await _close(pubsub)
             raise
         self.health.connected = True
+        self._probe_heard_at = asyncio.get_running_loop().time()
         self.watchdog.usable()
         self._writer.up.set()
         self._subscriptions.attach(pubsub, wanted)
@@ -344,6 +347,18 @@ class RedisLink:
         args = (self.worker_id, dead_after_ms, self.keys.worker_prefix, self.keys.all, self.own_channel)
         return ("EVALSHA", self.keys.scripts.heartbeat.sha, 2, self.keys.workers, self.keys.clients, *args)
 
+    def probe_heard(self) -> None:
+        """The listener heard this process's probe (a `Ping` on its own channel)."""
+        self._probe_heard_at = asyncio.get_running_loop().time()
+
+    def _hears_own_channel(self, subscribers: int) -> bool:
+        """Whether the listener still hears this process's channel: on one Redis, PUBLISH counted it among
+        the probe's ``subscribers``; on a cluster, where a count can be 0 while a slot moves or be another
+        node's, it heard a probe within the last two heartbeats and ``timeout``."""
+        if not self.keys.sharded:
+            return subscribers > 0
+        return asyncio.get_running_loop().time() - self._probe_heard_at <= 2 * self.heartbeat + self.timeout
+
     async def _heartbeat_forever(self) -> None:
         """Beat, reap dead processes, and check that this process's listener hears its own channel."""
         while True:
@@ -352,16 +367,16 @@ class RedisLink:
             if not self.health.connected:
                 continue
             try:
-                heard, reaped = await self.call(self.heartbeat_command(), "heartbeat")
+                subscribers, reaped = await self.call(self.heartbeat_command(), "heartbeat")
                 if self.keys.sharded:  # the process's channel is on a slot of its own: probed apart
-                    heard = await self.call(("SPUBLISH", self.own_channel, Ping().encode()), "heartbeat")
+                    self.enqueue(("SPUBLISH", self.own_channel, Ping().encode()), "heartbeat")
             except InternalError:  # no answer (the writer has marked the connection lost), or refused
                 self.watchdog.failing(self._failures.latest)
                 continue
             self.watchdog.usable()
             if reaped:
                 logger.warning("removed %d clients of processes that stopped beating", reaped)
-            if not heard and self.health.connected:
+            if not self._hears_own_channel(subscribers) and self.health.connected:
                 logger.error("this process's listener is not subscribed in Redis; reconnecting")
                 self._rebuild.set()
             await self._check_master()

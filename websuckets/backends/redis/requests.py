@@ -52,11 +52,13 @@ class Requests:
         """The joins asked of another process that wait for its `codec.Joined`, by key."""
 
     async def ask(self, client_id: UUID, event: bytes) -> None:
-        """Send ``event`` to the process of ``client_id``; `KeyError` if it has no such client, or none heard."""
+        """Send ``event`` to the process of ``client_id``; `KeyError` if it has no such client, or (on one
+        Redis, whose counts tell) nobody heard it."""
         worker = self._worker_of(client_id)
         if worker is None:
             raise KeyError(client_id)
-        if not await self._call((self.keys.publish, self.keys.worker_channel(worker), event), "forward"):
+        heard = await self._call((self.keys.publish, self.keys.worker_channel(worker), event), "forward")
+        if not heard and not self.keys.sharded:
             raise KeyError(client_id)
 
     async def join(self, client_id: UUID, room: str) -> None:

@@ -1,7 +1,10 @@
 """Tokens in Redis, by digest: written in order, revoked everywhere, re-sent after an outage.
 
 A token is a key ``{ns}:token:<digest>`` holding its user id and expiry, which expires with
-the token. A revocation deletes the key and tells every process (`Revoke`) in one script.
+the token. A revocation deletes the key and tells every process (`Revoke`) in one script. On a
+Redis Cluster each token's key is on a slot of its own (``{ns:token:<digest>}``, `keys`), so the
+revocation is two commands, in order: the deletion, then the `Revoke` on the namespace's channel;
+if either fails, both are sent again.
 A write or a revocation that failed while Redis was away is kept and sent again by the
 rebuild after the reconnection. So is every revocation of the last `RECENT_REVOCATIONS`
 seconds when the rebuild finds another server (a Sentinel failover): one that the old master
@@ -16,11 +19,12 @@ import time
 from collections.abc import Iterable
 
 from pydantic_core import to_json
+from redis.asyncio.cluster import RedisCluster
 
 from ...identity import TokenRecord
 from .address import Client
 from .codec import Revoke
-from .keys import Keys
+from .keys import REVOKE, Keys
 from .link import RedisLink
 from .writer import Command
 
@@ -61,18 +65,16 @@ class RedisTokens:
         recent[digest] = now
         while recent[oldest := next(iter(recent))] < now - RECENT_REVOCATIONS:  # the newest is now: never empty
             del recent[oldest]
-        self._link.enqueue(self._revoke(digest), "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
+        for command in self._revoke(digest):
+            self._link.enqueue(command, "revocation", on_fail=lambda: self._unsent_revocations.add(digest))
 
-    def _revoke(self, digest: str) -> Command:
-        """The command that deletes a token and tells every process."""
-        return (
-            "EVALSHA",
-            self._keys.scripts.revoke.sha,
-            1,
-            self._keys.token(digest),
-            self._keys.all,
-            Revoke(digest).encode(),
-        )
+    def _revoke(self, digest: str) -> list[Command]:
+        """The commands that delete a token and tell every process: one script, or on a cluster (the token's
+        slot is not the channel's) a deletion, then the `Revoke`."""
+        key, event = self._keys.token(digest), Revoke(digest).encode()
+        if self._keys.sharded:
+            return [("DEL", key), ("SPUBLISH", self._keys.all, event)]
+        return [("EVALSHA", REVOKE.sha, 1, key, self._keys.all, event)]
 
     async def find(self, digest: str) -> TokenRecord | None:
         """Look the digest up in Redis; a miss is asked again after 50 and 200 ms (a token just
@@ -100,7 +102,7 @@ class RedisTokens:
         if another_server:
             horizon = time.monotonic() - RECENT_REVOCATIONS
             revocations.update(digest for digest, when in self._recent_revocations.items() if when >= horizon)
-        return commands + [self._revoke(digest) for digest in revocations]
+        return commands + [command for digest in revocations for command in self._revoke(digest)]
 
     def rebuilt(self) -> None:
         """The `rebuild_commands` were written: nothing is owed any more."""
@@ -111,5 +113,9 @@ class RedisTokens:
         """Those of ``digests`` that Redis no longer holds: revoked while this process heard nothing."""
         if not digests:
             return []
-        exists = await client.mget([self._keys.token(digest) for digest in digests])
+        keys = [self._keys.token(digest) for digest in digests]
+        if isinstance(client, RedisCluster):  # one MGET a slot (a token's key has a slot of its own)
+            exists = await client.mget_nonatomic(keys)
+        else:
+            exists = await client.mget(keys)
         return [digest for digest, value in zip(digests, exists, strict=True) if value is None]
