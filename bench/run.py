@@ -91,7 +91,7 @@ FANOUT_ONLY = (
 """Servers that only broadcast ``chat say`` (no ``user echo``)."""
 RESUME_ONLY = ("websuckets_history", "websuckets_history_redis")
 """Servers of ``bench/history.py``'s resume latency, which no workload here runs."""
-ON_REQUEST = ("websuckets_limited", "websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
+ON_REQUEST = ("websuckets_rooms_history", "websuckets_rooms_redis_history", *RESUME_ONLY)
 """Servers that run only when ``--servers`` names them (``bench/history.py`` does)."""
 WORKLOADS = {
     "command": [name for name in SERVERS if name not in FANOUT_ONLY + RESUME_ONLY],
