@@ -19,6 +19,7 @@ import inspect
 import math
 import re
 import secrets
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 
@@ -39,7 +40,7 @@ from websuckets.exc import BackendUnavailable
 from websuckets.remote import RemoteUser
 from websuckets.testing import TestClient
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("always::test_redis_cluster.StartRetried")]
 
 REFUSED = check_redis_py()
 """Why this redis-py cannot talk to a cluster (``None``: it can)."""
@@ -107,14 +108,19 @@ def whole_cluster(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("cluster").wait_healthy()
 
 
+class StartRetried(UserWarning):
+    """An app's start-up on the cluster timed out and was tried once more (`started`)."""
+
+
 async def started(stack: AsyncExitStack, app: Callable[[], WebSuckets]) -> TestClient:
     """``app()`` started, each its own server. A start-up that found no answer within its bound (2 x
-    ``timeout``, 2 s) is tried once more, saying so: on the 2-core CI machine a healthy cluster's node
-    once stalled that long (its start-up takes 25 ms otherwise); what the tests here check comes after."""
+    ``timeout``, 2 s) is tried once more, with a `StartRetried` warning in pytest's summary: on the 2-core
+    CI machine a healthy cluster's node once stalled that long (a start-up takes 25 ms otherwise); what
+    the tests here check comes after."""
     try:
         return await stack.enter_async_context(TestClient(app(), real=True))
     except BackendUnavailable as exc:
-        print(f"\nan app's start-up on the cluster failed, trying once more: {exc}")
+        warnings.warn(f"an app's start-up on the cluster failed, tried once more: {exc}", StartRetried, stacklevel=1)
         return await stack.enter_async_context(TestClient(app(), real=True))
 
 
