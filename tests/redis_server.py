@@ -82,6 +82,18 @@ def _tls_settings(certificates: Path) -> list[tuple[str, str]]:
     ]
 
 
+FILES = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+"""Where the servers keep their files (logs, sockets, a cluster's nodes.conf, a sentinel's configuration):
+in memory where the machine has it. A cluster node rewrites and fsyncs nodes.conf in its main thread at each
+change of the cluster's configuration, and a sentinel its configuration file; on a CI machine whose disk was
+busy, a node of a cluster just made stopped answering for over 2 s, about once a run (the start-up of an app,
+25 ms otherwise, timed out)."""
+
+
+def _directory(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=FILES))
+
+
 class RedisServer:
     """One ``redis-server`` process without persistence, which a test may kill, stop and restart."""
 
@@ -92,7 +104,7 @@ class RedisServer:
         """More arguments for redis-server (``--replicaof HOST PORT``, say)."""
         self.tls = tls
         """A directory of `make_certificates`: then the port speaks TLS only."""
-        self.dir = Path(tempfile.mkdtemp(prefix="websuckets-redis-"))
+        self.dir = _directory("websuckets-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,7 +202,7 @@ class RedisSentinels:
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
         """Each sentinel's id, written in every configuration so that they know each other from the start."""
-        self.dir = Path(tempfile.mkdtemp(prefix="websuckets-sentinel-"))
+        self.dir = _directory("websuckets-sentinel-")
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def url(self, db: int = 0) -> str:
