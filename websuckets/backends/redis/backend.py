@@ -334,7 +334,7 @@ class RedisBackend(IndexedBackend):
         can zero for a live process) once its clients are reaped (`RemoteSocket.gone`)."""
         event = codec.Direct(client_id, message).encode()
         heard = await self._link.call((self.keys.publish, self.keys.worker_channel(worker), event), "send")
-        if not heard and not self.keys.sharded:
+        if not heard and self.keys.counts_listeners:
             raise ConnectionClosedError(None, None)
 
     async def _write_now(self, user: User, what: str) -> None:

@@ -64,11 +64,13 @@ class Keys:
         self.scripts = SHARDED_SCRIPTS if sharded else SCRIPT_SET
         self.publish = "SPUBLISH" if sharded else "PUBLISH"
         """The command that publishes on this layout's channels."""
+        self.counts_listeners = not sharded
+        """Whether `publish`'s answer (how many subscribers heard it) can be trusted: on one Redis; on a
+        cluster a slot's move or failover makes it 0 for live listeners until they subscribe again."""
         prefix = "{" + namespace + ":ctl}" if sharded else "{" + namespace + "}"
         self.clients = f"{prefix}:clients"
         self.workers = f"{prefix}:workers"
         self.worker_prefix = f"{prefix}:worker:"
-        self.token_prefix = "{" + namespace + ":token:" if sharded else f"{prefix}:token:"
         self.epoch = f"{prefix}:epoch"
         self.all = f"{prefix}:all"
         self._prefix = prefix
@@ -78,7 +80,9 @@ class Keys:
 
     def token(self, digest: str) -> str:
         """A token's key: on a cluster, a slot of its own (``{ns:token:<digest>}``)."""
-        return self.token_prefix + digest + "}" if self.sharded else self.token_prefix + digest
+        if self.sharded:
+            return "{" + self.namespace + ":token:" + digest + "}"
+        return f"{self._prefix}:token:{digest}"
 
     def worker_channel(self, worker_id: str) -> str:
         if self.sharded:

@@ -355,7 +355,7 @@ class RedisLink:
         """Whether the listener still hears this process's channel: on one Redis, PUBLISH counted it among
         the probe's ``subscribers``; on a cluster, where a count can be 0 while a slot moves or be another
         node's, it heard a probe within the last two heartbeats and ``timeout``."""
-        if not self.keys.sharded:
+        if self.keys.counts_listeners:
             return subscribers > 0
         return asyncio.get_running_loop().time() - self._probe_heard_at <= 2 * self.heartbeat + self.timeout
 

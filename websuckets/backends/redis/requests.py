@@ -58,7 +58,7 @@ class Requests:
         if worker is None:
             raise KeyError(client_id)
         heard = await self._call((self.keys.publish, self.keys.worker_channel(worker), event), "forward")
-        if not heard and not self.keys.sharded:
+        if not heard and self.keys.counts_listeners:
             raise KeyError(client_id)
 
     async def join(self, client_id: UUID, room: str) -> None:
