@@ -123,21 +123,27 @@ async def served_by(url: str) -> int:
         return pid
 
 
+async def workers_serving(url: str, balance: str) -> Counter[int]:
+    """How many of the first clients each worker serves: 40 connect at once; with a shared socket whichever worker
+    wakes first may take that whole burst, so up to 200 more then come one at a time, held open, until both serve."""
+    async with AsyncExitStack() as stack:
+        clients = await asyncio.gather(*(stack.enter_async_context(connect(url)) for _ in range(40)))
+        pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
+        for _ in range(200 if balance == "shared" else 0):
+            if len(pids) == 2:
+                break
+            pids[await ask(await stack.enter_async_context(connect(url)), "job pid")] += 1
+        return pids
+
+
 @pytest.mark.parametrize("balance", BALANCES)
 async def test_two_workers_serve_the_connections_between_them(tmp_path: Path, redis_url: str, balance: str) -> None:
-    """With --workers 2, clients are served by both workers (40 at once with reuse-port; with shared, whichever
-    worker wakes first may take a burst, so more come one by one), and the command prints one line with the address."""
+    """With --workers 2, clients are served by both workers, and the command prints one line with the address."""
     with supervised(tmp_path, redis_url, "--balance", balance) as server:
-        async with AsyncExitStack() as stack:
-            clients = await asyncio.gather(*(stack.enter_async_context(connect(server.url)) for _ in range(40)))
-            pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
-            for _ in range(200 if balance == "shared" else 0):  # whoever wakes first takes a burst: keep coming
-                if len(pids) == 2:
-                    break
-                pids[await ask(await stack.enter_async_context(connect(server.url)), "job pid")] += 1
+        pids = await workers_serving(server.url, balance)
         assert set(pids) == server.worker_pids()
         assert len(pids) == 2
-        print(f"{balance}: 40 connections spread {sorted(pids.values())}")
+        print(f"{balance}: {sum(pids.values())} connections spread {sorted(pids.values())}")
         banner = r"websuckets: serving on ws://127\.0\.0\.1:\d+ with 2 workers \(press Ctrl\+C to stop\)\n"
         assert re.fullmatch(banner, server.banner)
         assert re.search(r"worker\[1\] pid \d+ serving", server.stderr)
@@ -256,11 +262,9 @@ async def test_the_port_opens_once_every_worker_has_started_the_app(
         started = re.findall(r"(worker\[\d\]) pid \d+ websuckets: app started", server.stderr)
         assert sorted(started) == ["worker[1]", "worker[2]"], server.stderr
         assert status == 200
-        async with AsyncExitStack() as stack:
-            url = f"ws://127.0.0.1:{port}"
-            clients = await asyncio.gather(*(stack.enter_async_context(connect(url)) for _ in range(40)))
-            pids = Counter(await asyncio.gather(*(ask(ws, "job pid") for ws in clients)))
-        assert len(pids) == 2, f"the first 40 clients all went to one worker\n{server.stderr}"
+        url = f"ws://127.0.0.1:{port}"
+        pids = await workers_serving(url, balance)
+        assert len(pids) == 2, f"the first clients all went to one worker\n{server.stderr}"
         assert server.process.stdout is not None
         banner = server.process.stdout.readline()
         assert banner == f"websuckets: serving on {url} with 2 workers (press Ctrl+C to stop)\n"
