@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
+import random
 import re
 import signal
 import sys
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from examples_loader import load_example
 from redis_server import RedisServer, free_port
 from test_backends import ask, chat_app, log_in
@@ -335,6 +338,32 @@ async def test_closing_outlasts_a_task_that_swallows_its_cancellation(
         await asyncio.sleep(0)
     assert stopped.is_set()
     assert "1 Redis tasks still running 0.2 s after their cancellation" in caplog.text
+
+
+async def test_the_commands_of_a_process_reach_redis_in_the_order_they_were_made(redis_url: str) -> None:
+    """Commands made from many tasks at once, some awaited (a caller that finds nothing queued sends its own)
+    and some queued for the writer, run in Redis in the order they were made."""
+    backend = RedisBackend(redis_url)
+    link = backend._link  # type: ignore[attr-defined]
+    made = itertools.count()
+
+    async def make(seed: int) -> None:
+        choose = random.Random(seed)
+        for _ in range(300):
+            command = ("RPUSH", "order", next(made))
+            if choose.random() < 0.5:
+                link.enqueue(command, "a test's write")
+            else:
+                await link.call(command, "a test's write")
+            if choose.random() < 0.5:
+                await asyncio.sleep(0)
+
+    async with TestClient(chat_app(backend), real=True):
+        await asyncio.gather(*(make(seed) for seed in range(8)))
+        await link.call(("PING",), "after every write")
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            ran = [int(n) for n in await client.lrange("order", 0, -1)]
+    assert ran == list(range(8 * 300))
 
 
 @pytest.mark.parametrize("room", ["plain", "lobby"])  # lobby keeps history

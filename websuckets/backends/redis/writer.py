@@ -3,7 +3,10 @@
 A command is queued (`Writer.enqueue`: nobody waits; `Writer.call`: its caller waits for the
 answer, ``timeout`` seconds at most) and the writer task sends what is queued in batches of one
 pipeline, on the command connection, while Redis answers (``up``); during an outage the commands
-wait in the queue (bounded) and the link's rebuild runs before any of them. A command whose batch
+wait in the queue (bounded) and the link's rebuild runs before any of them. A caller that finds
+nothing queued and nothing on its way sends its command itself, as a batch of one, and the writer
+waits for it: the order is the same, without a switch to the writer task and back (the latency of
+one direct send to another process's client). A command whose batch
 failed, or that Redis refused, is counted, logged (`faults.FailureLog`) and raised to whoever
 waits for it, named for the client (`faults`).
 """
@@ -69,12 +72,17 @@ class Writer:
         self._queue: deque[_Op] = deque()
         self._sending: list[_Op] = []
         """The batch on its way to Redis: a command of it that gets no answer may have run."""
+        self._sent = asyncio.Event()
+        """Set while no batch is on its way: the next one waits for it, as order needs."""
         self._queued = asyncio.Event()
         self.up = asyncio.Event()
         """Set while Redis answers (connected and rebuilt): the writer waits on it."""
+        self.reset()
 
     def reset(self) -> None:
         """New events, for a start on another event loop."""
+        self._sent = asyncio.Event()
+        self._sent.set()
         self._queued = asyncio.Event()
         self.up = asyncio.Event()
 
@@ -97,15 +105,22 @@ class Writer:
             self.fail([], "Redis is not connected", None)  # the loss noted its kind
             raise unavailable(what)
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
+        assert op.future is not None
+        if self._idle():  # nothing to wait behind: the caller sends its own batch of one, without a task switch
+            await self._write([op])
+            return op.future.result()
         self._queue.append(op)
         self._queued.set()
-        assert op.future is not None
         try:
             async with asyncio.timeout(self.timeout):
                 return await op.future
         except TimeoutError:
             self.fail([], f"no answer within {self.timeout} s")
             raise (maybe_written(what) if op in self._sending else unavailable(what)) from None
+
+    def _idle(self) -> bool:
+        """Whether Redis answers and no command is queued or on its way."""
+        return self.up.is_set() and not self._queue and self._sent.is_set()
 
     async def wait_up(self, within: float) -> bool:
         """Whether Redis answers (connected, rebuilt) now or within ``within`` seconds."""
@@ -122,7 +137,7 @@ class Writer:
             await self._queued.wait()
             self._queued.clear()
             while self._queue:
-                await self.up.wait()  # writes wait out an outage; the rebuild runs first
+                await self._turn()
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
                 batch = [op for op in batch if op.future is None or not op.future.done()]  # timed out: not sent
                 if batch:
@@ -132,8 +147,16 @@ class Writer:
                         # cancelled while its timeout expired: the cancellation came out as the timeout
                         raise asyncio.CancelledError
 
+    async def _turn(self) -> None:
+        """Wait until Redis answers (writes wait out an outage; the rebuild runs first) and no caller's
+        own batch (`call`) is on its way."""
+        while not (self.up.is_set() and self._sent.is_set()):
+            await self.up.wait()
+            await self._sent.wait()
+
     async def _write(self, batch: list[_Op]) -> None:
         self._sending = batch
+        self._sent.clear()
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self._client().pipeline(transaction=False)
@@ -146,6 +169,7 @@ class Writer:
             return
         finally:
             self._sending = []
+            self._sent.set()
         for op, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 self.fail([op], reason(result), type(result).__name__, refused_with=result)
