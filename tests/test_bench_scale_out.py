@@ -1,6 +1,7 @@
 """The scale-out benchmark (bench/scale_out.py) runs end to end; its figures are printed, never asserted."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,16 @@ def test_quick_run_prints_every_part(tmp_path: Path) -> None:
     assert (tmp_path / "scale_out.md").read_text().strip() == result.stdout.strip()
     figures = json.loads((tmp_path / "scale_out.json").read_text())
     assert set(figures["results"]) == {"delivery", "freshness", "fanout", "memory", "restart"}
+
+
+def test_awaited_redis_command_benchmark_prints_both_rows() -> None:
+    """bench/redis_call.py --quick: a positive µs figure for redis-py's publish and for the link's awaited
+    PUBLISH, each with its ratio, and the overhead line."""
+    command = [sys.executable, str(BENCH / "redis_call.py"), "--quick"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    for name in ("redis-py publish", "websuckets link, awaited PUBLISH"):
+        row = re.search(rf"^\| {name} \| ([\d.]+) \| [\d., ]+ \| [\d.]+x \|$", result.stdout, re.M)
+        assert row is not None, result.stdout
+        assert float(row.group(1)) > 0
+    assert "the link's overhead per awaited command:" in result.stdout
