@@ -366,6 +366,26 @@ async def test_the_commands_of_a_process_reach_redis_in_the_order_they_were_made
     assert ran == list(range(8 * 300))
 
 
+async def test_an_awaited_command_cancelled_on_its_way_is_cancelled_and_the_writer_goes_on(redis_url: str) -> None:
+    """A caller cancelled while its own command is on its way (a handler's timeout, a shutdown) is cancelled
+    (redis-py alone would swallow it), and the commands made after it still run, in order."""
+    backend = RedisBackend(redis_url)
+    link = backend._link  # type: ignore[attr-defined]
+    async with TestClient(chat_app(backend), real=True):
+        for n in range(20):
+            cancelled = asyncio.create_task(link.call(("RPUSH", "cancelled", n), "a test's write"))
+            for _ in range(n % 4):  # cancelled before it is sent, while it is written, or while it waits
+                await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            link.enqueue(("RPUSH", "order", 2 * n), "a test's write")
+            await link.call(("RPUSH", "order", 2 * n + 1), "a test's write")
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            ran = [int(n) for n in await client.lrange("order", 0, -1)]
+    assert ran == list(range(40))
+
+
 @pytest.mark.parametrize("room", ["plain", "lobby"])  # lobby keeps history
 async def test_a_join_that_failed_leaves_no_membership(redis_server: RedisServer, room: str) -> None:
     """A join refused with backend_unavailable (Redis not answering) leaves the client out of the room:

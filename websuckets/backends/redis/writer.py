@@ -107,8 +107,7 @@ class Writer:
         op = _Op(args, asyncio.get_running_loop().create_future(), what)
         assert op.future is not None
         if self._idle():  # nothing to wait behind: the caller sends its own batch of one, without a task switch
-            await self._write([op])
-            return op.future.result()
+            return await self._write_own(op)
         self._queue.append(op)
         self._queued.set()
         try:
@@ -117,6 +116,19 @@ class Writer:
         except TimeoutError:
             self.fail([], f"no answer within {self.timeout} s")
             raise (maybe_written(what) if op in self._sending else unavailable(what)) from None
+
+    async def _write_own(self, op: _Op) -> Any:
+        """Send ``op`` from the caller's task, as a batch of one; its answer. redis-py may swallow a
+        cancellation that comes while a command is on its way (the command still runs): it is raised
+        here, after the answer, so that a handler's timeout or a shutdown still stops the caller."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        await self._write([op])
+        if task.cancelling() > cancelling:
+            raise asyncio.CancelledError
+        assert op.future is not None
+        return op.future.result()
 
     def _idle(self) -> bool:
         """Whether Redis answers and no command is queued or on its way."""
