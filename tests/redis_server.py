@@ -177,6 +177,10 @@ def _until(check: Callable[[], bool], what: str, within: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+class SentinelExited(Exception):
+    """A sentinel's process ended while it was awaited; the end of its log."""
+
+
 class RedisSentinels:
     """A master, its replica and three sentinels (quorum 2) watching them as ``service``, on free ports of
     127.0.0.1, each in a temporary directory; fast to fail over (1 s to call a master down). Kill them with
@@ -230,13 +234,42 @@ class RedisSentinels:
             master.set("websuckets-tests:replicated", "yes")
             _until(lambda: replica.get("websuckets-tests:replicated") == "yes", "the replica gets the master's writes")
             master.delete("websuckets-tests:replicated")
-            for port in self.sentinel_ports:
-                self._start_sentinel(port)
-            for port in self.sentinel_ports:
-                _until(lambda port=port: self._knows_everyone(self._client(port)), f"the sentinel on {port} knows all")
+            self._start_sentinels()
         except BaseException:
             self.stop()
             raise
+
+    def _start_sentinels(self, tries: int = 3) -> None:
+        """Start the sentinels and wait until each knows everyone. A port taken meanwhile (free when picked,
+        then a client's ephemeral port) stops its sentinel at once: then all start again on new ports."""
+        for attempt in range(tries):
+            for port in self.sentinel_ports:
+                self._start_sentinel(port)
+            for port, process in zip(self.sentinel_ports, self.processes, strict=True):
+
+                def knows_everyone(port: int = port, process: subprocess.Popen[bytes] = process) -> bool:
+                    if process.poll() is not None:
+                        raise SentinelExited(self._log(port))
+                    return self._knows_everyone(self._client(port))
+
+                try:
+                    _until(knows_everyone, f"the sentinel on {port} knows all")
+                except RuntimeError as exc:  # running, and not knowing everyone
+                    raise RuntimeError(f"{exc}; its log ends:\n{self._log(port)}") from None
+                except SentinelExited as exc:
+                    if "Address already in use" not in str(exc) or attempt == tries - 1:
+                        raise RuntimeError(f"the sentinel on {port} stopped:\n{exc}") from None
+                    self.kill_sentinels()
+                    self.sentinel_ports = [free_port() for _ in self.sentinel_ports]
+                    self.sentinel_ids = {port: secrets.token_hex(20) for port in self.sentinel_ports}
+                    break
+            else:
+                return
+
+    def _log(self, port: int) -> str:
+        """The end of the log of the sentinel on ``port``."""
+        log_file = self.dir / str(port) / "sentinel.log"
+        return log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
 
     def _start_sentinel(self, port: int) -> None:
         home = self.dir / str(port)
@@ -368,22 +401,32 @@ class RedisCluster:
         return [node for node in self.nodes if node.process is not None]
 
     def wait_healthy(self, within: float = 15.0) -> None:
-        """Wait until every running node says the cluster is ok and knows every node, and every replica is in sync."""
+        """Wait until every running node says the cluster is ok and knows every node, and every replica is in
+        sync; the `RuntimeError` names what was missing last."""
+        missing = ["no node answered"]
 
         def healthy() -> bool:
             for node in self.running():
                 client = self.client(node.port)
                 info = str(client.execute_command("CLUSTER", "INFO"))
                 if "cluster_state:ok" not in info or f"cluster_known_nodes:{len(self.nodes)}" not in info:
+                    state = dict(line.split(":", 1) for line in info.split() if ":" in line)
+                    known = state.get("cluster_known_nodes")
+                    missing[0] = f"node {node.port}: cluster_state {state.get('cluster_state')}, knows {known} nodes"
                     return False  # (a node killed stays known, as failed)
                 replication = client.info("replication")
                 link_down = replication.get("master_link_status", "up") != "up"
                 if replication["role"] == "slave" and (link_down or replication.get("master_sync_in_progress")):
+                    missing[0] = f"replica {node.port}: link {replication.get('master_link_status')}, still syncing"
                     return False  # a replica still loading its first copy: its master forked, the machine is busy
             masters = self.master_ports()
+            missing[0] = f"{len(masters)} masters serve slots"
             return len(masters) == self.masters
 
-        _until(healthy, "the cluster's state is ok on every node", within)
+        try:
+            _until(healthy, "the cluster's state is ok on every node", within)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} ({missing[0]})") from None
 
     def nodes_view(self) -> list[dict[str, Any]]:
         """CLUSTER NODES as the first running node sees it: id, port, flags, slots, master id."""
