@@ -34,7 +34,7 @@ from test_scale_out import ask, chat_app, eventually, log_in, sees
 from websuckets import History, WebSuckets
 from websuckets.backends.redis import RedisBackend
 from websuckets.backends.redis.address import FORMS, parse
-from websuckets.backends.redis.cluster import check_redis_py
+from websuckets.backends.redis.cluster import ShardedSubscriber, check_redis_py, cluster_client
 from websuckets.backends.redis.keys import Keys
 from websuckets.exc import BackendUnavailable
 from websuckets.remote import RemoteUser
@@ -350,6 +350,31 @@ async def test_a_direct_send_is_not_refused_while_its_process_channel_moves(clus
                 break
         else:
             raise AssertionError("no send arrived after the move")
+
+
+def connections_named(cluster: RedisCluster, name: str) -> int:
+    """How many connections to the cluster's nodes carry the client name ``name`` (CLIENT LIST)."""
+    return sum(
+        1 for node in cluster.running() for client in cluster.client(node.port).client_list() if client["name"] == name
+    )
+
+
+@or_refused
+async def test_a_subscriber_cancelled_while_it_closes_leaves_no_connection_open(cluster: RedisCluster) -> None:
+    """The link stops a listener that is closing its subscriber by cancelling it again: the subscriber's
+    connections, to every node it listened to, are closed all the same (none outlives the app)."""
+    name = fresh()
+    subscriber = ShardedSubscriber(cluster_client([("127.0.0.1", cluster.nodes[0].port)], {"client_name": name}))
+    channels = [f"{{{room}}}:channel" for room in ("a", "b", "c", "d")]  # slots on more than one master
+    await subscriber.subscribe(*channels)
+    assert len({cluster.owner(channel) for channel in channels}) >= 2
+    await eventually(lambda: connections_named(cluster, name) >= 2)
+    closing = asyncio.create_task(subscriber.aclose())
+    await asyncio.sleep(0)  # it has begun: its readers are cancelled, and it waits for them
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    await eventually(lambda: connections_named(cluster, name) == 0)
 
 
 @or_refused

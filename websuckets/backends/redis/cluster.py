@@ -113,13 +113,17 @@ class ShardedSubscriber:
             self._heard.put_nowait(exc)
 
     async def aclose(self) -> None:
+        """Stop the readers, close the pubsub, then the client: the client even when a cancellation (the
+        link's, repeated while it stops) cuts the first steps short, so that none of its connections is left."""
         readers, self._readers = list(self._readers.values()), {}
         for reader in readers:
             reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.pubsub.aclose()
-        await self.client.aclose()
+        try:
+            await asyncio.gather(*readers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
+        finally:
+            await self.client.aclose()
 
 
 async def node_run_id(client: RedisCluster, key: str) -> str:

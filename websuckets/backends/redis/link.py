@@ -409,10 +409,13 @@ async def _stop(tasks: list[asyncio.Task[Any]], grace: float) -> None:
 
 
 async def _close(pubsub: Subscriber) -> None:
-    """Close a subscriber and its connection (redis-py does not close a replaced one by itself)."""
-    with contextlib.suppress(Exception):
-        aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # redis-py < 8.2 leaves it unannotated
-        await aclose()
-    if isinstance(pubsub, PubSub):
+    """Close a subscriber and its connection (redis-py does not close a replaced one by itself); the
+    connection even when a cancellation cuts the first step short."""
+    try:
         with contextlib.suppress(Exception):
-            await pubsub.connection_pool.disconnect()
+            aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # redis-py < 8.2 leaves it unannotated
+            await aclose()
+    finally:
+        if isinstance(pubsub, PubSub):
+            with contextlib.suppress(Exception):
+                await pubsub.connection_pool.disconnect()
