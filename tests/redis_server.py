@@ -477,7 +477,11 @@ class RedisCluster:
         for port in (to_port, source_port, *(port for port in view if port not in (to_port, source_port))):
             flags = view[port]["flags"]
             if "master" in flags and "fail" not in flags and self.node(port).process is not None:
-                self.client(port).execute_command("CLUSTER SETSLOT", slot, "NODE", view[to_port]["id"])
+                try:
+                    self.client(port).execute_command("CLUSTER SETSLOT", slot, "NODE", view[to_port]["id"])
+                except redis.ResponseError as exc:  # a master the busy machine failed over meanwhile: a replica
+                    if "only with masters" not in str(exc):
+                        raise
         _until(lambda: self.owner_of_slot(slot) == to_port, f"slot {slot} served by the node on {to_port}")
 
     def owner_of_slot(self, slot: int) -> int:
