@@ -134,8 +134,15 @@ def _valid_id(command_id: object) -> bool:
     return type(command_id) is int and _INT64_MIN <= command_id <= _INT64_MAX
 
 
+_MAY_HOLD_A_FLOAT = frozenset((float, dict, list))
+"""The types of a parsed value that are, or may hold, a float."""
+
+
 def _holds_infinity(value: dict[str, Any] | list[Any]) -> bool:
-    """Whether a parsed value holds a float that overflowed to infinity (``1e999``): a loop, no recursion."""
+    """Whether a parsed value holds a float that overflowed to infinity (``1e999``): a loop, no recursion.
+    An object of strings, integers, booleans and nulls alone (most payloads) is answered at once."""
+    if type(value) is dict and _MAY_HOLD_A_FLOAT.isdisjoint(map(type, value.values())):
+        return False
     stack: list[Any] = [value]
     pop, push = stack.pop, stack.extend
     while stack:
