@@ -29,12 +29,14 @@ async def validate_payload(ctx: Context, call_next: CallNext) -> None:
 def parse_payload(model: type[BaseModel], payload: object) -> BaseModel:
     """Validate a payload, raising `PayloadInvalid` with pydantic's errors.
 
-    The details name each failing field under ``payload`` and never echo the input.
+    The details name each failing field under ``payload`` and never echo the input. The model's
+    validator is called directly, as pydantic validates a nested model: everything the model
+    declares runs (fields, validators, its configuration), not an override of ``model_validate``.
     """
     if payload is MISSING:
         raise PayloadInvalid([{"loc": ["payload"], "msg": "Field required", "type": "missing"}])
     try:
-        return model.model_validate(payload)
+        return model.__pydantic_validator__.validate_python(payload)  # type: ignore[no-any-return]
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         details = [{"loc": ["payload", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in errors]
