@@ -40,7 +40,9 @@ class ClientEvent(str):
     """The command id the event answers, or ``None``."""
 
     def __new__(cls, event: str, payload: Any = None, *, id: str | int | None = None) -> ClientEvent:
-        text = super().__new__(cls, dump_event(event, payload, id))
+        # `dump_event`, inlined: a ClientEvent is made for almost every reply
+        message = {"event": event, "payload": payload} if id is None else {"event": event, "payload": payload, "id": id}
+        text = str.__new__(cls, to_json(message).decode())
         text.event = event
         text.payload = payload
         if id is not None:
