@@ -7,6 +7,7 @@ of the test's own redis-server, and talks to it over real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -240,6 +241,27 @@ async def test_a_sigterm_during_the_start_up_stops_every_worker_then_exits_0(
     assert "was killed" not in log
     assert "Traceback" not in log
     assert "Error" not in log
+
+
+async def test_a_late_sigterm_does_not_kill_a_worker_on_its_way_out(tmp_path: Path, redis_url: str) -> None:
+    """systemd's SIGTERM to the whole group reaches each worker, and so does the supervisor's own, which may
+    come after the worker has stopped its app (here: more SIGTERMs to each worker every 2 ms until it has
+    exited). Each worker still stops by itself, none is killed by a late one, and the supervisor exits 0."""
+    with supervised(tmp_path, redis_url, start_new_session=True) as server:
+        workers = server.worker_pids()
+        os.killpg(server.process.pid, signal.SIGTERM)
+        for _ in range(5000):  # until the supervisor has exited
+            if server.process.poll() is not None:
+                break
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.002)
+        server.process.communicate(timeout=60)
+    log = server.stderr
+    assert server.process.returncode == 0, log
+    assert sorted(re.findall(r"worker\[\d\] pid (\d+) stopped\n", log)) == sorted(map(str, workers)), log
+    assert "was killed" not in log
 
 
 @pytest.mark.parametrize("balance", BALANCES)

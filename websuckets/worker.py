@@ -177,7 +177,10 @@ async def _serve(app: WebSuckets, config: WorkerConfig, pipe: _Pipe, context: ss
         heartbeat.stop()
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGUSR2)
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # a late "serve" must not kill a worker on its way out
+        # on its way out, a late "serve" or "stop" must not kill the worker: a SIGTERM to the whole group
+        # reaches it, then the supervisor's own SIGTERM, which may come once it has stopped
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _Heartbeat:
