@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PLOTS = ("performance-replies.png", "performance-p99.png", "performance-fanout.png")
@@ -30,6 +32,14 @@ def test_dispatch_benchmark_runs_and_prints_a_ratio() -> None:
     assert "| websuckets  |" in result.stdout
     assert "| hand-rolled |" in result.stdout
     assert "ratio websuckets / hand-rolled:" in result.stdout
+
+
+@pytest.mark.parametrize("row", ["reply", "send", "limited", "hand-rolled"])
+def test_instruction_benchmark_rows_run(row: str) -> None:
+    """Each row that bench/instructions.py has valgrind count runs on its own (natively here: the count
+    itself needs valgrind and a minute a row, so it is run by hand, as the Performance page says)."""
+    command = [sys.executable, str(BENCH / "instructions.py"), "--run", row, "--messages", "50"]
+    subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
 
 
 def test_close_benchmark_runs_and_prints_a_ratio() -> None:
