@@ -23,10 +23,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from dishka import AsyncContainer, FromDishka, make_async_container
 from pydantic import BaseModel
+from servers.services import BenchProvider, Trace, Visitor
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import ClientEvent, CommandGroup, Context, WebSuckets
+from websuckets import ClientEvent, CommandGroup, Context, User, WebSuckets
+from websuckets.di import WebSucketsProvider
 from websuckets.middleware import RateLimit
 
 FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
@@ -51,9 +54,14 @@ class NullSocket:
         pass
 
 
-def websuckets_dispatch(app: WebSuckets, socket: NullSocket) -> Callable[[str], Awaitable[None]]:
+def websuckets_dispatch(
+    app: WebSuckets, socket: NullSocket, session: AsyncContainer | None = None, user: User | None = None
+) -> Callable[[str], Awaitable[None]]:
+    """``app``'s dispatch of one connection's frames; in a DI app, ``session`` is its SESSION scope, for ``user``."""
     dispatcher = app.dispatcher
-    connection = dispatcher.connection(socket, dispatcher.sessions.connect(socket), None)  # type: ignore[arg-type]
+    if user is None:
+        user = dispatcher.sessions.connect(socket)  # type: ignore[arg-type]
+    connection = dispatcher.connection(socket, user, session)  # type: ignore[arg-type]
     return lambda frame: dispatcher.dispatch(connection, frame)
 
 
@@ -69,6 +77,26 @@ def hand_rolled_dispatch(socket: NullSocket) -> Callable[[str], Awaitable[None]]
     async def dispatch(frame: str) -> None:
         data = json.loads(frame)
         await handlers[data["event"]](data)
+
+    return dispatch
+
+
+def hand_rolled_dishka_dispatch(socket: NullSocket, session: AsyncContainer) -> Callable[[str], Awaitable[None]]:
+    """The hand-rolled dispatcher plus dishka, as ``bench/servers/handrolled_dishka.py``: a REQUEST scope
+    of the connection's ``session`` a message, one SESSION- and one REQUEST-scoped service."""
+
+    async def echo(data: dict[str, object], visitor: Visitor, trace: Trace) -> None:
+        model = Echo.model_validate(data["payload"])
+        visitor.messages += 1
+        trace.n = model.n
+        await socket.send(json.dumps({"event": "echo", "payload": model.model_dump(), "id": data.get("id")}))
+
+    handlers = {"user echo": echo}
+
+    async def dispatch(frame: str) -> None:
+        data = json.loads(frame)
+        async with session() as request:
+            await handlers[data["event"]](data, await request.get(Visitor), await request.get(Trace))
 
     return dispatch
 
@@ -93,6 +121,24 @@ def make_app(rate_limit: RateLimit | None) -> WebSuckets:
     @group.command("send")
     async def send(socket: ServerConnection, model: Echo) -> None:
         await socket.send(ClientEvent("echo", model))
+
+    app.include_command_group(group)
+    return app
+
+
+def make_di_app() -> WebSuckets:
+    """``user echo`` as ``bench/servers/websuckets_app.py --variant di`` has it: one SESSION- and one
+    REQUEST-scoped service."""
+    app = WebSuckets(rate_limit=None, container=make_async_container(BenchProvider(), WebSucketsProvider()))
+    group = CommandGroup("user")
+
+    @group.command("echo")
+    async def echo(
+        socket: ServerConnection, model: Echo, visitor: FromDishka[Visitor], trace: FromDishka[Trace]
+    ) -> None:
+        visitor.messages += 1
+        trace.n = model.n
+        await socket.send(ClientEvent("echo", model, id=model.n))
 
     app.include_command_group(group)
     return app

@@ -16,9 +16,13 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 
 import dispatch  # bench/dispatch.py: python puts this script's directory first on the path
+from dishka import AsyncContainer, Scope
+from websockets.asyncio.server import ServerConnection
 
+from websuckets import User, WebSuckets
 from websuckets.middleware import RateLimit
 
 ROWS = {
@@ -26,23 +30,50 @@ ROWS = {
     "websuckets, socket.send(ClientEvent)": "send",
     "websuckets + rate limit (never reached)": "limited",
     "hand-rolled": "hand-rolled",
+    "websuckets DI (a SESSION and a REQUEST service)": "di",
+    "hand-rolled + dishka": "hand-rolled-dishka",
 }
+REFERENCE = {"di": "hand-rolled-dishka"}
+"""The reference of each row that is not compared with the hand-rolled dispatcher."""
 
 
 async def run(row: str, messages: int) -> None:
     """``messages`` messages through ``row``'s dispatcher (in the process valgrind counts)."""
     socket = dispatch.NullSocket()
     if row == "hand-rolled":
-        handle = dispatch.hand_rolled_dispatch(socket)
-        for _ in range(messages):
-            await handle(dispatch.FRAME)
+        await repeat(dispatch.hand_rolled_dispatch(socket), dispatch.FRAME, messages)
+        return
+    if row in ("di", "hand-rolled-dishka"):
+        await run_with_dishka(row, socket, messages)
         return
     app = dispatch.make_app(RateLimit(rate=1e12, burst=1e12) if row == "limited" else None)
     frame = dispatch.SEND_NO_ID if row == "send" else dispatch.FRAME
     async with app:
-        handle = dispatch.websuckets_dispatch(app, socket)
-        for _ in range(messages):
-            await handle(frame)
+        await repeat(dispatch.websuckets_dispatch(app, socket), frame, messages)
+
+
+async def run_with_dishka(row: str, socket: dispatch.NullSocket, messages: int) -> None:
+    """``messages`` messages of one connection, in the SESSION scope of the DI app's container."""
+    app = dispatch.make_di_app()
+    assert app.container is not None
+    async with app:
+        user = app.dispatcher.sessions.connect(socket)  # type: ignore[arg-type]
+        context = {ServerConnection: socket, User: user}
+        async with app.container(context=context, scope=Scope.SESSION) as session:
+            await repeat(dishka_dispatch(row, app, socket, session, user), dispatch.FRAME, messages)
+
+
+def dishka_dispatch(
+    row: str, app: WebSuckets, socket: dispatch.NullSocket, session: AsyncContainer, user: User
+) -> Callable[[str], Awaitable[None]]:
+    if row == "di":
+        return dispatch.websuckets_dispatch(app, socket, session, user)
+    return dispatch.hand_rolled_dishka_dispatch(socket, session)
+
+
+async def repeat(handle: Callable[[str], Awaitable[None]], frame: str, messages: int) -> None:
+    for _ in range(messages):
+        await handle(frame)
 
 
 def counted(row: str, messages: int) -> int:
@@ -61,11 +92,14 @@ def main(messages: int) -> None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     few = messages // 6
     print(f"instructions a message: a run of {messages} messages less a run of {few}")
-    print("| path | instructions a message | x hand-rolled |")
+    print("| path | instructions a message | x its reference (hand-rolled; hand-rolled + dishka for DI) |")
     print("|---|---:|---:|")
     figures = {name: (counted(row, messages) - counted(row, few)) / (messages - few) for name, row in ROWS.items()}
-    for name, figure in figures.items():
-        print(f"| {name} | {figure:,.0f} | {figure / figures['hand-rolled']:.2f}x |")
+    by_row = {row: figures[name] for name, row in ROWS.items()}
+    for name, row in ROWS.items():
+        reference = REFERENCE.get(row, "hand-rolled")
+        ratio = f"{figures[name] / by_row[reference]:.2f}x" if row != reference else ""
+        print(f"| {name} | {figures[name]:,.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -34,12 +34,28 @@ def test_dispatch_benchmark_runs_and_prints_a_ratio() -> None:
     assert "ratio websuckets / hand-rolled:" in result.stdout
 
 
-@pytest.mark.parametrize("row", ["reply", "send", "limited", "hand-rolled"])
+@pytest.mark.parametrize("row", ["reply", "send", "limited", "hand-rolled", "di", "hand-rolled-dishka"])
 def test_instruction_benchmark_rows_run(row: str) -> None:
     """Each row that bench/instructions.py has valgrind count runs on its own (natively here: the count
     itself needs valgrind and a minute a row, so it is run by hand, as the Performance page says)."""
     command = [sys.executable, str(BENCH / "instructions.py"), "--run", row, "--messages", "50"]
     subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_each_server_whose_instructions_are_counted_answers_its_load() -> None:
+    """bench/server_instructions.py's servers, started as it starts them (natively here: valgrind counts
+    for minutes), answer every request of its load and stop on SIGINT."""
+    command = [
+        sys.executable,
+        str(BENCH / "server_instructions.py"),
+        "--check",
+        "--connections",
+        "4",
+        "--messages",
+        "5",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.count("answered 4 x 5") == 5, result.stdout
 
 
 def test_close_benchmark_runs_and_prints_a_ratio() -> None:
