@@ -2,7 +2,9 @@
 
 The same path as ``bench/dispatch.py`` (no network; replies go to a socket that drops them):
 websuckets answering with ``ctx.reply``, with ``socket.send(ClientEvent(...))``, with the default
-chain's rate limit (never reached), and the hand-rolled dispatcher. Each figure is the count of a
+chain's rate limit (never reached), and the hand-rolled dispatcher; then the DI handler (a SESSION-
+and a REQUEST-scoped service, as ``bench/run.py``'s ``websuckets_di``) against the hand-rolled
+dispatcher plus dishka, both in one connection's SESSION scope. Each figure is the count of a
 run of ``--messages`` messages less that of a run of ``--messages // 6`` (start-up and imports
 cancel out), divided by the difference. Needs ``valgrind`` (Debian's package); about a minute a
 row. ``python bench/instructions.py [--messages N]``.
