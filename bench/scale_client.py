@@ -20,8 +20,9 @@ each sender probes until its server sees its receiver (no ``такой клие�
 by slicing, not parsing, so the client's work per message stays close to the plain protocol's.
 
 It prints one JSON line, ``{"result": {...}}``: latency percentiles over the messages sent in
-the measured window, deliveries per second received in it, and how far the sender fell behind
-its schedule. Every wait is bounded.
+the measured window, deliveries per second received in it, how far the sender fell behind
+its schedule, what was lost, and what came twice or out of its sender's order (each sender's
+messages carry increasing send times). Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Run:
         self.sent = 0
         self.received = 0
         self.received_in_window = 0
+        self.disordered = 0
+        """Messages that reached their receiver after a later one of the same sender, or twice."""
         self.acked = 0
         self.bad: bytes | None = None
         self.drained = asyncio.Event()
@@ -118,6 +121,8 @@ class Receiver(Listener):
         super().__init__(run, socketio)
         self.id: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.pair: Pair | None = None
+        self.last_sent = 0
+        """The newest send time heard from this receiver's one sender: its messages carry increasing ones."""
 
     def on_message(self, data: bytes, now: int) -> None:
         if data.startswith(INCOMING):
@@ -128,6 +133,10 @@ class Receiver(Listener):
             sent = int(text)
             run = self.run
             run.received += 1
+            if sent <= self.last_sent:  # a duplicate, or overtaken by a later message
+                run.disordered += 1
+            else:
+                self.last_sent = sent
             if run.window_start <= sent < run.window_end:
                 run.latencies.append(now - sent)
             if run.window_start <= now < run.window_end:
@@ -275,6 +284,7 @@ async def measure(arguments: argparse.Namespace) -> dict[str, Any]:
         "rate": run.received_in_window / arguments.duration,
         "sent": run.sent,
         "lost": run.sent - run.received,
+        "disordered": run.disordered,
         "p50_ms": percentile(0.50),
         "p99_ms": percentile(0.99),
         "p999_ms": percentile(0.999),

@@ -530,6 +530,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
+def disordered(runs: list[dict[str, Any]]) -> int | str:
+    """Messages that came twice or out of order over ``runs`` ("-": runs made before it was counted)."""
+    counted = [r["disordered"] for r in runs if "disordered" in r]
+    return sum(counted) if counted else "-"
+
+
 def ratio(top: float, bottom: float) -> str:
     return f"{top / bottom:.2f}x" if bottom else "n/a"
 
@@ -608,7 +614,11 @@ def delivery_table(records: list[dict[str, Any]], rates: Sequence[int]) -> tuple
         f"| lost | {sum(r['lost'] for r in [*cross, *singles['cross-process']])} "
         f"| {sum(r['lost'] for r in [*peers['relay'], *singles['relay']])} | "
         f"| {sum(r['lost'] for r in [*peers['socketio'], *singles['socketio']])} | |",
+        f"| duplicated or out of order | {disordered([*cross, *singles['cross-process']])} "
+        f"| {disordered([*peers['relay'], *singles['relay']])} | "
+        f"| {disordered([*peers['socketio'], *singles['socketio']])} | |",
     ]
+    ours = [*cross, *singles["cross-process"]]
     for verdict, what in (
         (
             top_cross >= tops["relay"],
@@ -619,6 +629,11 @@ def delivery_table(records: list[dict[str, Any]], rates: Sequence[int]) -> tuple
             top_cross >= 3 * tops["socketio"],
             f"K = {CLOSED_PAIRS} vs python-socketio with its Redis manager: "
             f"{ratio(top_cross, tops['socketio'])} (target >= 3.0x)",
+        ),
+        (
+            sum(r["lost"] for r in ours) == 0 and disordered(ours) == 0,
+            f"nothing lost, duplicated or out of order: {sum(r['lost'] for r in ours)} lost, "
+            f"{disordered(ours)} duplicated or out of order",
         ),
         (
             single_p99["cross-process"] <= K1_P99_TARGET_MS,

@@ -16,6 +16,7 @@ ROWS = (
     "| most messages per second |",
     "| K = 64 pairs: messages per second |",  # against the hand-rolled relay and python-socketio
     "| K = 1: p99 ms |",
+    "| duplicated or out of order |",
     "| hand-rolled |",
     "| FastAPI (uvicorn) |",
     "| websuckets rooms |",
@@ -42,6 +43,7 @@ def test_quick_run_prints_every_part(tmp_path: Path) -> None:
     assert "vs the hand-rolled websockets + redis-py relay" in result.stdout
     assert "vs python-socketio with its Redis manager" in result.stdout
     assert "K = 1 p99:" in result.stdout
+    assert "nothing lost, duplicated or out of order:" in result.stdout
     assert (tmp_path / "scale_out.md").read_text().strip() == result.stdout.strip()
     figures = json.loads((tmp_path / "scale_out.json").read_text())
     assert set(figures["results"]) == {"delivery", "freshness", "fanout", "memory", "restart"}
@@ -58,3 +60,18 @@ def test_awaited_redis_command_benchmark_prints_both_rows() -> None:
         assert row is not None, result.stdout
         assert float(row.group(1)) > 0
     assert "the link's overhead per awaited command:" in result.stdout
+
+
+async def test_the_load_generator_counts_a_message_heard_twice_or_overtaken() -> None:
+    """bench/scale_client.py's receiver: each sender's messages carry increasing send times, so one that
+    is not newer than the last heard came twice or was overtaken."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from scale_client import Receiver, Run
+    finally:
+        sys.path.remove(str(BENCH))
+    run = Run()
+    receiver = Receiver(run, socketio=False)
+    for sent in (100, 200, 200, 150, 300):
+        receiver.on_message(b'{"event":"incoming message","payload":{"text":"%d"}}' % sent, now=400)
+    assert (run.received, run.disordered) == (5, 2)
