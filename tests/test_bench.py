@@ -44,7 +44,7 @@ def test_instruction_benchmark_rows_run(row: str) -> None:
 
 def test_each_server_whose_instructions_are_counted_answers_its_load() -> None:
     """bench/server_instructions.py's servers, started as it starts them (natively here: valgrind counts
-    for minutes), answer every request of its load and stop on SIGINT."""
+    for minutes), answer every request of its load and stop on SIGTERM."""
     command = [
         sys.executable,
         str(BENCH / "server_instructions.py"),
