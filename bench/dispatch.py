@@ -19,18 +19,22 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from dishka import AsyncContainer, FromDishka, make_async_container
+from dishka import AsyncContainer
 from pydantic import BaseModel
-from servers.services import BenchProvider, Trace, Visitor
 from websockets.asyncio.server import ServerConnection
 
 from websuckets import ClientEvent, CommandGroup, Context, User, WebSuckets
-from websuckets.di import WebSucketsProvider
 from websuckets.middleware import RateLimit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))  # the DI server's app and services
+from services import Trace, Visitor
+from websuckets_app import create_app
 
 FRAME = json.dumps({"event": "user echo", "payload": {"nickname": "alice", "text": "hello", "n": 1}, "id": 1})
 SEND_PAYLOAD = {"nickname": "alice", "text": "hello", "n": 1}
@@ -127,21 +131,9 @@ def make_app(rate_limit: RateLimit | None) -> WebSuckets:
 
 
 def make_di_app() -> WebSuckets:
-    """``user echo`` as ``bench/servers/websuckets_app.py --variant di`` has it: one SESSION- and one
-    REQUEST-scoped service."""
-    app = WebSuckets(rate_limit=None, container=make_async_container(BenchProvider(), WebSucketsProvider()))
-    group = CommandGroup("user")
-
-    @group.command("echo")
-    async def echo(
-        socket: ServerConnection, model: Echo, visitor: FromDishka[Visitor], trace: FromDishka[Trace]
-    ) -> None:
-        visitor.messages += 1
-        trace.n = model.n
-        await socket.send(ClientEvent("echo", model, id=model.n))
-
-    app.include_command_group(group)
-    return app
+    """The app of ``bench/servers/websuckets_app.py --variant di`` (``bench/run.py``'s ``websuckets_di``):
+    ``user echo`` with one SESSION- and one REQUEST-scoped service, no rate limit."""
+    return create_app("di")
 
 
 async def main(messages: int, repeat: int) -> None:

@@ -21,10 +21,10 @@ import sys
 from collections.abc import Awaitable, Callable
 
 import dispatch  # bench/dispatch.py: python puts this script's directory first on the path
-from dishka import AsyncContainer, Scope
+from dishka import Scope
 from websockets.asyncio.server import ServerConnection
 
-from websuckets import User, WebSuckets
+from websuckets import User
 from websuckets.middleware import RateLimit
 
 ROWS = {
@@ -62,15 +62,11 @@ async def run_with_dishka(row: str, socket: dispatch.NullSocket, messages: int) 
         user = app.dispatcher.sessions.connect(socket)  # type: ignore[arg-type]
         context = {ServerConnection: socket, User: user}
         async with app.container(context=context, scope=Scope.SESSION) as session:
-            await repeat(dishka_dispatch(row, app, socket, session, user), dispatch.FRAME, messages)
-
-
-def dishka_dispatch(
-    row: str, app: WebSuckets, socket: dispatch.NullSocket, session: AsyncContainer, user: User
-) -> Callable[[str], Awaitable[None]]:
-    if row == "di":
-        return dispatch.websuckets_dispatch(app, socket, session, user)
-    return dispatch.hand_rolled_dishka_dispatch(socket, session)
+            if row == "di":
+                handle = dispatch.websuckets_dispatch(app, socket, session, user)
+            else:
+                handle = dispatch.hand_rolled_dishka_dispatch(socket, session)
+            await repeat(handle, dispatch.FRAME, messages)
 
 
 async def repeat(handle: Callable[[str], Awaitable[None]], frame: str, messages: int) -> None:
